@@ -1,0 +1,107 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Snapshots before risky changes, rollback in one command"
+)]
+pub struct Cli {
+    /// Repository directory [default: the platform data dir, e.g. ~/.local/share/cairn/repo]
+    #[arg(long, short = 'r', global = true, env = "CAIRN_REPO", value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository (refuses to touch an existing one)
+    Init,
+    /// Save paths into a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the entries of a snapshot
+    Ls(LsArgs),
+    /// Rebuild a snapshot under a directory
+    Restore(RestoreArgs),
+    /// Verify the repository
+    Check(CheckArgs),
+    /// Remove locks left by processes that are gone
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to save
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Leave out matching paths (repeatable; gitignore-like, see README)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Record this time instead of now (RFC 3339, e.g. 2026-11-24T10:30:00+01:00)
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Directory to rebuild the snapshot under (created if missing)
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only matching paths and what is inside them (repeatable)
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also re-read every pack and re-hash every blob
+    #[arg(long)]
+    pub read_data: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (make sure no cairn is running)
+    #[arg(long)]
+    pub remove_all: bool,
+}

@@ -1,0 +1,4 @@
+//! Collectors turn part of the machine into snapshot entries. They know
+//! nothing of storage: they yield paths and metadata in manifest order.
+
+pub mod tree;

@@ -1,0 +1,123 @@
+//! One file per subcommand. Each returns the process exit code on success;
+//! errors go back to `main`, which maps them to exit codes.
+
+pub mod backup;
+pub mod check;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod unlock;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use cairn::backup::BackupError;
+use cairn::repo::{RepoError, Repository};
+use cairn::restore::RestoreError;
+use cairn::sink::LocalSink;
+
+use crate::cli::{Cli, Command};
+
+/// Exit codes (README, "Exit codes"); the same numbers as restic's.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const PARTIAL: u8 = 3;
+    pub const NO_REPOSITORY: u8 = 10;
+    pub const LOCKED: u8 = 11;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let repo = cli.repo.clone();
+    match cli.command {
+        Command::Init => init::run(repo),
+        Command::Backup(args) => backup::run(repo, args),
+        Command::Snapshots(args) => snapshots::run(repo, args),
+        Command::Ls(args) => ls::run(repo, args),
+        Command::Restore(args) => restore::run(repo, args),
+        Command::Check(args) => check::run(repo, args),
+        Command::Unlock(args) => unlock::run(repo, args),
+    }
+}
+
+/// The exit code for an error, from the first error in its chain that has one.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        let repo_err = cause
+            .downcast_ref::<RepoError>()
+            .or_else(|| match cause.downcast_ref::<BackupError>() {
+                Some(BackupError::Repo(e)) => Some(e),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<RestoreError>() {
+                Some(RestoreError::Repo(e)) => Some(e),
+                _ => None,
+            });
+        match repo_err {
+            Some(RepoError::NotFound { .. }) => return exit::NO_REPOSITORY,
+            Some(RepoError::Locked { .. }) => return exit::LOCKED,
+            Some(RepoError::Interrupted) => return exit::INTERRUPTED,
+            _ => {}
+        }
+    }
+    if cairn::interrupt::is_set() {
+        exit::INTERRUPTED
+    } else {
+        exit::FAILED
+    }
+}
+
+/// Where the repository is, and whether it is the default one.
+pub fn repo_path(repo: Option<PathBuf>) -> Result<(PathBuf, bool)> {
+    match repo {
+        Some(path) => Ok((path, false)),
+        None => {
+            let base = dirs::data_local_dir()
+                .ok_or_else(|| anyhow!("no data directory is known for this user; give --repo PATH"))?;
+            Ok((base.join("cairn").join("repo"), true))
+        }
+    }
+}
+
+/// Opens the repository. The default repository is created on first backup
+/// (`create_default`); one named with --repo must exist.
+pub fn open_repo(repo: Option<PathBuf>, create_default: bool) -> Result<Repository> {
+    let (path, is_default) = repo_path(repo)?;
+    let sink = Arc::new(LocalSink::new(&path));
+    match Repository::open(sink.clone()) {
+        Ok(repo) => Ok(repo),
+        Err(RepoError::NotFound { .. }) if is_default && create_default && is_empty_or_missing(&path) => {
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create the default repository at {}", path.display()))?;
+            let repo = Repository::init(sink)
+                .with_context(|| format!("cannot create the default repository at {}", path.display()))?;
+            eprintln!("created the default repository at {}", path.display());
+            Ok(repo)
+        }
+        Err(RepoError::NotFound { location }) if !is_empty_or_missing(&path) => {
+            Err(RepoError::NotARepository {
+                location,
+                reason: "it has no config.json".into(),
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn is_empty_or_missing(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Prints a value as one JSON document on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let out = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cairn::repo::snapshot::SnapshotRecord;
+use chrono::Local;
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use super::{exit, open_repo, print_json};
+use crate::cli::SnapshotsArgs;
+
+#[derive(Serialize)]
+struct Listed<'a> {
+    id: String,
+    #[serde(flatten)]
+    record: &'a SnapshotRecord,
+}
+
+pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
+    let repo = open_repo(repo, false)?;
+    let snapshots = repo.load_snapshots()?;
+    if args.json {
+        let listed: Vec<Listed> = snapshots
+            .iter()
+            .map(|s| Listed {
+                id: s.id.to_hex(),
+                record: &s.record,
+            })
+            .collect();
+        return print_json(&listed).map(|_| exit::OK);
+    }
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}  PATHS",
+        "ID", "TIME", "HOST", "FILES", "SIZE"
+    );
+    for s in &snapshots {
+        let r = &s.record;
+        let paths: Vec<String> = r.roots.iter().map(|root| root.path.lossy()).collect();
+        let mut paths = paths.join(", ");
+        if !r.tags.is_empty() {
+            paths.push_str(&format!(" [{}]", r.tags.join(",")));
+        }
+        if r.partial {
+            paths.push_str(" (partial)");
+        }
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}  {}",
+            s.id.short(),
+            r.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+            r.host,
+            r.stats.files,
+            HumanBytes(r.stats.bytes).to_string(),
+            paths
+        );
+    }
+    println!("{} snapshots", snapshots.len());
+    Ok(exit::OK)
+}

@@ -1,0 +1,14 @@
+//! cairn: snapshots before risky changes.
+//!
+//! The library holds everything but the command line: the repository format
+//! (`repo`), the stores it lives in (`sink`), what gets saved (`collect`), and
+//! the backup and restore pipelines.
+
+pub mod backup;
+pub mod collect;
+pub mod interrupt;
+pub mod meta;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod sink;

@@ -1,0 +1,216 @@
+//! File metadata: reading it into manifest entries and putting it back.
+
+use std::fs::Metadata;
+use std::io;
+use std::path::Path;
+
+use crate::repo::manifest::{Entry, EntryKind, RawBytes, Xattr};
+
+/// An entry from `lstat` data; contents, hash and target are filled in later.
+pub fn entry_from_metadata(path: Vec<u8>, meta: &Metadata) -> Option<Entry> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_char_device() {
+            EntryKind::Chardev
+        } else if ft.is_block_device() {
+            EntryKind::Blockdev
+        } else {
+            return None; // sockets are not worth saving
+        };
+        Some(Entry {
+            path: RawBytes(path),
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec() as u32,
+            ino: meta.ino(),
+            size: if kind == EntryKind::File { meta.len() } else { 0 },
+            hash: None,
+            blobs: Vec::new(),
+            target: None,
+            rdev: if matches!(kind, EntryKind::Chardev | EntryKind::Blockdev) {
+                meta.rdev()
+            } else {
+                0
+            },
+            xattrs: Vec::new(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            return None;
+        };
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Some(Entry {
+            path: RawBytes(path),
+            kind,
+            mode: if meta.permissions().readonly() {
+                0o444
+            } else {
+                0o644
+            },
+            uid: 0,
+            gid: 0,
+            mtime: mtime.as_secs() as i64,
+            mtime_nsec: mtime.subsec_nanos(),
+            ctime: 0,
+            ctime_nsec: 0,
+            ino: 0,
+            size: if kind == EntryKind::File { meta.len() } else { 0 },
+            hash: None,
+            blobs: Vec::new(),
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        })
+    }
+}
+
+/// Hard-link identity of a file with more than one name.
+pub fn hardlink_key(meta: &Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// Extended attributes, without following a symlink. A filesystem without
+/// xattr support has none.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    {
+        let mut out = Vec::new();
+        let names = match xattr::list(path) {
+            Ok(names) => names,
+            Err(e) if unsupported(&e) => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for name in names {
+            if let Some(value) = xattr::get(path, &name)? {
+                out.push(Xattr {
+                    name: RawBytes(os_bytes(&name)),
+                    value: RawBytes(value),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+    {
+        let _ = path;
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+fn unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTSUP) || e.kind() == io::ErrorKind::Unsupported
+}
+
+#[cfg(unix)]
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    s.to_string_lossy().replace('\\', "/").into_bytes()
+}
+
+#[cfg(unix)]
+pub fn bytes_to_path(b: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+#[cfg(not(unix))]
+pub fn bytes_to_path(b: &[u8]) -> std::path::PathBuf {
+    std::path::PathBuf::from(String::from_utf8_lossy(b).into_owned())
+}
+
+pub fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Puts an entry's owner, xattrs, mode and mtime on `path`, in that order:
+/// chown clears set-id bits and a read-only mode forbids setting xattrs, so
+/// the mode comes after both, and the mtime last because the others touch it.
+pub fn apply_metadata(path: &Path, entry: &Entry) -> io::Result<()> {
+    let is_link = entry.kind == EntryKind::Symlink;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if running_as_root() {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+            // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+            if unsafe { libc::lchown(c.as_ptr(), entry.uid, entry.gid) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    if !is_link {
+        use std::os::unix::ffi::OsStrExt;
+        for x in &entry.xattrs {
+            xattr::set(
+                path,
+                std::ffi::OsStr::from_bytes(x.name.as_bytes()),
+                x.value.as_bytes(),
+            )?;
+        }
+    }
+    #[cfg(unix)]
+    if !is_link {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(entry.mode))?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
+    if is_link {
+        filetime::set_symlink_file_times(path, mtime, mtime)
+    } else {
+        filetime::set_file_times(path, mtime, mtime)
+    }
+}

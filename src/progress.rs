@@ -1,0 +1,72 @@
+//! Progress on stderr, only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A byte-counting progress bar that is hidden unless stderr is a terminal.
+#[derive(Clone)]
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    pub fn bytes(verb: &str, total: Option<u64>) -> Progress {
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
+        if std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            let template = if total.is_some() {
+                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+            } else {
+                "{prefix} [{elapsed_precise}] {bytes} {bytes_per_sec} {msg}"
+            };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        bar.set_prefix(verb.to_string());
+        Progress { bar }
+    }
+
+    pub fn hidden() -> Progress {
+        Progress {
+            bar: ProgressBar::hidden(),
+        }
+    }
+
+    pub fn is_visible(&self) -> bool {
+        !self.bar.is_hidden()
+    }
+
+    pub fn add(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    pub fn set_total(&self, total: u64) {
+        self.bar.set_length(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        ) {
+            self.bar.set_style(style);
+        }
+    }
+
+    pub fn message(&self, msg: String) {
+        self.bar.set_message(msg);
+    }
+
+    /// Prints a line above the bar (or plainly when there is none).
+    pub fn println(&self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,276 @@
+//! `check`: proves that every snapshot can be restored. Every object read is
+//! verified against its name; problems name the object and the snapshots
+//! they affect.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::id::ObjectId;
+use super::index::{Index, IndexBlob};
+use super::pack;
+use super::reader::BlobReader;
+use super::{RepoError, Repository};
+use crate::sink::ObjectKind;
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: u64,
+    pub index_files: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub read_data: bool,
+    pub bytes_read: u64,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The damaged object, as `kind name`.
+    pub object: String,
+    pub message: String,
+    /// Short ids of the snapshots that cannot be fully restored because of it.
+    pub snapshots: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Runs every check; `read_data` also re-reads and re-hashes every blob.
+/// `on_bytes` is told how many pack bytes were read, for progress.
+pub fn check(
+    repo: &Repository,
+    read_data: bool,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport, RepoError> {
+    let mut report = CheckReport {
+        read_data,
+        ..Default::default()
+    };
+    let sink = repo.sink();
+
+    // Index files. A damaged one makes its blobs unreachable, which the
+    // snapshot walk below then reports against the snapshots.
+    let mut index = Index::default();
+    let mut pack_blobs: HashMap<ObjectId, Vec<IndexBlob>> = HashMap::new();
+    for info in sink.list(ObjectKind::Index)? {
+        report.index_files += 1;
+        match repo.read_index_file(&info.name) {
+            Ok(file) => {
+                index.add_file(&file);
+                for p in file.packs {
+                    pack_blobs.entry(p.id).or_default().extend(p.blobs);
+                }
+            }
+            Err(e) => report
+                .errors
+                .push(problem(format!("index {}", info.name), e.to_string())),
+        }
+    }
+    report.blobs = index.len() as u64;
+
+    // Packs: present, long enough, and (with read_data) intact.
+    let stored: HashMap<String, u64> = sink
+        .list(ObjectKind::Pack)?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
+    let mut bad_blobs: HashMap<ObjectId, usize> = HashMap::new();
+    let mut to_read = Vec::new();
+    for (pack_id, blobs) in &pack_blobs {
+        report.packs += 1;
+        let name = pack_id.to_hex();
+        let needed = blobs
+            .iter()
+            .map(|b| b.frame_offset + b.frame_length as u64)
+            .max()
+            .unwrap_or(0);
+        let message = match stored.get(&name) {
+            None => Some("is missing".to_string()),
+            Some(&size) if size < needed => Some(format!("is truncated: {size} bytes, index needs {needed}")),
+            Some(_) => None,
+        };
+        match message {
+            Some(message) => {
+                report.errors.push(problem(format!("pack {name}"), message));
+                for b in blobs {
+                    bad_blobs.insert(b.id, report.errors.len() - 1);
+                }
+            }
+            None => to_read.push((*pack_id, blobs)),
+        }
+    }
+    let indexed: HashSet<String> = pack_blobs.keys().map(|id| id.to_hex()).collect();
+    for name in stored.keys().filter(|n| !indexed.contains(*n)) {
+        report.warnings.push(format!(
+            "pack {name} is in no index (left by an interrupted backup; a later prune removes it)"
+        ));
+    }
+
+    if read_data {
+        let results = read_packs(repo, &to_read, on_bytes)?;
+        for (bytes, pack_problems) in results {
+            report.bytes_read += bytes;
+            for (p, blobs) in pack_problems {
+                report.errors.push(p);
+                for b in blobs {
+                    bad_blobs.insert(b, report.errors.len() - 1);
+                }
+            }
+        }
+    }
+
+    // Snapshots: readable, and every blob they need is indexed and unharmed.
+    let mut reader = BlobReader::new(repo, &index);
+    for info in sink.list(ObjectKind::Snapshot)? {
+        report.snapshots += 1;
+        let snapshot = match repo.read_snapshot(&info.name) {
+            Ok(s) => s,
+            Err(e) => {
+                report
+                    .errors
+                    .push(problem(format!("snapshot {}", info.name), e.to_string()));
+                continue;
+            }
+        };
+        let short = snapshot.id.short();
+        let mut missing = 0u64;
+        let mut affected_by: HashSet<usize> = HashSet::new();
+        for id in &snapshot.record.manifest {
+            if let Some(&p) = bad_blobs.get(id) {
+                affected_by.insert(p);
+            }
+        }
+        let mut manifest_error = None;
+        for entry in reader.manifest(&short, &snapshot.record.manifest) {
+            match entry {
+                Ok(entry) => {
+                    for id in &entry.blobs {
+                        if let Some(&p) = bad_blobs.get(id) {
+                            affected_by.insert(p);
+                        } else if !index.contains(id) {
+                            missing += 1;
+                        }
+                    }
+                }
+                Err(e) => manifest_error = Some(e),
+            }
+        }
+        for p in affected_by {
+            report.errors[p].snapshots.push(short.clone());
+        }
+        if let Some(e) = manifest_error {
+            let mut p = problem(
+                format!("snapshot {}", info.name),
+                format!("manifest cannot be read: {e}"),
+            );
+            p.snapshots.push(short.clone());
+            report.errors.push(p);
+        }
+        if missing > 0 {
+            let mut p = problem(
+                format!("snapshot {}", info.name),
+                format!("{missing} blobs it needs are in no index"),
+            );
+            p.snapshots.push(short.clone());
+            report.errors.push(p);
+        }
+    }
+    for p in &mut report.errors {
+        p.snapshots.sort();
+        p.snapshots.dedup();
+    }
+    Ok(report)
+}
+
+fn problem(object: String, message: String) -> Problem {
+    Problem {
+        object,
+        message,
+        snapshots: Vec::new(),
+    }
+}
+
+type PackProblems = Vec<(Problem, Vec<ObjectId>)>;
+
+/// Reads whole packs on every core; returns bytes read and problems per worker.
+fn read_packs(
+    repo: &Repository,
+    packs: &[(ObjectId, &Vec<IndexBlob>)],
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<(u64, PackProblems)>, RepoError> {
+    let next = Mutex::new(0usize);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<(u64, PackProblems), RepoError> {
+                    let mut bytes = 0;
+                    let mut problems = Vec::new();
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                            *n += 1;
+                            *n - 1
+                        };
+                        let Some((id, blobs)) = packs.get(i) else { break };
+                        if crate::interrupt::is_set() {
+                            return Err(RepoError::Interrupted);
+                        }
+                        let data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
+                        bytes += data.len() as u64;
+                        on_bytes(data.len() as u64);
+                        problems.extend(verify_pack(*id, &data, blobs));
+                    }
+                    Ok((bytes, problems))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(RepoError::WriterStopped)))
+            .collect()
+    })
+}
+
+/// Checks a pack's name, then every blob the index places in it.
+fn verify_pack(id: ObjectId, data: &[u8], blobs: &[IndexBlob]) -> PackProblems {
+    let mut out = Vec::new();
+    let name = format!("pack {id}");
+    let actual = ObjectId::of(data);
+    if actual != id {
+        out.push((
+            problem(name.clone(), format!("contents hash to {actual}")),
+            Vec::new(),
+        ));
+    }
+    let mut frames: HashMap<u64, Vec<&IndexBlob>> = HashMap::new();
+    for b in blobs {
+        frames.entry(b.frame_offset).or_default().push(b);
+    }
+    for (offset, members) in frames {
+        let len = members[0].frame_length as usize;
+        let raw = data.get(offset as usize..offset as usize + len).unwrap_or(&[]);
+        let frame = match pack::decompress_frame(raw, offset) {
+            Ok(f) => f,
+            Err(e) => {
+                let ids = members.iter().map(|b| b.id).collect();
+                out.push((problem(name.clone(), e.to_string()), ids));
+                continue;
+            }
+        };
+        for b in members {
+            let result = pack::check_member_header(&frame, b)
+                .and_then(|_| pack::blob_from_frame(&frame, b).map(|_| ()));
+            if let Err(e) = result {
+                out.push((problem(name.clone(), e.to_string()), vec![b.id]));
+            }
+        }
+    }
+    out
+}

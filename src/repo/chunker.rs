@@ -1,0 +1,195 @@
+//! Content-defined chunking (FastCDC 2020), so that an insertion early in a
+//! file moves only the chunks around it and the rest still deduplicate.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{cut, Normalization, MASKS};
+
+use super::config::ChunkerParams;
+
+#[derive(Debug, Clone)]
+pub struct Chunker {
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+}
+
+impl Chunker {
+    /// `None` when the parameters are outside what FastCDC supports.
+    pub fn new(params: &ChunkerParams) -> Option<Chunker> {
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let ChunkerParams {
+            min_size,
+            avg_size,
+            max_size,
+            ..
+        } = *params;
+        let in_range = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max_size)
+            && min_size <= avg_size
+            && avg_size <= max_size;
+        if !in_range {
+            return None;
+        }
+        let bits = fastcdc::v2020::logarithm2(avg_size);
+        let level = Normalization::Level1.bits();
+        Some(Chunker {
+            min: min_size as usize,
+            avg: avg_size as usize,
+            max: max_size as usize,
+            mask_s: MASKS[(bits + level) as usize],
+            mask_l: MASKS[(bits - level) as usize],
+        })
+    }
+
+    pub fn min_size(&self) -> usize {
+        self.min
+    }
+
+    pub fn max_size(&self) -> usize {
+        self.max
+    }
+
+    /// The length of the next chunk at the start of `data`, or `None` when more
+    /// data is needed to decide. At `eof` the rest is always one or more chunks.
+    pub fn next_cut(&self, data: &[u8], eof: bool) -> Option<usize> {
+        if data.is_empty() || (!eof && data.len() < self.max) {
+            return None;
+        }
+        let window = &data[..data.len().min(self.max)];
+        let (_, len) = cut(
+            window,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+        );
+        Some(len.max(1).min(window.len()))
+    }
+
+    /// Cuts everything `reader` yields into chunks and hands each to `f`.
+    /// `buf` is reused between calls so that a worker allocates once; it grows
+    /// to at most twice the maximum chunk size. Returns the bytes read.
+    pub fn chunk_reader<E: From<io::Error>>(
+        &self,
+        reader: &mut dyn Read,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        buf.clear();
+        buf.resize(2 * self.max, 0);
+        let (mut start, mut end, mut total, mut eof) = (0usize, 0usize, 0u64, false);
+        loop {
+            // Keep at least one maximum chunk in the window unless the input ended.
+            while !eof && end - start < self.max {
+                if end == buf.len() {
+                    buf.copy_within(start..end, 0);
+                    end -= start;
+                    start = 0;
+                }
+                match reader.read(&mut buf[end..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        end += n;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match self.next_cut(&buf[start..end], eof) {
+                Some(len) => {
+                    f(&buf[start..start + len])?;
+                    start += len;
+                }
+                None => return Ok(total),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::config::Config;
+
+    fn small() -> Chunker {
+        let mut params = Config::new(String::new()).chunker;
+        params.min_size = 1024;
+        params.avg_size = 4096;
+        params.max_size = 16384;
+        Chunker::new(&params).unwrap()
+    }
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn chunks(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let total = c
+            .chunk_reader::<io::Error>(&mut &data[..], &mut buf, |ch| {
+                out.push(ch.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(total, data.len() as u64);
+        out
+    }
+
+    #[test]
+    fn chunks_cover_input_within_bounds() {
+        let c = small();
+        let data = pseudo_random(200_000, 1);
+        let parts = chunks(&c, &data);
+        assert_eq!(parts.concat(), data);
+        assert!(parts.len() > 5);
+        for p in &parts[..parts.len() - 1] {
+            assert!(p.len() >= 1024 && p.len() <= 16384, "chunk of {}", p.len());
+        }
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        assert!(chunks(&small(), &[]).is_empty());
+    }
+
+    #[test]
+    fn insertion_moves_few_chunks() {
+        let c = small();
+        let data = pseudo_random(300_000, 2);
+        let mut edited = data[..1000].to_vec();
+        edited.extend_from_slice(b"inserted bytes");
+        edited.extend_from_slice(&data[1000..]);
+        let a = chunks(&c, &data);
+        let b = chunks(&c, &edited);
+        let shared = b.iter().filter(|x| a.contains(x)).count();
+        assert!(
+            shared + 3 >= a.len(),
+            "only {shared} of {} chunks survived",
+            a.len()
+        );
+    }
+
+    #[test]
+    fn out_of_range_params_are_refused() {
+        let mut params = Config::new(String::new()).chunker;
+        params.max_size = 1 << 30;
+        assert!(Chunker::new(&params).is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! Index files: which pack, frame and offset hold each blob.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::id::ObjectId;
+
+/// One index file as stored (JSON, then zstd).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexFile {
+    pub packs: Vec<IndexPack>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPack {
+    pub id: ObjectId,
+    pub blobs: Vec<IndexBlob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexBlob {
+    pub id: ObjectId,
+    /// Byte offset of the blob's zstd frame in the pack.
+    pub frame_offset: u64,
+    /// Compressed length of that frame.
+    pub frame_length: u32,
+    /// Offset of the blob's bytes in the decompressed frame (after its tar header).
+    pub offset: u32,
+    pub length: u32,
+}
+
+/// A blob's place, with the pack given as a position in [`Index::packs`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLocation {
+    pub pack: u32,
+    pub frame_offset: u64,
+    pub frame_length: u32,
+    pub offset: u32,
+    pub length: u32,
+}
+
+impl BlobLocation {
+    pub fn to_index_blob(self, id: ObjectId) -> IndexBlob {
+        IndexBlob {
+            id,
+            frame_offset: self.frame_offset,
+            frame_length: self.frame_length,
+            offset: self.offset,
+            length: self.length,
+        }
+    }
+}
+
+/// All index files of a repository, merged. A blob stored in several packs
+/// (two backups racing) is found in the first one loaded.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<ObjectId>,
+    pack_positions: HashMap<ObjectId, u32>,
+    blobs: HashMap<ObjectId, BlobLocation>,
+}
+
+impl Index {
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for pack in &file.packs {
+            let pos = *self.pack_positions.entry(pack.id).or_insert_with(|| {
+                self.packs.push(pack.id);
+                (self.packs.len() - 1) as u32
+            });
+            for b in &pack.blobs {
+                self.blobs.entry(b.id).or_insert(BlobLocation {
+                    pack: pos,
+                    frame_offset: b.frame_offset,
+                    frame_length: b.frame_length,
+                    offset: b.offset,
+                    length: b.length,
+                });
+            }
+        }
+    }
+
+    pub fn get(&self, id: &ObjectId) -> Option<(ObjectId, BlobLocation)> {
+        self.blobs
+            .get(id)
+            .map(|loc| (self.packs[loc.pack as usize], *loc))
+    }
+
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn packs(&self) -> &[ObjectId] {
+        &self.packs
+    }
+
+    pub fn blob_ids(&self) -> impl Iterator<Item = &ObjectId> {
+        self.blobs.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+}

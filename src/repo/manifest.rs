@@ -1,0 +1,364 @@
+//! The manifest: every entry of a snapshot, one JSON object per line, sorted
+//! by path, cut into blobs by the content-defined chunker so that an unchanged
+//! part of a tree costs nothing in the next snapshot.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::chunker::Chunker;
+use super::id::ObjectId;
+
+/// Bytes that are shown as a string when they are UTF-8 and as
+/// `{"hex": "..."}` when not, so that any file name survives unchanged.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RawBytes(pub Vec<u8>);
+
+impl RawBytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+impl fmt::Debug for RawBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<&str> for RawBytes {
+    fn from(s: &str) -> RawBytes {
+        RawBytes(s.as_bytes().to_vec())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawBytesRepr {
+    Text(String),
+    Hex { hex: String },
+}
+
+impl Serialize for RawBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => RawBytesRepr::Text(text.to_string()).serialize(s),
+            Err(_) => RawBytesRepr::Hex {
+                hex: self.0.iter().map(|b| format!("{b:02x}")).collect(),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawBytes, D::Error> {
+        match RawBytesRepr::deserialize(d)? {
+            RawBytesRepr::Text(text) => Ok(RawBytes(text.into_bytes())),
+            RawBytesRepr::Hex { hex } => {
+                if hex.len() % 2 != 0 {
+                    return Err(serde::de::Error::custom("odd-length hex string"));
+                }
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map(RawBytes)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    /// Another name for a file stored earlier in the manifest (`target`).
+    Hardlink,
+    Fifo,
+    Chardev,
+    Blockdev,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: RawBytes,
+    pub value: RawBytes,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// One manifest line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Relative, `/`-separated, no `.` or `..` components.
+    pub path: RawBytes,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtime_nsec: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime_nsec: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// blake3 of the whole file's contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<ObjectId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<ObjectId>,
+    /// A symlink's target, or the manifest path a hard link shares a file with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawBytes>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// Manifest order: paths compared component by component, bytewise. This is
+/// the order of a depth-first walk with siblings sorted by name, so a walk can
+/// be merged against a parent snapshot's manifest without sorting.
+pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
+/// Whether a manifest path is safe to join under a restore target.
+pub fn is_safe_path(path: &[u8]) -> bool {
+    !path.is_empty()
+        && !path.contains(&0)
+        && path
+            .split(|&c| c == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest entries out of order: {0:?} after {1:?}")]
+    OutOfOrder(RawBytes, RawBytes),
+    #[error("manifest line {line}: {source}")]
+    BadLine {
+        line: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("manifest path {0:?} is absolute or has empty, '.' or '..' parts")]
+    UnsafePath(RawBytes),
+}
+
+/// Receives each finished manifest blob.
+pub type EmitBlob<'a, E> = dyn FnMut(ObjectId, &[u8]) -> Result<(), E> + 'a;
+
+/// Serializes entries and cuts the stream into blobs as it grows.
+pub struct ManifestWriter {
+    chunker: Chunker,
+    buf: Vec<u8>,
+    blobs: Vec<ObjectId>,
+    last: Option<RawBytes>,
+}
+
+impl ManifestWriter {
+    pub fn new(chunker: Chunker) -> ManifestWriter {
+        ManifestWriter {
+            chunker,
+            buf: Vec::new(),
+            blobs: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Appends an entry; `emit` receives each finished blob.
+    pub fn push<E: From<ManifestError>>(
+        &mut self,
+        entry: &Entry,
+        emit: &mut EmitBlob<'_, E>,
+    ) -> Result<(), E> {
+        if !is_safe_path(entry.path.as_bytes()) {
+            return Err(ManifestError::UnsafePath(entry.path.clone()).into());
+        }
+        if let Some(last) = &self.last {
+            if path_cmp(last.as_bytes(), entry.path.as_bytes()) != Ordering::Less {
+                return Err(ManifestError::OutOfOrder(entry.path.clone(), last.clone()).into());
+            }
+        }
+        self.last = Some(entry.path.clone());
+        // Serializing plain data to a Vec cannot fail.
+        serde_json::to_writer(&mut self.buf, entry)
+            .map_err(|source| ManifestError::BadLine { line: 0, source })?;
+        self.buf.push(b'\n');
+        self.cut(false, emit)
+    }
+
+    fn cut<E>(&mut self, eof: bool, emit: &mut EmitBlob<'_, E>) -> Result<(), E> {
+        let mut start = 0;
+        while let Some(len) = self.chunker.next_cut(&self.buf[start..], eof) {
+            let chunk = &self.buf[start..start + len];
+            let id = ObjectId::of(chunk);
+            emit(id, chunk)?;
+            self.blobs.push(id);
+            start += len;
+        }
+        self.buf.drain(..start);
+        Ok(())
+    }
+
+    /// Emits the rest and returns the manifest's blob list.
+    pub fn finish<E>(mut self, emit: &mut EmitBlob<'_, E>) -> Result<Vec<ObjectId>, E> {
+        self.cut(true, emit)?;
+        Ok(self.blobs)
+    }
+}
+
+/// Parses manifest lines from consecutive blobs; a line may span blobs.
+pub struct ManifestParser {
+    pending: Vec<u8>,
+    line: u64,
+    last: Option<RawBytes>,
+}
+
+impl Default for ManifestParser {
+    fn default() -> Self {
+        ManifestParser::new()
+    }
+}
+
+impl ManifestParser {
+    pub fn new() -> ManifestParser {
+        ManifestParser {
+            pending: Vec::new(),
+            line: 0,
+            last: None,
+        }
+    }
+
+    /// Feeds one blob; returns the entries completed by it.
+    pub fn feed(&mut self, blob: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+        self.pending.extend_from_slice(blob);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(nl) = self.pending[start..].iter().position(|&c| c == b'\n') {
+            let line = &self.pending[start..start + nl];
+            start += nl + 1;
+            self.line += 1;
+            let entry: Entry = serde_json::from_slice(line).map_err(|source| ManifestError::BadLine {
+                line: self.line,
+                source,
+            })?;
+            if !is_safe_path(entry.path.as_bytes()) {
+                return Err(ManifestError::UnsafePath(entry.path));
+            }
+            if let Some(last) = &self.last {
+                if path_cmp(last.as_bytes(), entry.path.as_bytes()) != Ordering::Less {
+                    return Err(ManifestError::OutOfOrder(entry.path, last.clone()));
+                }
+            }
+            self.last = Some(entry.path.clone());
+            out.push(entry);
+        }
+        self.pending.drain(..start);
+        Ok(out)
+    }
+
+    /// Whether the stream ended on a line boundary.
+    pub fn is_complete(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::config::Config;
+
+    fn entry(path: &[u8]) -> Entry {
+        Entry {
+            path: RawBytes(path.to_vec()),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            mtime_nsec: 2,
+            ctime: 0,
+            ctime_nsec: 0,
+            ino: 0,
+            size: 0,
+            hash: None,
+            blobs: vec![],
+            target: None,
+            rdev: 0,
+            xattrs: vec![],
+        }
+    }
+
+    #[test]
+    fn component_order_differs_from_byte_order() {
+        assert_eq!(path_cmp(b"a/b", b"a.txt"), Ordering::Less);
+        assert_eq!(path_cmp(b"a", b"a/b"), Ordering::Less);
+        assert_eq!(path_cmp(b"a b", b"a/b"), Ordering::Greater);
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        for p in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"./a", b"a/"] {
+            assert!(!is_safe_path(p), "{p:?}");
+        }
+        assert!(is_safe_path(b"tree/x/a b\\c\nd"));
+    }
+
+    #[test]
+    fn round_trip_through_small_blobs() {
+        let mut params = Config::new(String::new()).chunker;
+        params.min_size = 64;
+        params.avg_size = 256;
+        params.max_size = 1024;
+        let chunker = Chunker::new(&params).unwrap();
+        let mut entries: Vec<Entry> = (0..300u32)
+            .map(|i| entry(format!("d/f{i:04}").as_bytes()))
+            .collect();
+        entries.push(entry(b"z/\xff\xfe name"));
+        let mut writer = ManifestWriter::new(chunker);
+        let mut blobs: Vec<Vec<u8>> = Vec::new();
+        let mut emit = |_: ObjectId, b: &[u8]| -> Result<(), ManifestError> {
+            blobs.push(b.to_vec());
+            Ok(())
+        };
+        for e in &entries {
+            writer.push(e, &mut emit).unwrap();
+        }
+        let ids = writer.finish(&mut emit).unwrap();
+        assert_eq!(ids.len(), blobs.len());
+        assert!(blobs.len() > 3);
+        let mut parser = ManifestParser::new();
+        let parsed: Vec<Entry> = blobs.iter().flat_map(|b| parser.feed(b).unwrap()).collect();
+        assert!(parser.is_complete());
+        assert_eq!(parsed, entries);
+    }
+
+    #[test]
+    fn out_of_order_is_refused() {
+        let chunker = Chunker::new(&Config::new(String::new()).chunker).unwrap();
+        let mut writer = ManifestWriter::new(chunker);
+        let mut emit = |_: ObjectId, _: &[u8]| -> Result<(), ManifestError> { Ok(()) };
+        writer.push(&entry(b"b"), &mut emit).unwrap();
+        assert!(writer.push(&entry(b"a"), &mut emit).is_err());
+    }
+}

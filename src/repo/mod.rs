@@ -1,0 +1,267 @@
+//! Repository format 1 (see `docs/FORMAT.md`): config, packs, index files,
+//! manifests and snapshot records, reached only through a [`Sink`].
+
+pub mod check;
+pub mod chunker;
+pub mod config;
+pub mod id;
+pub mod index;
+pub mod lock;
+pub mod manifest;
+pub mod pack;
+pub mod packer;
+pub mod reader;
+pub mod snapshot;
+
+use std::sync::Arc;
+
+use crate::sink::{ObjectKind, Sink, SinkError, CONFIG_NAME};
+use chunker::Chunker;
+use config::{Config, FORMAT_VERSION};
+use id::ObjectId;
+use index::{Index, IndexFile};
+use manifest::ManifestError;
+use pack::PackError;
+use snapshot::{RefError, Snapshot, SnapshotRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("no repository at {location}; create one with `cairn init --repo {location}`")]
+    NotFound { location: String },
+    #[error("{location} is not a cairn repository: {reason}")]
+    NotARepository { location: String, reason: String },
+    #[error("repository {location} has format version {version}; this cairn reads version {FORMAT_VERSION} only, upgrade cairn")]
+    UnsupportedVersion { location: String, version: u32 },
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+    #[error("repository is locked: {holders} (if that process is gone, run `cairn unlock`)")]
+    Locked { holders: String },
+    #[error("{kind} {name} is damaged: {detail}")]
+    Corrupt {
+        kind: ObjectKind,
+        name: String,
+        detail: String,
+    },
+    #[error("blob {0} is not in the index")]
+    MissingBlob(ObjectId),
+    #[error("pack {pack}: {source}")]
+    Pack {
+        pack: ObjectId,
+        #[source]
+        source: PackError,
+    },
+    #[error("snapshot {snapshot}: {source}")]
+    Manifest {
+        snapshot: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    ManifestFormat(#[from] ManifestError),
+    #[error("internal error: a worker thread panicked")]
+    ThreadPanicked,
+    #[error("the pack writer stopped")]
+    WriterStopped,
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// An open repository: its store and its fixed parameters.
+#[derive(Clone)]
+pub struct Repository {
+    sink: Arc<dyn Sink>,
+    config: Config,
+    chunker: Chunker,
+}
+
+impl Repository {
+    /// Creates a repository in an empty store.
+    pub fn init(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
+        let location = sink.location();
+        if !sink.list(ObjectKind::Config)?.is_empty() {
+            return Err(RepoError::AlreadyExists { location });
+        }
+        let config = Config::new(format!(
+            "{:016x}{:016x}",
+            crate::sink::local::random_u64(),
+            crate::sink::local::random_u64()
+        ));
+        let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Encode {
+            what: "config".into(),
+            source: e,
+        })?;
+        match sink.write_bytes(ObjectKind::Config, CONFIG_NAME, &bytes) {
+            Err(SinkError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
+            other => other?,
+        };
+        Repository::open(sink)
+    }
+
+    /// Opens a repository, refusing anything that is not format 1.
+    pub fn open(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
+        let location = sink.location();
+        let bytes = match sink.read(ObjectKind::Config, CONFIG_NAME) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Err(RepoError::NotFound { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
+                location: location.clone(),
+                reason: format!("config.json is not JSON ({e})"),
+            })?;
+        let version = value.get("version").and_then(|v| v.as_u64());
+        match version {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) => {
+                return Err(RepoError::UnsupportedVersion {
+                    location,
+                    version: v as u32,
+                })
+            }
+            None => {
+                return Err(RepoError::NotARepository {
+                    location,
+                    reason: "config.json has no format version".into(),
+                })
+            }
+        }
+        let config: Config = serde_json::from_value(value).map_err(|e| RepoError::NotARepository {
+            location: location.clone(),
+            reason: format!("config.json: {e}"),
+        })?;
+        let chunker = Chunker::new(&config.chunker).ok_or_else(|| RepoError::NotARepository {
+            location: location.clone(),
+            reason: "config.json has chunker sizes outside FastCDC's limits".into(),
+        })?;
+        Ok(Repository {
+            sink,
+            config,
+            chunker,
+        })
+    }
+
+    pub fn sink(&self) -> &Arc<dyn Sink> {
+        &self.sink
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Reads a content-named object and checks its bytes against its name.
+    pub fn read_verified(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, RepoError> {
+        let bytes = self.sink.read(kind, name)?;
+        let actual = ObjectId::of(&bytes);
+        if actual.to_hex() != name {
+            return Err(RepoError::Corrupt {
+                kind,
+                name: name.to_string(),
+                detail: format!("its bytes hash to {actual}"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub fn read_index_file(&self, name: &str) -> Result<IndexFile, RepoError> {
+        let bytes = self.read_verified(ObjectKind::Index, name)?;
+        let corrupt = |detail: String| RepoError::Corrupt {
+            kind: ObjectKind::Index,
+            name: name.to_string(),
+            detail,
+        };
+        let json = zstd::bulk::decompress(&bytes, 1 << 30)
+            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
+    }
+
+    /// Loads every index file. The index is what makes blobs reachable, so an
+    /// unreadable index file is an error, not something to skip.
+    pub fn load_index(&self) -> Result<Index, RepoError> {
+        let mut index = Index::default();
+        for info in self.sink.list(ObjectKind::Index)? {
+            index.add_file(&self.read_index_file(&info.name)?);
+        }
+        Ok(index)
+    }
+
+    pub fn write_index_file(&self, file: &IndexFile) -> Result<ObjectId, RepoError> {
+        let json = serde_json::to_vec(file).map_err(|e| RepoError::Encode {
+            what: "index".into(),
+            source: e,
+        })?;
+        let bytes =
+            zstd::bulk::compress(&json, self.config.compression.level).map_err(|e| SinkError::Io {
+                op: "compress",
+                location: "index".into(),
+                source: e,
+            })?;
+        let id = ObjectId::of(&bytes);
+        self.write_content_named(ObjectKind::Index, id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Writes an object named by its hash. If the name exists, the same bytes
+    /// are already stored (or `check` will say they are damaged), so that is
+    /// success: concurrent writers of the same content never conflict.
+    pub fn write_content_named(&self, kind: ObjectKind, id: ObjectId, bytes: &[u8]) -> Result<(), RepoError> {
+        match self.sink.write_bytes(kind, &id.to_hex(), bytes) {
+            Ok(_) | Err(SinkError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn read_snapshot(&self, name: &str) -> Result<Snapshot, RepoError> {
+        let bytes = self.read_verified(ObjectKind::Snapshot, name)?;
+        let record: SnapshotRecord = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
+            kind: ObjectKind::Snapshot,
+            name: name.to_string(),
+            detail: format!("bad JSON: {e}"),
+        })?;
+        let id = name.parse().map_err(|_| RepoError::Corrupt {
+            kind: ObjectKind::Snapshot,
+            name: name.to_string(),
+            detail: "name is not an object id".into(),
+        })?;
+        Ok(Snapshot { id, record })
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn load_snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
+        let mut out = Vec::new();
+        for info in self.sink.list(ObjectKind::Snapshot)? {
+            out.push(self.read_snapshot(&info.name)?);
+        }
+        out.sort_by(|a, b| a.record.time.cmp(&b.record.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub fn write_snapshot(&self, record: &SnapshotRecord) -> Result<ObjectId, RepoError> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Encode {
+            what: "snapshot".into(),
+            source: e,
+        })?;
+        let id = ObjectId::of(&bytes);
+        self.write_content_named(ObjectKind::Snapshot, id, &bytes)?;
+        Ok(id)
+    }
+
+    pub fn find_snapshot(&self, query: &str) -> Result<Snapshot, RepoError> {
+        let snapshots = self.load_snapshots()?;
+        Ok(snapshot::resolve(&snapshots, query)?.clone())
+    }
+}

@@ -1,0 +1,287 @@
+//! Packs: real `.tar.zst` files made of independent zstd frames.
+//!
+//! Each frame holds whole tar members (one per blob, named by the blob's hex
+//! id); the last frame holds the tar end-of-archive blocks. Concatenated zstd
+//! frames decompress as one stream, so `zstd -dc pack.tar.zst | tar -t` lists a
+//! pack, while the index's frame offsets let a reader fetch and decompress one
+//! frame to get one blob.
+
+use std::io;
+
+use super::id::ObjectId;
+use super::index::IndexBlob;
+
+/// tar's block size: headers and data are padded to it.
+const BLOCK: usize = 512;
+
+/// Upper bound on one decompressed frame; a frame holds at most one maximum
+/// chunk (16 MiB by FastCDC's limits) plus small blobs up to the frame target.
+const MAX_FRAME_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("frame at offset {offset} does not decompress: {source}")]
+    Decompress {
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {id} lies outside its frame at offset {frame_offset}")]
+    OutOfFrame { id: ObjectId, frame_offset: u64 },
+    #[error("blob {id} has the wrong hash (its bytes hash to {actual})")]
+    HashMismatch { id: ObjectId, actual: ObjectId },
+    #[error("blob {id}: tar member header is damaged")]
+    BadHeader { id: ObjectId },
+}
+
+/// Where a blob sits inside an uncompressed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInFrame {
+    pub id: ObjectId,
+    pub offset: u32,
+    pub length: u32,
+}
+
+/// One compressed frame, ready to be appended to a pack.
+#[derive(Debug)]
+pub struct CompressedFrame {
+    pub data: Vec<u8>,
+    pub blobs: Vec<BlobInFrame>,
+    /// Bytes of blob data (not tar padding) in the frame.
+    pub payload: u64,
+}
+
+/// Gathers consecutive blobs as tar members until the frame target is reached.
+pub struct FrameBuilder {
+    tar: Vec<u8>,
+    blobs: Vec<BlobInFrame>,
+    payload: u64,
+    target: usize,
+    level: i32,
+}
+
+impl FrameBuilder {
+    pub fn new(target: usize, level: i32) -> FrameBuilder {
+        FrameBuilder {
+            tar: Vec::new(),
+            blobs: Vec::new(),
+            payload: 0,
+            target,
+            level,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Adds a blob; returns the frames that this closed (none, one or two: a
+    /// blob that does not fit closes the current frame and may fill its own).
+    pub fn push(&mut self, id: ObjectId, data: &[u8]) -> io::Result<Vec<CompressedFrame>> {
+        let mut out = Vec::new();
+        let member = BLOCK + padded(data.len());
+        if !self.is_empty() && self.tar.len() + member > self.target {
+            out.push(self.finish()?);
+        }
+        self.tar.extend_from_slice(&member_header(&id, data.len() as u64));
+        let offset = self.tar.len();
+        self.tar.extend_from_slice(data);
+        self.tar.resize(offset + padded(data.len()), 0);
+        self.blobs.push(BlobInFrame {
+            id,
+            offset: offset as u32,
+            length: data.len() as u32,
+        });
+        self.payload += data.len() as u64;
+        if self.tar.len() >= self.target {
+            out.push(self.finish()?);
+        }
+        Ok(out)
+    }
+
+    /// Compresses what was gathered and starts a new, empty frame.
+    pub fn finish(&mut self) -> io::Result<CompressedFrame> {
+        let data = zstd::bulk::compress(&self.tar, self.level)?;
+        self.tar.clear();
+        Ok(CompressedFrame {
+            data,
+            blobs: std::mem::take(&mut self.blobs),
+            payload: std::mem::take(&mut self.payload),
+        })
+    }
+}
+
+fn padded(len: usize) -> usize {
+    len.div_ceil(BLOCK) * BLOCK
+}
+
+fn member_header(id: &ObjectId, size: u64) -> [u8; BLOCK] {
+    let mut header = tar::Header::new_ustar();
+    // A 64-character name always fits ustar's 100-byte name field.
+    let _ = header.set_path(id.to_hex());
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut out = [0u8; BLOCK];
+    out.copy_from_slice(header.as_bytes());
+    out
+}
+
+/// Appends frames into one pack and closes it with the end-of-archive frame.
+pub struct PackBuilder {
+    data: Vec<u8>,
+    blobs: Vec<IndexBlob>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        PackBuilder::new()
+    }
+}
+
+impl PackBuilder {
+    pub fn new() -> PackBuilder {
+        PackBuilder {
+            data: Vec::new(),
+            blobs: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn push(&mut self, frame: CompressedFrame) {
+        let frame_offset = self.data.len() as u64;
+        let frame_length = frame.data.len() as u32;
+        self.data.extend_from_slice(&frame.data);
+        self.blobs.extend(frame.blobs.iter().map(|b| IndexBlob {
+            id: b.id,
+            frame_offset,
+            frame_length,
+            offset: b.offset,
+            length: b.length,
+        }));
+    }
+
+    /// The finished pack's bytes, its name and its blobs' index entries.
+    pub fn finish(mut self) -> io::Result<(ObjectId, Vec<u8>, Vec<IndexBlob>)> {
+        self.data
+            .extend_from_slice(&zstd::bulk::compress(&[0u8; 2 * BLOCK], 3)?);
+        Ok((ObjectId::of(&self.data), self.data, self.blobs))
+    }
+}
+
+/// Decompresses one frame, bounded in size so a damaged frame cannot exhaust memory.
+pub fn decompress_frame(frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
+    zstd::bulk::decompress(frame, MAX_FRAME_BYTES).map_err(|source| PackError::Decompress {
+        offset: frame_offset,
+        source,
+    })
+}
+
+/// Takes a blob out of a decompressed frame and verifies it against its name.
+pub fn blob_from_frame(frame: &[u8], blob: &IndexBlob) -> Result<Vec<u8>, PackError> {
+    let start = blob.offset as usize;
+    let end = start + blob.length as usize;
+    let data = frame.get(start..end).ok_or(PackError::OutOfFrame {
+        id: blob.id,
+        frame_offset: blob.frame_offset,
+    })?;
+    let actual = ObjectId::of(data);
+    if actual != blob.id {
+        return Err(PackError::HashMismatch { id: blob.id, actual });
+    }
+    Ok(data.to_vec())
+}
+
+/// Checks that the tar header before a blob names it and gives its size.
+pub fn check_member_header(frame: &[u8], blob: &IndexBlob) -> Result<(), PackError> {
+    let bad = || PackError::BadHeader { id: blob.id };
+    let start = (blob.offset as usize).checked_sub(BLOCK).ok_or_else(bad)?;
+    let raw = frame.get(start..start + BLOCK).ok_or_else(bad)?;
+    let mut block = [0u8; BLOCK];
+    block.copy_from_slice(raw);
+    let header = tar::Header::from_byte_slice(&block);
+    let name_ok = header.path_bytes().as_ref().eq(blob.id.to_hex().as_bytes());
+    let size_ok = header.size().map(|s| s == blob.length as u64).unwrap_or(false);
+    if name_ok && size_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn pack_is_a_tar_zst_and_blobs_read_by_frame() {
+        let blobs: Vec<Vec<u8>> = (0..50u32)
+            .map(|i| format!("blob number {i} ").repeat(i as usize * 40).into_bytes())
+            .collect();
+        let mut fb = FrameBuilder::new(16 * 1024, 3);
+        let mut pack = PackBuilder::new();
+        for b in &blobs {
+            for f in fb.push(ObjectId::of(b), b).unwrap() {
+                pack.push(f);
+            }
+        }
+        pack.push(fb.finish().unwrap());
+        let (id, bytes, index) = pack.finish().unwrap();
+        assert_eq!(id, ObjectId::of(&bytes));
+        let frames: std::collections::BTreeSet<u64> = index.iter().map(|b| b.frame_offset).collect();
+        assert!(frames.len() > 3, "small blobs should share a few frames");
+
+        let mut tar_bytes = Vec::new();
+        zstd::stream::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), blobs.len());
+
+        for (b, entry) in blobs.iter().zip(&index) {
+            let f = &bytes[entry.frame_offset as usize..][..entry.frame_length as usize];
+            let frame = decompress_frame(f, entry.frame_offset).unwrap();
+            check_member_header(&frame, entry).unwrap();
+            assert_eq!(&blob_from_frame(&frame, entry).unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn damaged_blob_is_refused() {
+        let mut fb = FrameBuilder::new(1 << 20, 3);
+        assert!(fb.push(ObjectId::of(b"abc"), b"abc").unwrap().is_empty());
+        let frame = fb.finish().unwrap();
+        let mut raw = decompress_frame(&frame.data, 0).unwrap();
+        let b = frame.blobs[0];
+        raw[b.offset as usize] ^= 1;
+        let entry = IndexBlob {
+            id: b.id,
+            frame_offset: 0,
+            frame_length: 0,
+            offset: b.offset,
+            length: b.length,
+        };
+        assert!(matches!(
+            blob_from_frame(&raw, &entry),
+            Err(PackError::HashMismatch { .. })
+        ));
+    }
+}

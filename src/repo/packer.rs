@@ -1,0 +1,155 @@
+//! The write path for blobs: deduplicate, gather into frames, compress (on the
+//! caller's thread, so every worker compresses in parallel), then hand frames
+//! to one [`PackWriter`] that assembles packs and writes them and the index.
+//!
+//! Ordering for crash safety: a pack is written before any index file names
+//! it, and index files are written before the snapshot that needs them (the
+//! caller writes the snapshot only after [`PackWriter::run`] returns).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::id::ObjectId;
+use super::index::{Index, IndexFile, IndexPack};
+use super::pack::{CompressedFrame, FrameBuilder, PackBuilder};
+use super::{RepoError, Repository};
+use crate::sink::{ObjectKind, SinkError};
+
+/// Packs per index file: bounds what an interrupted backup leaves unindexed.
+const PACKS_PER_INDEX: usize = 32;
+
+/// Frames waiting for the pack writer; bounds memory when the sink is slow.
+const QUEUED_FRAMES: usize = 8;
+
+pub struct Packer {
+    known: Mutex<HashSet<ObjectId>>,
+    frames: Sender<CompressedFrame>,
+    frame_target: usize,
+    level: i32,
+    pub blobs_added: AtomicU64,
+    pub bytes_added: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PackWriterStats {
+    pub packs: u64,
+    pub bytes_stored: u64,
+    pub index_files: u64,
+}
+
+pub struct PackWriter {
+    repo: Repository,
+    frames: Receiver<CompressedFrame>,
+}
+
+/// A packer for the workers and the writer that must run beside them.
+pub fn start(repo: &Repository, index: &Index) -> (Packer, PackWriter) {
+    let (tx, rx) = bounded(QUEUED_FRAMES);
+    let packer = Packer {
+        known: Mutex::new(index.blob_ids().copied().collect()),
+        frames: tx,
+        frame_target: repo.config().frame_target as usize,
+        level: repo.config().compression.level,
+        blobs_added: AtomicU64::new(0),
+        bytes_added: AtomicU64::new(0),
+    };
+    let writer = PackWriter {
+        repo: repo.clone(),
+        frames: rx,
+    };
+    (packer, writer)
+}
+
+impl Packer {
+    pub fn frame_builder(&self) -> FrameBuilder {
+        FrameBuilder::new(self.frame_target, self.level)
+    }
+
+    /// Stores a blob unless the repository (or this run) has it; returns
+    /// whether it was new.
+    pub fn add(&self, frames: &mut FrameBuilder, id: ObjectId, data: &[u8]) -> Result<bool, RepoError> {
+        let new = self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        if !new {
+            return Ok(false);
+        }
+        self.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        for frame in frames.push(id, data).map_err(compress_error)? {
+            self.send(frame)?;
+        }
+        Ok(true)
+    }
+
+    /// Sends a worker's partial frame on; call when the worker is done.
+    pub fn flush(&self, frames: &mut FrameBuilder) -> Result<(), RepoError> {
+        if !frames.is_empty() {
+            let frame = frames.finish().map_err(compress_error)?;
+            self.send(frame)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, frame: CompressedFrame) -> Result<(), RepoError> {
+        self.frames.send(frame).map_err(|_| RepoError::WriterStopped)
+    }
+}
+
+fn compress_error(e: std::io::Error) -> RepoError {
+    RepoError::Sink(SinkError::Io {
+        op: "compress",
+        location: "frame".into(),
+        source: e,
+    })
+}
+
+impl PackWriter {
+    /// Runs until every [`Packer`] clone is dropped, then writes the last pack
+    /// and index file.
+    pub fn run(self) -> Result<PackWriterStats, RepoError> {
+        let mut stats = PackWriterStats::default();
+        let mut pack = PackBuilder::new();
+        let mut pending = IndexFile::default();
+        let target = self.repo.config().pack_target as usize;
+        for frame in self.frames.iter() {
+            pack.push(frame);
+            if pack.len() >= target {
+                self.write_pack(std::mem::take(&mut pack), &mut pending, &mut stats)?;
+                if pending.packs.len() >= PACKS_PER_INDEX {
+                    self.write_index(std::mem::take(&mut pending), &mut stats)?;
+                }
+            }
+        }
+        if !pack.is_empty() {
+            self.write_pack(pack, &mut pending, &mut stats)?;
+        }
+        if !pending.packs.is_empty() {
+            self.write_index(pending, &mut stats)?;
+        }
+        Ok(stats)
+    }
+
+    fn write_pack(
+        &self,
+        pack: PackBuilder,
+        pending: &mut IndexFile,
+        stats: &mut PackWriterStats,
+    ) -> Result<(), RepoError> {
+        let (id, bytes, blobs) = pack.finish().map_err(compress_error)?;
+        self.repo.write_content_named(ObjectKind::Pack, id, &bytes)?;
+        tracing::debug!("wrote pack {id} ({} bytes, {} blobs)", bytes.len(), blobs.len());
+        stats.packs += 1;
+        stats.bytes_stored += bytes.len() as u64;
+        pending.packs.push(IndexPack { id, blobs });
+        Ok(())
+    }
+
+    fn write_index(&self, file: IndexFile, stats: &mut PackWriterStats) -> Result<(), RepoError> {
+        let id = self.repo.write_index_file(&file)?;
+        tracing::debug!("wrote index {id} ({} packs)", file.packs.len());
+        stats.index_files += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Reading blobs back: one ranged read and one decompression per frame, with a
+//! few recent frames kept, since neighbouring blobs usually share a frame.
+
+use std::collections::VecDeque;
+
+use super::id::ObjectId;
+use super::index::Index;
+use super::manifest::{Entry, ManifestParser};
+use super::pack::{self, PackError};
+use super::{RepoError, Repository};
+use crate::sink::ObjectKind;
+
+const CACHED_FRAMES: usize = 4;
+
+pub struct BlobReader<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    frames: VecDeque<((ObjectId, u64), Vec<u8>)>,
+    /// Compressed bytes fetched from the sink.
+    pub bytes_fetched: u64,
+}
+
+impl<'a> BlobReader<'a> {
+    pub fn new(repo: &'a Repository, index: &'a Index) -> BlobReader<'a> {
+        BlobReader {
+            repo,
+            index,
+            frames: VecDeque::new(),
+            bytes_fetched: 0,
+        }
+    }
+
+    /// The blob's bytes, verified against its id.
+    pub fn read(&mut self, id: &ObjectId) -> Result<Vec<u8>, RepoError> {
+        let (pack_id, loc) = self.index.get(id).ok_or(RepoError::MissingBlob(*id))?;
+        let key = (pack_id, loc.frame_offset);
+        let pos = match self.frames.iter().position(|(k, _)| *k == key) {
+            Some(pos) => pos,
+            None => {
+                let raw = self.repo.sink().read_range(
+                    ObjectKind::Pack,
+                    &pack_id.to_hex(),
+                    loc.frame_offset,
+                    loc.frame_length as u64,
+                )?;
+                self.bytes_fetched += raw.len() as u64;
+                let frame =
+                    pack::decompress_frame(&raw, loc.frame_offset).map_err(|source| RepoError::Pack {
+                        pack: pack_id,
+                        source,
+                    })?;
+                if self.frames.len() == CACHED_FRAMES {
+                    self.frames.pop_front();
+                }
+                self.frames.push_back((key, frame));
+                self.frames.len() - 1
+            }
+        };
+        pack::blob_from_frame(&self.frames[pos].1, &loc.to_index_blob(*id)).map_err(|source| {
+            if let PackError::HashMismatch { .. } = source {
+                // A damaged frame must not stay cached as if it were good.
+                self.frames.remove(pos);
+            }
+            RepoError::Pack {
+                pack: pack_id,
+                source,
+            }
+        })
+    }
+
+    pub fn manifest<'b>(&'b mut self, snapshot: &str, blobs: &'b [ObjectId]) -> ManifestEntries<'a, 'b> {
+        ManifestEntries {
+            reader: self,
+            snapshot: snapshot.to_string(),
+            blobs,
+            next_blob: 0,
+            parser: ManifestParser::new(),
+            ready: Default::default(),
+            failed: false,
+        }
+    }
+}
+
+/// A snapshot's entries, streamed in manifest order.
+pub struct ManifestEntries<'a, 'b> {
+    reader: &'b mut BlobReader<'a>,
+    snapshot: String,
+    blobs: &'b [ObjectId],
+    next_blob: usize,
+    parser: ManifestParser,
+    ready: VecDeque<Entry>,
+    failed: bool,
+}
+
+impl Iterator for ManifestEntries<'_, '_> {
+    type Item = Result<Entry, RepoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.ready.pop_front() {
+                return Some(Ok(entry));
+            }
+            if self.failed {
+                return None;
+            }
+            let Some(id) = self.blobs.get(self.next_blob) else {
+                if !self.parser.is_complete() {
+                    self.failed = true;
+                    return Some(Err(RepoError::Corrupt {
+                        kind: ObjectKind::Snapshot,
+                        name: self.snapshot.clone(),
+                        detail: "manifest ends in the middle of a line".into(),
+                    }));
+                }
+                return None;
+            };
+            self.next_blob += 1;
+            let result = self.reader.read(id).and_then(|blob| {
+                self.parser.feed(&blob).map_err(|source| RepoError::Manifest {
+                    snapshot: self.snapshot.clone(),
+                    source,
+                })
+            });
+            match result {
+                Ok(entries) => self.ready.extend(entries),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Snapshot records and the ways a user refers to one.
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+use serde::{Deserialize, Serialize};
+
+use super::id::ObjectId;
+use super::manifest::RawBytes;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRecord {
+    pub version: u32,
+    pub time: DateTime<FixedOffset>,
+    pub host: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub roots: Vec<Root>,
+    pub manifest: Vec<ObjectId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ObjectId>,
+    /// Some source data could not be read; `warnings` says which.
+    #[serde(default)]
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub stats: SnapshotStats,
+    pub tool_version: String,
+}
+
+/// One backed-up source and where its entries live in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Root {
+    /// Which collector made the entries: `tree` for now.
+    pub collector: String,
+    /// The original absolute path, for restoring in place.
+    pub path: RawBytes,
+    /// The manifest path under which the root's entries are stored.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    /// Total size of the files in the snapshot.
+    pub bytes: u64,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub bytes_read: u64,
+    pub blobs_added: u64,
+    /// Uncompressed bytes of new blobs.
+    pub bytes_added: u64,
+    /// Bytes of packs written (what the repository grew by, index aside).
+    pub bytes_stored: u64,
+    pub duration_secs: f64,
+}
+
+/// A snapshot record with its name.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: ObjectId,
+    pub record: SnapshotRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    #[error("the repository has no snapshots")]
+    NoSnapshots,
+    #[error("no snapshot matches {0:?} (use `latest`, an id prefix or a time such as 2026-11-24T10:30)")]
+    NoMatch(String),
+    #[error("{query:?} matches {} snapshots: {}", candidates.len(), candidates.join(", "))]
+    Ambiguous { query: String, candidates: Vec<String> },
+}
+
+/// Finds the one snapshot a reference names: `latest`, a unique id prefix, or
+/// a time prefix (`2026-11-24`, `2026-11-24T10:30`) read in local time unless
+/// it carries an offset (`Z`, `+01:00`). Snapshots must be sorted by time.
+pub fn resolve<'a>(snapshots: &'a [Snapshot], query: &str) -> Result<&'a Snapshot, RefError> {
+    if snapshots.is_empty() {
+        return Err(RefError::NoSnapshots);
+    }
+    if query == "latest" {
+        return snapshots.last().ok_or(RefError::NoSnapshots);
+    }
+    let mut matches: Vec<&Snapshot> = Vec::new();
+    let lower = query.to_ascii_lowercase();
+    if lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        matches.extend(snapshots.iter().filter(|s| s.id.to_hex().starts_with(&lower)));
+    }
+    if matches.is_empty() {
+        matches.extend(snapshots.iter().filter(|s| time_matches(&s.record.time, query)));
+    }
+    match matches.len() {
+        0 => Err(RefError::NoMatch(query.to_string())),
+        1 => Ok(matches[0]),
+        _ => Err(RefError::Ambiguous {
+            query: query.to_string(),
+            candidates: matches
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.id.short(),
+                        s.record.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S")
+                    )
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// Compares the snapshot time, written in the query's zone, with the query as
+/// a prefix. A space may stand for the `T`.
+fn time_matches(time: &DateTime<FixedOffset>, query: &str) -> bool {
+    let query = query.replacen(' ', "T", 1);
+    let (prefix, offset) = split_offset(&query);
+    let written = match offset {
+        Some(offset) => time
+            .with_timezone(&offset)
+            .format("%Y-%m-%dT%H:%M:%S%.f")
+            .to_string(),
+        None => time
+            .with_timezone(&Local)
+            .format("%Y-%m-%dT%H:%M:%S%.f")
+            .to_string(),
+    };
+    prefix.len() >= 4 && prefix.starts_with(|c: char| c.is_ascii_digit()) && written.starts_with(prefix)
+}
+
+/// Splits `2026-11-24T10:30+01:00` into the time prefix and its offset.
+fn split_offset(query: &str) -> (&str, Option<FixedOffset>) {
+    if let Some(prefix) = query.strip_suffix('Z') {
+        return (prefix, FixedOffset::east_opt(0));
+    }
+    if let Some(t) = query.find('T') {
+        if let Some(pos) = query[t..].rfind(['+', '-']) {
+            let (prefix, offset) = query.split_at(t + pos);
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let digits: String = offset[1..].chars().filter(|c| c.is_ascii_digit()).collect();
+            if digits.len() == 4 || digits.len() == 2 {
+                let hours: i32 = digits[..2].parse().unwrap_or(0);
+                let minutes: i32 = digits.get(2..4).and_then(|m| m.parse().ok()).unwrap_or(0);
+                return (
+                    prefix,
+                    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)),
+                );
+            }
+        }
+    }
+    (query, None)
+}
+
+/// Parses `--time`: RFC 3339, or a local time without offset.
+pub fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t);
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Local
+                .from_local_datetime(&naive)
+                .single()
+                .map(|t| t.fixed_offset());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(hex_seed: &str, time: &str) -> Snapshot {
+        Snapshot {
+            id: ObjectId::of(hex_seed.as_bytes()),
+            record: SnapshotRecord {
+                version: 1,
+                time: DateTime::parse_from_rfc3339(time).unwrap(),
+                host: "h".into(),
+                user: "u".into(),
+                profile: None,
+                tags: vec![],
+                roots: vec![],
+                manifest: vec![],
+                parent: None,
+                partial: false,
+                warnings: vec![],
+                stats: SnapshotStats::default(),
+                tool_version: "t".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn references() {
+        let snaps = vec![
+            snap("a", "2026-11-24T10:30:05+00:00"),
+            snap("b", "2026-11-24T10:31:00+00:00"),
+            snap("c", "2026-11-25T08:00:00+00:00"),
+        ];
+        assert_eq!(resolve(&snaps, "latest").unwrap().id, snaps[2].id);
+        let prefix = &snaps[1].id.to_hex()[..8];
+        assert_eq!(resolve(&snaps, prefix).unwrap().id, snaps[1].id);
+        assert_eq!(resolve(&snaps, "2026-11-24T10:30Z").unwrap().id, snaps[0].id);
+        assert_eq!(resolve(&snaps, "2026-11-24T11:31+01:00").unwrap().id, snaps[1].id);
+        assert_eq!(resolve(&snaps, "2026-11-25Z").unwrap().id, snaps[2].id);
+        match resolve(&snaps, "2026-11-24T10:3Z") {
+            Err(RefError::Ambiguous { candidates, .. }) => assert_eq!(candidates.len(), 2),
+            other => panic!("expected ambiguity, got {other:?}"),
+        }
+        assert!(matches!(resolve(&snaps, "2027Z"), Err(RefError::NoMatch(_))));
+        assert!(matches!(resolve(&[], "latest"), Err(RefError::NoSnapshots)));
+    }
+
+    #[test]
+    fn times() {
+        assert!(parse_time("2026-11-24T10:30:00+01:00").is_some());
+        assert!(parse_time("2026-11-24 10:30").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+}

@@ -1,0 +1,447 @@
+//! Safe restore: rebuilds a snapshot under a target directory.
+//!
+//! Rules (see `docs/FORMAT.md`): manifest paths are relative with no `..`
+//! (the manifest parser refuses others); no path is written through a
+//! symlink, whether restored or already in the target; files are written to a
+//! temporary name, verified against their hash, then renamed into place, so a
+//! restore that stops half-way leaves no torn file. Directory metadata is set
+//! last, deepest first, so read-only directories can still be filled.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crossbeam_channel::bounded;
+use globset::GlobSet;
+
+use crate::collect::tree::{glob, PatternError};
+use crate::interrupt;
+use crate::meta::{self, bytes_to_path};
+use crate::progress::Progress;
+use crate::repo::id::ObjectId;
+use crate::repo::index::Index;
+use crate::repo::manifest::{Entry, EntryKind};
+use crate::repo::reader::BlobReader;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::{RepoError, Repository};
+use crate::sink::local::random_u64;
+
+/// Files handed to a worker at once: consecutive files share frames, so
+/// keeping them together lets the worker's frame cache serve them.
+const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_FILES: usize = 64;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Only entries matching one of these (or inside a matching directory).
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub links: u64,
+    pub other: u64,
+    pub bytes: u64,
+    /// Entries that could not be restored, each with the reason.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("cannot create restore target {path}: {source}")]
+    Target {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Include patterns, matched against the manifest path and against the path
+/// inside its root (`src/**` matches `tree/project/src/main.rs`).
+struct Includes {
+    set: GlobSet,
+    prefixes: Vec<String>,
+}
+
+impl Includes {
+    fn new(patterns: &[String], prefixes: Vec<String>) -> Result<Option<Includes>, PatternError> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let p = p.trim_end_matches('/');
+            b.add(glob(p)?);
+        }
+        let set = b.build().map_err(|source| PatternError {
+            pattern: patterns.join(" "),
+            source,
+        })?;
+        Ok(Some(Includes { set, prefixes }))
+    }
+
+    /// Whether the path or one of its ancestors matches.
+    fn matches(&self, path: &[u8]) -> bool {
+        let path = String::from_utf8_lossy(path);
+        let mut candidates = vec![path.to_string()];
+        for prefix in &self.prefixes {
+            if let Some(rest) = path
+                .strip_prefix(prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                candidates.push(rest.to_string());
+            }
+        }
+        candidates.iter().any(|c| {
+            let mut p = Path::new(c.as_str());
+            loop {
+                if self.set.is_match(p) {
+                    return true;
+                }
+                match p.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                    _ => return false,
+                }
+            }
+        })
+    }
+}
+
+/// Creates directories under the target, refusing to pass through anything
+/// that is not a real directory (a symlink planted in the target or restored
+/// from the snapshot).
+struct SafeDirs {
+    target: PathBuf,
+    known: HashSet<PathBuf>,
+}
+
+impl SafeDirs {
+    fn ensure(&mut self, rel: &Path) -> io::Result<PathBuf> {
+        let mut at = self.target.clone();
+        for c in rel.components() {
+            at.push(c);
+            if self.known.contains(&at) {
+                continue;
+            }
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{} is in the way and is not a directory; not writing through it",
+                            at.display()
+                        ),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&at)?,
+                Err(e) => return Err(e),
+            }
+            self.known.insert(at.clone());
+        }
+        Ok(at)
+    }
+
+    /// The full path for an entry, after making sure its parent is safe.
+    fn place(&mut self, entry_path: &[u8]) -> io::Result<PathBuf> {
+        let rel = bytes_to_path(entry_path);
+        let name = rel.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        Ok(self.ensure(parent)?.join(name))
+    }
+
+    /// Forgets a path that is about to be replaced by something else.
+    fn forget(&mut self, full: &Path) {
+        self.known.remove(full);
+    }
+}
+
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary, RestoreError> {
+    fs::create_dir_all(&opts.target).map_err(|source| RestoreError::Target {
+        path: opts.target.clone(),
+        source,
+    })?;
+    let target = fs::canonicalize(&opts.target).map_err(|source| RestoreError::Target {
+        path: opts.target.clone(),
+        source,
+    })?;
+    let prefixes = snapshot.record.roots.iter().map(|r| r.prefix.clone()).collect();
+    let includes = Includes::new(&opts.include, prefixes)?;
+    let summary = Mutex::new(RestoreSummary::default());
+    let fail = |what: &[u8], e: &dyn std::fmt::Display| {
+        let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+        s.errors.push(format!("{}: {e}", String::from_utf8_lossy(what)));
+    };
+    let mut dirs = SafeDirs {
+        target: target.clone(),
+        known: HashSet::new(),
+    };
+    let mut dir_entries: Vec<(PathBuf, Entry)> = Vec::new();
+    let mut hardlinks: Vec<(PathBuf, Entry)> = Vec::new();
+    let mut restored_files: HashSet<Vec<u8>> = HashSet::new();
+    let short = snapshot.id.short();
+
+    std::thread::scope(|s| -> Result<(), RestoreError> {
+        let (tx, rx) = bounded::<Vec<(PathBuf, Entry)>>(4);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                let (summary, fail) = (&summary, &fail);
+                s.spawn(move || {
+                    let mut reader = BlobReader::new(repo, index);
+                    for batch in rx {
+                        for (full, entry) in batch {
+                            if interrupt::is_set() {
+                                return;
+                            }
+                            match write_file(&mut reader, &full, &entry, progress) {
+                                Ok(()) => {
+                                    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                                    s.files += 1;
+                                    s.bytes += entry.size;
+                                }
+                                Err(e) => fail(entry.path.as_bytes(), &e),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(rx);
+
+        let mut batch: Vec<(PathBuf, Entry)> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut reader = BlobReader::new(repo, index);
+        let mut walk = || -> Result<(), RestoreError> {
+            for entry in reader.manifest(&short, &snapshot.record.manifest) {
+                let entry = entry?;
+                if interrupt::is_set() {
+                    return Err(RepoError::Interrupted.into());
+                }
+                if let Some(inc) = &includes {
+                    if !inc.matches(entry.path.as_bytes()) {
+                        continue;
+                    }
+                }
+                let full = match dirs.place(entry.path.as_bytes()) {
+                    Ok(full) => full,
+                    Err(e) => {
+                        fail(entry.path.as_bytes(), &e);
+                        continue;
+                    }
+                };
+                match entry.kind {
+                    EntryKind::Dir => match dirs.ensure(&bytes_to_path(entry.path.as_bytes())) {
+                        Ok(_) => dir_entries.push((full, entry)),
+                        Err(e) => fail(entry.path.as_bytes(), &e),
+                    },
+                    EntryKind::File => {
+                        dirs.forget(&full);
+                        restored_files.insert(entry.path.as_bytes().to_vec());
+                        batch_bytes += entry.size;
+                        batch.push((full, entry));
+                        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
+                            batch_bytes = 0;
+                            if tx.send(std::mem::take(&mut batch)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    EntryKind::Hardlink => hardlinks.push((full, entry)),
+                    _ => {
+                        dirs.forget(&full);
+                        match write_special(&full, &entry) {
+                            Ok(()) => {
+                                let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                                if entry.kind == EntryKind::Symlink {
+                                    s.links += 1;
+                                } else {
+                                    s.other += 1;
+                                }
+                            }
+                            Err(e) => fail(entry.path.as_bytes(), &e),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        let walked = walk();
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        for w in workers {
+            let _ = w.join();
+        }
+        walked
+    })?;
+    if interrupt::is_set() {
+        return Err(RepoError::Interrupted.into());
+    }
+
+    // Hard links point at files restored above.
+    for (full, entry) in hardlinks {
+        let Some(target_path) = entry.target.as_ref() else {
+            continue;
+        };
+        if !restored_files.contains(target_path.as_bytes()) {
+            fail(entry.path.as_bytes(), &"its first name was not restored");
+            continue;
+        }
+        let result = dirs
+            .place(target_path.as_bytes())
+            .and_then(|first| replace_with(&full, |tmp| fs::hard_link(&first, tmp)));
+        match result {
+            Ok(()) => summary.lock().unwrap_or_else(|e| e.into_inner()).files += 1,
+            Err(e) => fail(entry.path.as_bytes(), &e),
+        }
+    }
+    for (full, entry) in dir_entries.iter().rev() {
+        match meta::apply_metadata(full, entry) {
+            Ok(()) => summary.lock().unwrap_or_else(|e| e.into_inner()).dirs += 1,
+            Err(e) => fail(entry.path.as_bytes(), &e),
+        }
+    }
+    Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A temporary name beside `full`.
+fn temp_beside(full: &Path) -> PathBuf {
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let short: String = name.chars().take(32).collect();
+    full.with_file_name(format!(".{short}.cairn-{:016x}", random_u64()))
+}
+
+/// Builds something at a temporary name, then renames it over `full`.
+fn replace_with(full: &Path, make: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+    let tmp = temp_beside(full);
+    let result = make(&tmp).and_then(|_| fs::rename(&tmp, full));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_file(
+    reader: &mut BlobReader,
+    full: &Path,
+    entry: &Entry,
+    progress: &Progress,
+) -> Result<(), RestoreError> {
+    let io_err = |e: io::Error| RestoreError::Target {
+        path: full.to_path_buf(),
+        source: e,
+    };
+    let tmp = temp_beside(full);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err)?;
+        let mut hasher = blake3::Hasher::new();
+        for id in &entry.blobs {
+            let data = reader.read(id)?;
+            hasher.update(&data);
+            file.write_all(&data).map_err(io_err)?;
+            progress.add(data.len() as u64);
+        }
+        let actual = ObjectId::from_hash(hasher.finalize());
+        if entry.hash.is_some_and(|h| h != actual) {
+            return Err(RepoError::Corrupt {
+                kind: crate::sink::ObjectKind::Snapshot,
+                name: String::from_utf8_lossy(entry.path.as_bytes()).into_owned(),
+                detail: format!("restored contents hash to {actual}, the manifest says otherwise"),
+            }
+            .into());
+        }
+        drop(file);
+        meta::apply_metadata(&tmp, entry).map_err(io_err)?;
+        fs::rename(&tmp, full).map_err(io_err)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_special(full: &Path, entry: &Entry) -> io::Result<()> {
+    replace_with(full, |tmp| {
+        match entry.kind {
+            EntryKind::Symlink => {
+                let target = entry
+                    .target
+                    .as_ref()
+                    .map(|t| bytes_to_path(t.as_bytes()))
+                    .unwrap_or_default();
+                make_symlink(&target, tmp)?;
+            }
+            EntryKind::Fifo | EntryKind::Chardev | EntryKind::Blockdev => make_node(tmp, entry)?,
+            _ => File::create(tmp).map(drop)?,
+        }
+        meta::apply_metadata(tmp, entry)
+    })
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &Path, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, at)
+}
+
+#[cfg(windows)]
+fn make_symlink(target: &Path, at: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_file(target, at)
+}
+
+#[cfg(unix)]
+fn make_node(at: &Path, entry: &Entry) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    let kind = match entry.kind {
+        EntryKind::Fifo => libc::S_IFIFO,
+        EntryKind::Chardev => libc::S_IFCHR,
+        _ => libc::S_IFBLK,
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            kind | (entry.mode & 0o7777) as libc::mode_t,
+            entry.rdev as libc::dev_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn make_node(_at: &Path, _entry: &Entry) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "special files cannot be restored here",
+    ))
+}

@@ -1,0 +1,138 @@
+//! A sink wrapper that injects faults, for tests of what the repository does
+//! when its store misbehaves (after kopia's `FaultyStorage`). It wraps a real
+//! sink; nothing about the repository is mocked.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use super::{Capabilities, ObjectInfo, ObjectKind, Sink, SinkError};
+
+/// A fault to inject. Each fires once, on the first matching operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The next write of this kind fails after half of its bytes were consumed.
+    FailWrite(ObjectKind),
+    /// The next read (whole or ranged) of this kind returns a flipped byte.
+    CorruptRead(ObjectKind),
+    /// The next read of this kind fails with a transient I/O error.
+    TransientRead(ObjectKind),
+}
+
+pub struct FaultySink {
+    inner: Arc<dyn Sink>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl FaultySink {
+    pub fn new(inner: Arc<dyn Sink>) -> FaultySink {
+        FaultySink {
+            inner,
+            faults: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
+    }
+
+    /// Removes and returns whether a matching fault was pending.
+    fn take(&self, fault: &Fault) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        match faults.iter().position(|f| f == fault) {
+            Some(i) => {
+                faults.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn after_read(&self, kind: ObjectKind, name: &str, mut data: Vec<u8>) -> Result<Vec<u8>, SinkError> {
+        if self.take(&Fault::TransientRead(kind)) {
+            return Err(SinkError::Io {
+                op: "read",
+                location: format!("{kind} {name}"),
+                source: io::Error::new(io::ErrorKind::TimedOut, "injected transient fault"),
+            });
+        }
+        if self.take(&Fault::CorruptRead(kind)) {
+            let middle = data.len() / 2;
+            if let Some(b) = data.get_mut(middle) {
+                *b ^= 0x55;
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// Yields half of the inner reader's bytes, then an error.
+struct FailHalfway<'a> {
+    inner: &'a mut dyn Read,
+    budget: usize,
+}
+
+impl Read for FailHalfway<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.budget == 0 {
+            return Err(io::Error::other("injected write fault"));
+        }
+        let n = buf.len().min(self.budget);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.budget -= n;
+        if n == 0 {
+            return Err(io::Error::other("injected write fault"));
+        }
+        Ok(n)
+    }
+}
+
+impl Sink for FaultySink {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, SinkError> {
+        self.inner.list(kind)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, SinkError> {
+        let data = self.inner.read(kind, name)?;
+        self.after_read(kind, name, data)
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, SinkError> {
+        let data = self.inner.read_range(kind, name, offset, length)?;
+        self.after_read(kind, name, data)
+    }
+
+    fn write(&self, kind: ObjectKind, name: &str, data: &mut dyn Read) -> Result<u64, SinkError> {
+        if self.take(&Fault::FailWrite(kind)) {
+            let mut all = Vec::new();
+            data.read_to_end(&mut all).map_err(|e| SinkError::Io {
+                op: "write",
+                location: format!("{kind} {name}"),
+                source: e,
+            })?;
+            let mut failing = FailHalfway {
+                inner: &mut all.as_slice(),
+                budget: all.len() / 2,
+            };
+            return self.inner.write(kind, name, &mut failing);
+        }
+        self.inner.write(kind, name, data)
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
+        self.inner.delete(kind, name)
+    }
+}

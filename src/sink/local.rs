@@ -1,0 +1,234 @@
+//! A repository in a directory on a local or mounted filesystem.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{check_name, Capabilities, ObjectInfo, ObjectKind, Sink, SinkError, CONFIG_NAME};
+
+/// Temporary files start with this prefix; they are never listed or read.
+const TEMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct LocalSink {
+    root: PathBuf,
+}
+
+impl LocalSink {
+    pub fn new(root: impl Into<PathBuf>) -> LocalSink {
+        LocalSink { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.root.join(kind.key(name))
+    }
+
+    fn io_err(&self, op: &'static str, path: &Path, source: io::Error) -> SinkError {
+        SinkError::Io {
+            op,
+            location: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn open(&self, kind: ObjectKind, name: &str) -> Result<File, SinkError> {
+        check_name(kind, name)?;
+        let path = self.path(kind, name);
+        File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                SinkError::NotFound {
+                    kind,
+                    name: name.to_string(),
+                }
+            } else {
+                self.io_err("open", &path, e)
+            }
+        })
+    }
+
+    fn list_dir(&self, dir: &Path, kind: ObjectKind, out: &mut Vec<ObjectInfo>) -> Result<(), SinkError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io_err("list", dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err("list", dir, e))?;
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let Some(name) = file_name.strip_suffix(kind.suffix()) else {
+                continue;
+            };
+            if name.starts_with('.') || check_name(kind, name).is_err() {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .map_err(|e| self.io_err("stat", &entry.path(), e))?;
+            if meta.is_file() {
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for LocalSink {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_write: true,
+            needs_retries: false,
+        }
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, SinkError> {
+        let mut out = Vec::new();
+        match kind {
+            ObjectKind::Config => {
+                let path = self.path(kind, CONFIG_NAME);
+                match fs::metadata(&path) {
+                    Ok(meta) => out.push(ObjectInfo {
+                        name: CONFIG_NAME.to_string(),
+                        size: meta.len(),
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io_err("stat", &path, e)),
+                }
+            }
+            ObjectKind::Pack => {
+                let dir = self.root.join(kind.dir());
+                let shards = match fs::read_dir(&dir) {
+                    Ok(shards) => shards,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(self.io_err("list", &dir, e)),
+                };
+                for shard in shards {
+                    let shard = shard.map_err(|e| self.io_err("list", &dir, e))?;
+                    if shard.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        self.list_dir(&shard.path(), kind, &mut out)?;
+                    }
+                }
+            }
+            _ => self.list_dir(&self.root.join(kind.dir()), kind, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, SinkError> {
+        let mut file = self.open(kind, name)?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)
+            .map_err(|e| self.io_err("read", &self.path(kind, name), e))?;
+        Ok(buf)
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, SinkError> {
+        let mut file = self.open(kind, name)?;
+        let path = self.path(kind, name);
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.io_err("seek", &path, e))?;
+        let mut buf = Vec::with_capacity(length.min(64 << 20) as usize);
+        file.take(length)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.io_err("read", &path, e))?;
+        Ok(buf)
+    }
+
+    /// Crash safety: the bytes go to a temporary file in the target directory,
+    /// which is fsynced and then hard-linked to the final name. `link` fails if
+    /// the name exists, which gives create-only semantics without a race; the
+    /// directory is fsynced so the new name survives a power cut.
+    fn write(&self, kind: ObjectKind, name: &str, data: &mut dyn Read) -> Result<u64, SinkError> {
+        check_name(kind, name)?;
+        let path = self.path(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| self.io_err("create directory", &dir, e))?;
+        if path.exists() {
+            return Err(SinkError::AlreadyExists {
+                kind,
+                name: name.to_string(),
+            });
+        }
+        let temp = dir.join(format!("{TEMP_PREFIX}{name}-{:016x}", random_u64()));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(|e| self.io_err("create", &temp, e))?;
+            let size = io::copy(data, &mut file).map_err(|e| self.io_err("write", &temp, e))?;
+            file.flush().map_err(|e| self.io_err("write", &temp, e))?;
+            file.sync_all().map_err(|e| self.io_err("sync", &temp, e))?;
+            drop(file);
+            fs::hard_link(&temp, &path).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    SinkError::AlreadyExists {
+                        kind,
+                        name: name.to_string(),
+                    }
+                } else {
+                    self.io_err("link", &path, e)
+                }
+            })?;
+            Ok(size)
+        })();
+        let _ = fs::remove_file(&temp);
+        let size = result?;
+        sync_dir(&dir).map_err(|e| self.io_err("sync", &dir, e))?;
+        Ok(size)
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
+        check_name(kind, name)?;
+        let path = self.path(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
+                kind,
+                name: name.to_string(),
+            }),
+            Err(e) => Err(self.io_err("delete", &path, e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Random bits for temporary and lock names; falls back to the clock if the OS
+/// has no entropy to give, which only weakens uniqueness, never safety.
+pub fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ ((std::process::id() as u64) << 32)
+    })
+}
