@@ -1,1 +1,10 @@
+//! Integration tests: the real binary and library over real directories.
+//! One test binary (ripgrep's and rustic_core's layout) so the crate links once.
 
+mod util;
+
+mod cli;
+mod faults;
+mod fidelity;
+mod interrupt;
+mod sink;

@@ -1,0 +1,205 @@
+//! The command line: exit codes, references, JSON, messages.
+
+use std::fs;
+
+use crate::util::*;
+
+#[test]
+fn missing_repository_exits_10_and_names_init() {
+    let env = Env::new();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cairn init"), "{}", stderr(&out));
+    let out = env.run(&["backup", env.dir.path().to_str().unwrap()]);
+    assert_eq!(code(&out), 10, "an explicit --repo is never created implicitly");
+    assert!(!env.repo.exists());
+}
+
+#[test]
+fn init_refuses_an_existing_repository_or_a_busy_directory() {
+    let env = Env::with_repo();
+    let config = fs::read(env.repo.join("config.json")).unwrap();
+    let out = env.run(&["init"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(fs::read(env.repo.join("config.json")).unwrap(), config);
+
+    let busy = Env::new();
+    write(&busy.repo.join("notes.txt"), b"mine");
+    let out = busy.run(&["init"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert!(!busy.repo.join("config.json").exists());
+}
+
+#[test]
+fn a_directory_that_is_not_a_repository_is_refused() {
+    let env = Env::new();
+    write(&env.repo.join("photo.jpg"), b"jpeg");
+    let out = env.run(&["backup", env.path("repo/photo.jpg").to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("not a cairn repository"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(&env.repo).unwrap().count(), 1, "nothing written");
+}
+
+#[test]
+fn a_newer_format_is_refused_and_nothing_is_written() {
+    let env = Env::with_repo();
+    let path = env.repo.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    config["version"] = 2.into();
+    fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    write(&env.path("src/a"), b"a");
+    let before = du(&env.repo);
+    let out = env.run(&["backup", env.path("src").to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("format version 2"), "{}", stderr(&out));
+    assert_eq!(du(&env.repo), before);
+    assert!(!env.repo.join("locks").exists() || fs::read_dir(env.repo.join("locks")).unwrap().count() == 0);
+}
+
+#[test]
+fn first_backup_creates_the_default_repository() {
+    let env = Env::new();
+    write(&env.path("src/a"), b"a");
+    let out = std::process::Command::new(BIN)
+        .env_remove("CAIRN_REPO")
+        .env("XDG_DATA_HOME", env.path("xdg"))
+        .args(["backup", env.path("src").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(env.path("xdg/cairn/repo/config.json").exists());
+    assert!(stderr(&out).contains("created the default repository"));
+}
+
+#[test]
+fn snapshot_references_by_time_id_and_latest() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let src = env.path("src");
+    let src = src.to_str().unwrap();
+    for time in ["2026-11-24T10:30:05+00:00", "2026-11-24T10:31:00+00:00", "2026-11-25T08:00:00+01:00"] {
+        env.ok(&["backup", src, "--time", time]);
+    }
+    let list = env.json(&["snapshots"]);
+    let ids: Vec<String> = list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 3);
+    let ls_of = |r: &str| env.run(&["ls", r]);
+    // TZ=UTC in tests: local time is UTC.
+    assert_eq!(code(&ls_of("2026-11-24T10:30")), 0);
+    assert_eq!(code(&ls_of("2026-11-25")), 0);
+    assert_eq!(code(&ls_of("2026-11-25T08:00+01:00")), 0);
+    assert_eq!(code(&ls_of("2026-11-25T07:00Z")), 0);
+    assert_eq!(code(&ls_of("2026-11-25T07:00")), 0, "local time is UTC here");
+    assert_eq!(code(&ls_of(&ids[1][..8])), 0);
+    assert_eq!(code(&ls_of("latest")), 0);
+
+    let out = ls_of("2026-11-24");
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("matches 2 snapshots"), "{err}");
+    assert!(err.contains(&ids[0][..8]) && err.contains(&ids[1][..8]), "{err}");
+
+    let out = ls_of("2025-01-01");
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("no snapshot matches"), "{}", stderr(&out));
+}
+
+#[test]
+fn json_outputs_are_documents() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let backup = env.backup(&[&env.path("src")]);
+    assert_eq!(backup["id"].as_str().unwrap().len(), 64);
+    assert_eq!(backup["stats"]["files"], 1);
+    let list = env.json(&["snapshots"]);
+    assert_eq!(list[0]["id"], backup["id"]);
+    let ls = env.json(&["ls", "latest"]);
+    let paths: Vec<&str> = ls.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["tree/src", "tree/src/a"]);
+    let check = env.json(&["check", "--read-data"]);
+    assert_eq!(check["errors"].as_array().unwrap().len(), 0);
+    assert_eq!(check["snapshots"], 1);
+}
+
+#[test]
+fn no_progress_output_when_stderr_is_not_a_terminal() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), &noise(1 << 20, 1));
+    let out = env.run(&["backup", env.path("src").to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(stderr(&out), "", "stderr must stay clean");
+    let summary = stdout(&out);
+    assert!(summary.starts_with("snapshot ") && summary.contains("1 new"), "{summary}");
+}
+
+#[test]
+fn missing_source_path_gives_a_partial_snapshot_and_exit_3() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let missing = env.path("nope");
+    let out = env.run(&["backup", env.path("src").to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope: source path does not exist"), "{}", stderr(&out));
+    let list = env.json(&["snapshots"]);
+    assert_eq!(list[0]["partial"], true);
+    assert!(env.ok(&["ls", "latest"]).contains("tree/src/a"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let out = env.run(&["backup"]);
+    assert_eq!(code(&out), 2);
+    let out = env.run(&["frobnicate"]);
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn a_bad_time_or_pattern_is_named() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let src = env.path("src");
+    let out = env.run(&["backup", src.to_str().unwrap(), "--time", "yesterday"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("\"yesterday\""), "{}", stderr(&out));
+    let out = env.run(&["backup", src.to_str().unwrap(), "--exclude", "a["]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("a["), "{}", stderr(&out));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}
+
+fn write_lock(env: &Env, name: &str, pid: u32, kind: &str) {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let lock = serde_json::json!({
+        "host": host, "pid": pid, "user": "test", "time": "2026-11-24T10:00:00+00:00", "kind": kind
+    });
+    write(&env.repo.join(format!("locks/{name}.json")), lock.to_string().as_bytes());
+}
+
+#[test]
+fn an_exclusive_lock_held_by_a_live_process_exits_11() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    write_lock(&env, "00aa", std::process::id(), "exclusive");
+    let out = env.run(&["backup", env.path("src").to_str().unwrap()]);
+    assert_eq!(code(&out), 11, "{}", stderr(&out));
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("pid {}", std::process::id())));
+    // Our own lock was taken back.
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 1);
+}
+
+#[test]
+fn a_stale_lock_never_blocks_and_unlock_removes_it() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    write_lock(&env, "00bb", dead, "exclusive");
+    env.ok(&["backup", env.path("src").to_str().unwrap()]);
+    assert!(env.ok(&["unlock"]).contains("removed 1 lock"));
+    assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
+}

@@ -1,0 +1,297 @@
+//! Bad input and damaged repositories: a clear error naming the object, the
+//! right exit code, and nothing lost.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use cairn::backup::{self, BackupOptions};
+use cairn::progress::Progress;
+use cairn::repo::id::ObjectId;
+use cairn::repo::index::{IndexFile, IndexPack};
+use cairn::repo::pack::{FrameBuilder, PackBuilder};
+use cairn::repo::snapshot::{SnapshotRecord, SnapshotStats};
+use cairn::repo::Repository;
+use cairn::sink::faulty::Fault;
+use cairn::sink::{FaultySink, LocalSink, ObjectKind, Sink};
+
+use crate::util::*;
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0xff;
+    fs::write(path, bytes).unwrap();
+}
+
+fn only_file_in(dir: &Path) -> std::path::PathBuf {
+    let files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
+    if !is_root() || !can_drop_privileges() {
+        eprintln!("skipped: needs root and setpriv to run cairn as an unprivileged user");
+        return;
+    }
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    write(&src.join("readable.txt"), b"fine");
+    write(&src.join("secret.txt"), b"root only");
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir_all(src.join("closed")).unwrap();
+    write(&src.join("closed/inside"), b"x");
+    fs::set_permissions(src.join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir_all(&env.repo).unwrap();
+    std::os::unix::fs::chown(&env.repo, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
+            .arg(&env.repo)
+            .args(args)
+            .env("TZ", "UTC")
+            .env("XDG_DATA_HOME", env.path("xdg"))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&as_nobody(&["init"])), 0);
+    let out = as_nobody(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("secret.txt") && err.contains("ermission denied"), "{err}");
+    assert!(err.contains("closed"), "{err}");
+    assert!(err.lines().count() <= 4, "one line per problem: {err}");
+    let list = env.json(&["snapshots"]);
+    assert_eq!(list[0]["partial"], true);
+    assert!(list[0]["warnings"].to_string().contains("secret.txt"));
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("tree/src/readable.txt")).unwrap(), b"fine");
+    assert!(!target.join("tree/src/secret.txt").exists());
+    env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn a_corrupted_pack_is_named_by_check_and_never_restored() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("data.bin"), &noise(2 << 20, 5));
+    let snap = env.backup(&[&src]);
+    let short = &snap["id"].as_str().unwrap()[..8];
+    let pack = packs(&env.repo).pop().unwrap();
+    flip_byte(&pack, 1000);
+    let out = env.run(&["check", "--read-data"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    let pack_name = pack.file_name().unwrap().to_string_lossy().replace(".tar.zst", "");
+    assert!(err.contains(&pack_name), "check must name the pack: {err}");
+    assert!(err.contains(short), "check must name the snapshot: {err}");
+
+    let target = env.path("out");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("data.bin"), "{}", stderr(&out));
+    // No torn or wrong file, and no temporary file left behind.
+    let left: Vec<_> = fs::read_dir(target.join("tree/src")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_missing_pack_is_named_by_check() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), &noise(100_000, 1));
+    let snap = env.backup(&[&env.path("src")]);
+    let pack = packs(&env.repo).pop().unwrap();
+    fs::remove_file(&pack).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("is missing"), "{err}");
+    assert!(err.contains(&snap["id"].as_str().unwrap()[..8]), "{err}");
+}
+
+#[test]
+fn a_damaged_snapshot_record_or_index_is_named() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    env.backup(&[&env.path("src")]);
+    let record = only_file_in(&env.repo.join("snapshots"));
+    flip_byte(&record, 10);
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 1);
+    let name = record.file_name().unwrap().to_string_lossy().replace(".json", "");
+    assert!(stderr(&out).contains(&name), "{}", stderr(&out));
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains(&name) && stderr(&out).contains("damaged"), "{}", stderr(&out));
+
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    env.backup(&[&env.path("src")]);
+    let index = only_file_in(&env.repo.join("index"));
+    flip_byte(&index, 5);
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 1);
+    let name = index.file_name().unwrap().to_string_lossy().replace(".json.zst", "");
+    assert!(stderr(&out).contains(&format!("index {name}")), "{}", stderr(&out));
+}
+
+/// Writes a snapshot whose manifest is exactly `lines`, bypassing the checks
+/// that the manifest writer makes, as a malicious repository would.
+fn plant_manifest(repo: &Repository, lines: &str) {
+    let blob = lines.as_bytes();
+    let id = ObjectId::of(blob);
+    let mut frames = FrameBuilder::new(1 << 20, 3);
+    let mut pack = PackBuilder::new();
+    for f in frames.push(id, blob).unwrap() {
+        pack.push(f);
+    }
+    pack.push(frames.finish().unwrap());
+    let (pack_id, bytes, blobs) = pack.finish().unwrap();
+    repo.write_content_named(ObjectKind::Pack, pack_id, &bytes).unwrap();
+    repo.write_index_file(&IndexFile {
+        packs: vec![IndexPack { id: pack_id, blobs }],
+    })
+    .unwrap();
+    repo.write_snapshot(&SnapshotRecord {
+        version: 1,
+        time: chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:00+00:00").unwrap(),
+        host: "evil".into(),
+        user: "evil".into(),
+        profile: None,
+        tags: vec![],
+        roots: vec![],
+        manifest: vec![id],
+        parent: None,
+        partial: false,
+        warnings: vec![],
+        stats: SnapshotStats::default(),
+        tool_version: "test".into(),
+    })
+    .unwrap();
+}
+
+#[test]
+fn restore_refuses_paths_that_escape_the_target() {
+    for bad in ["../escaped", "/tmp/cairn-absolute-escape", "a/../../escaped"] {
+        let env = Env::with_repo();
+        let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+        let line = serde_json::json!({"path": bad, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0});
+        plant_manifest(&repo, &format!("{line}\n"));
+        let target = env.path("deep/target");
+        let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+        assert_eq!(code(&out), 1, "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("'..'"), "{bad}: {}", stderr(&out));
+        assert!(!env.path("deep/escaped").exists() && !env.path("escaped").exists());
+        assert!(!Path::new("/tmp/cairn-absolute-escape").exists());
+    }
+}
+
+#[test]
+fn restore_never_writes_through_a_symlink() {
+    let env = Env::with_repo();
+    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    // A symlink `d/link` pointing outside, then a file under `d/link/`.
+    let lines = [
+        serde_json::json!({"path": "d", "type": "dir", "mode": 493, "uid": 0, "gid": 0, "mtime": 0}),
+        serde_json::json!({"path": "d/link", "type": "symlink", "mode": 511, "uid": 0, "gid": 0, "mtime": 0,
+                           "target": outside.to_str().unwrap()}),
+        serde_json::json!({"path": "d/link/pwned", "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    plant_manifest(&repo, &text);
+    let target = env.path("target");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not writing through it"), "{}", stderr(&out));
+    assert!(!outside.join("pwned").exists());
+}
+
+#[test]
+fn a_file_that_changes_while_read_is_warned_about() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let growing = src.join("growing.log");
+    write(&growing, &noise(64 << 20, 9));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, growing) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&growing).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"more\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("growing.log: changed while it was being read"), "{}", stderr(&out));
+    env.ok(&["check", "--read-data"]);
+}
+
+/// A store that fails mid-write: the backup fails, earlier snapshots stay whole.
+#[test]
+fn a_failing_pack_write_leaves_the_repository_valid() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("first"), &noise(300_000, 1));
+    env.backup(&[&src]);
+    write(&src.join("second"), &noise(300_000, 2));
+
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    faulty.inject(Fault::FailWrite(ObjectKind::Pack));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let opts = BackupOptions {
+        paths: vec![src.clone()],
+        ..Default::default()
+    };
+    let err = backup::run(&repo, &opts, &Progress::hidden()).err().expect("the backup must fail");
+    assert!(err.to_string().contains("injected write fault"), "{err}");
+
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
+    env.ok(&["check", "--read-data"]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(target.join("tree/src/first").exists());
+    // The next backup, through a healthy sink, completes.
+    env.backup(&[&src]);
+    env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn a_corrupt_read_is_never_restored() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("f"), &noise(200_000, 4));
+    env.backup(&[&src]);
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let snapshot = repo.find_snapshot("latest").unwrap();
+    let index = repo.load_index().unwrap();
+    // The manifest blob comes first; corrupt the data read after it.
+    let mut reader = cairn::repo::reader::BlobReader::new(&repo, &index);
+    let entries: Vec<_> = reader
+        .manifest("t", &snapshot.record.manifest)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let file = entries.iter().find(|e| !e.blobs.is_empty()).unwrap();
+    faulty.inject(Fault::CorruptRead(ObjectKind::Pack));
+    let mut fresh = cairn::repo::reader::BlobReader::new(&repo, &index);
+    let err = fresh.read(&file.blobs[0]).expect_err("a corrupt frame must not be accepted");
+    assert!(err.to_string().contains(&file.blobs[0].to_hex()[..16]) || err.to_string().contains("pack"), "{err}");
+    faulty.inject(Fault::TransientRead(ObjectKind::Pack));
+    assert!(fresh.read(&file.blobs[0]).is_err());
+    assert_eq!(fresh.read(&file.blobs[0]).unwrap().len(), file.size as usize);
+}

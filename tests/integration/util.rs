@@ -1,0 +1,220 @@
+//! Helpers shared by every integration test.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A scratch directory with a repository path inside it, and a `cairn`
+/// command set up to use them (and never the user's own data dir).
+pub struct Env {
+    pub dir: TempDir,
+    pub repo: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        Env { dir, repo }
+    }
+
+    /// A new repository, initialised.
+    pub fn with_repo() -> Env {
+        let env = Env::new();
+        env.ok(&["init"]);
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_remove("CAIRN_REPO")
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("TZ", "UTC")
+            .arg("--repo")
+            .arg(&self.repo);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run cairn")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and returns the parsed JSON on stdout (the command gets --json).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.ok(&args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out}"))
+    }
+
+    pub fn backup(&self, paths: &[&Path]) -> serde_json::Value {
+        let mut args = vec!["backup".to_string()];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.json(&args)
+    }
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic bytes that do not compress.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write(path: &Path, data: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("mkdir");
+    }
+    fs::write(path, data).expect("write");
+}
+
+/// Size of everything under a directory.
+pub fn du(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(repo.join("packs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// What a test compares between a source tree and its restored copy.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    content: Vec<u8>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Index of the first path sharing this inode (hard links), or none.
+    link_group: Option<PathBuf>,
+}
+
+/// Every entry under `root`, keyed by relative path; hard links are recorded
+/// by which earlier path they share an inode with.
+pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Node> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.expect("walk");
+        let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+        let m = fs::symlink_metadata(e.path()).expect("lstat");
+        let ft = m.file_type();
+        let (kind, content) = if ft.is_symlink() {
+            ("symlink", fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec())
+        } else if ft.is_dir() {
+            ("dir", Vec::new())
+        } else {
+            ("file", fs::read(e.path()).expect("read"))
+        };
+        let link_group = if ft.is_file() && m.nlink() > 1 {
+            Some(inodes.entry((m.dev(), m.ino())).or_insert_with(|| rel.clone()).clone())
+        } else {
+            None
+        };
+        let mut xattrs = Vec::new();
+        if !ft.is_symlink() {
+            for name in xattr::list(e.path()).unwrap() {
+                let v = xattr::get(e.path(), &name).unwrap().unwrap_or_default();
+                xattrs.push((name.as_bytes().to_vec(), v));
+            }
+            xattrs.sort();
+        }
+        let node = Node {
+            kind,
+            mode: if ft.is_symlink() { 0 } else { m.permissions().mode() & 0o7777 },
+            uid: m.uid(),
+            gid: m.gid(),
+            // The root directory's mtime is compared too, except at depth 0
+            // where the caller's directory may differ.
+            mtime: if e.depth() == 0 { (0, 0) } else { (m.mtime(), m.mtime_nsec()) },
+            content,
+            xattrs,
+            link_group,
+        };
+        out.insert(rel, node);
+    }
+    out
+}
+
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let left = snapshot_tree(a);
+    let right = snapshot_tree(b);
+    let lk: Vec<_> = left.keys().collect();
+    let rk: Vec<_> = right.keys().collect();
+    assert_eq!(lk, rk, "different paths under {} and {}", a.display(), b.display());
+    for (path, node) in &left {
+        assert_eq!(Some(node), right.get(path), "{} differs", path.display());
+    }
+}
+
+/// Whether an unprivileged user can be switched to with setpriv.
+pub fn can_drop_privileges() -> bool {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
