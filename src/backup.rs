@@ -152,8 +152,8 @@ pub fn run(
             .collect();
         drop(job_rx);
         let assembler = {
-            let (packer, chunker) = (packer.clone(), repo.chunker().clone());
-            s.spawn(move || assemble(done_rx, &packer, chunker))
+            let packer = packer.clone();
+            s.spawn(move || assemble(done_rx, &packer, Chunker::for_manifest()))
         };
         let mut walk_tally = Tally::default();
         let walked = walk_sources(
@@ -312,13 +312,12 @@ fn count_in_background(sources: &[Source], excludes: &Excludes, progress: &Progr
 }
 
 /// Follows the parent's manifest alongside the walk; both are in manifest order.
-struct ParentCursor<'r, 'i> {
+struct ParentCursor<'r> {
     entries: Option<Box<dyn Iterator<Item = Result<Entry, RepoError>> + 'r>>,
     peeked: Option<Entry>,
-    _index: std::marker::PhantomData<&'i ()>,
 }
 
-impl ParentCursor<'_, '_> {
+impl ParentCursor<'_> {
     fn find(&mut self, path: &[u8]) -> Option<Entry> {
         use std::cmp::Ordering::*;
         loop {
@@ -365,7 +364,6 @@ fn walk_sources(
             Box::new(reader.manifest(&parent_name, &p.record.manifest)) as Box<dyn Iterator<Item = _>>
         }),
         peeked: None,
-        _index: std::marker::PhantomData,
     };
     let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
     let mut seq = 0u64;
@@ -424,6 +422,7 @@ fn walk_sources(
                             entry.blobs = prev.blobs;
                             entry.xattrs = prev.xattrs;
                             progress.add(entry.size);
+                            progress.file_done();
                             Done::Entry {
                                 entry,
                                 status: Some(FileStatus::Unchanged),
@@ -511,18 +510,27 @@ fn store_files(
     progress: &Progress,
 ) -> Result<(), RepoError> {
     let mut frames = packer.frame_builder();
-    let mut buf = Vec::new();
+    let mut bufs = Buffers::default();
     for job in jobs {
         if interrupt::is_set() {
             return Err(RepoError::Interrupted);
         }
         let seq = job.seq;
-        let d = store_file(job, packer, &mut frames, chunker, &mut buf, progress)?;
+        let d = store_file(job, packer, &mut frames, chunker, &mut bufs, progress)?;
+        progress.file_done();
         if done.send((seq, d)).is_err() {
             break;
         }
     }
     packer.flush(&mut frames)
+}
+
+/// A worker's reusable buffers: one for whole small files, one window for
+/// chunking large ones (kept apart so the large one is zeroed only once).
+#[derive(Default)]
+struct Buffers {
+    small: Vec<u8>,
+    window: Vec<u8>,
 }
 
 enum StoreError {
@@ -549,7 +557,7 @@ fn store_file(
     packer: &Packer,
     frames: &mut FrameBuilder,
     chunker: &Chunker,
-    buf: &mut Vec<u8>,
+    bufs: &mut Buffers,
     progress: &Progress,
 ) -> Result<Done, RepoError> {
     let FileJob {
@@ -567,20 +575,22 @@ fn store_file(
     };
     let mut blobs = Vec::new();
     let read = if entry.size < chunker.min_size() as u64 {
+        let buf = &mut bufs.small;
         buf.clear();
         file.read_to_end(buf).map_err(StoreError::Source).and_then(|n| {
+            // A file under the minimum chunk size is one blob: its id is the file's hash.
+            let id = ObjectId::of(buf);
             if n > 0 {
-                let id = ObjectId::of(buf);
                 packer.add(frames, id, buf)?;
                 blobs.push(id);
             }
             progress.add(n as u64);
-            Ok((n as u64, ObjectId::of(buf)))
+            Ok((n as u64, id))
         })
     } else {
         let mut hasher = blake3::Hasher::new();
         chunker
-            .chunk_reader::<StoreError>(&mut file, buf, |chunk| {
+            .chunk_reader::<StoreError>(&mut file, entry.size, &mut bufs.window, |chunk| {
                 hasher.update(chunk);
                 let id = ObjectId::of(chunk);
                 packer.add(frames, id, chunk)?;

@@ -1,6 +1,8 @@
 //! Progress on stderr, only when stderr is a terminal.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
+    files: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -27,12 +30,16 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
         }
         bar.set_prefix(verb.to_string());
-        Progress { bar }
+        Progress {
+            bar,
+            files: Arc::default(),
+        }
     }
 
     pub fn hidden() -> Progress {
         Progress {
             bar: ProgressBar::hidden(),
+            files: Arc::default(),
         }
     }
 
@@ -42,6 +49,14 @@ impl Progress {
 
     pub fn add(&self, bytes: u64) {
         self.bar.inc(bytes);
+    }
+
+    /// Counts one finished file; the count shows beside the bar.
+    pub fn file_done(&self) {
+        let n = self.files.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 16 == 1 && !self.bar.is_hidden() {
+            self.bar.set_message(format!("{n} files"));
+        }
     }
 
     pub fn set_total(&self, total: u64) {

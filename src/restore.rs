@@ -215,6 +215,7 @@ pub fn restore(
                                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                                     s.files += 1;
                                     s.bytes += entry.size;
+                                    progress.file_done();
                                 }
                                 Err(e) => fail(entry.path.as_bytes(), &e),
                             }

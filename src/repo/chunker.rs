@@ -45,6 +45,20 @@ impl Chunker {
         })
     }
 
+    /// The manifest's chunker: smaller chunks than file data, so a change in
+    /// one directory rewrites little of the manifest and the writer holds at
+    /// most about 1 MiB of it in memory. Readers do not need these sizes.
+    pub fn for_manifest() -> Chunker {
+        let params = ChunkerParams {
+            algorithm: super::config::ChunkerAlgorithm::FastCdc2020,
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1024 * 1024,
+        };
+        // Constant sizes within FastCDC's limits.
+        Chunker::new(&params).unwrap_or_else(|| unreachable!("manifest chunker sizes are valid"))
+    }
+
     pub fn min_size(&self) -> usize {
         self.min
     }
@@ -74,16 +88,20 @@ impl Chunker {
     }
 
     /// Cuts everything `reader` yields into chunks and hands each to `f`.
-    /// `buf` is reused between calls so that a worker allocates once; it grows
-    /// to at most twice the maximum chunk size. Returns the bytes read.
+    /// `buf` is reused between calls so that a worker allocates (and zeroes)
+    /// once; it grows to fit `size_hint` and at most to twice the maximum
+    /// chunk size. Returns the bytes read.
     pub fn chunk_reader<E: From<io::Error>>(
         &self,
         reader: &mut dyn Read,
+        size_hint: u64,
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
-        buf.clear();
-        buf.resize(2 * self.max, 0);
+        let want = (size_hint.saturating_add(1)).clamp(self.max as u64 + 1, 2 * self.max as u64) as usize;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         let (mut start, mut end, mut total, mut eof) = (0usize, 0usize, 0u64, false);
         loop {
             // Keep at least one maximum chunk in the window unless the input ended.
@@ -143,7 +161,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         let total = c
-            .chunk_reader::<io::Error>(&mut &data[..], &mut buf, |ch| {
+            .chunk_reader::<io::Error>(&mut &data[..], data.len() as u64 / 3, &mut buf, |ch| {
                 out.push(ch.to_vec());
                 Ok(())
             })

@@ -145,8 +145,14 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> PackBuilder {
+        PackBuilder::with_capacity(0)
+    }
+
+    /// Reserving the target size up front avoids a doubling that would
+    /// briefly hold twice the pack in memory.
+    pub fn with_capacity(bytes: usize) -> PackBuilder {
         PackBuilder {
-            data: Vec::new(),
+            data: Vec::with_capacity(bytes),
             blobs: Vec::new(),
         }
     }

@@ -110,13 +110,16 @@ impl PackWriter {
     /// and index file.
     pub fn run(self) -> Result<PackWriterStats, RepoError> {
         let mut stats = PackWriterStats::default();
-        let mut pack = PackBuilder::new();
-        let mut pending = IndexFile::default();
         let target = self.repo.config().pack_target as usize;
+        // Room for the target plus the frame that crosses it.
+        let capacity = target + 2 * self.repo.config().frame_target as usize;
+        let mut pack = PackBuilder::with_capacity(capacity);
+        let mut pending = IndexFile::default();
         for frame in self.frames.iter() {
             pack.push(frame);
             if pack.len() >= target {
-                self.write_pack(std::mem::take(&mut pack), &mut pending, &mut stats)?;
+                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity));
+                self.write_pack(full, &mut pending, &mut stats)?;
                 if pending.packs.len() >= PACKS_PER_INDEX {
                     self.write_index(std::mem::take(&mut pending), &mut stats)?;
                 }

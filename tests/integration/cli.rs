@@ -38,7 +38,11 @@ fn a_directory_that_is_not_a_repository_is_refused() {
     write(&env.repo.join("photo.jpg"), b"jpeg");
     let out = env.run(&["backup", env.path("repo/photo.jpg").to_str().unwrap()]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("not a cairn repository"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a cairn repository"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fs::read_dir(&env.repo).unwrap().count(), 1, "nothing written");
 }
 
@@ -79,11 +83,20 @@ fn snapshot_references_by_time_id_and_latest() {
     write(&env.path("src/a"), b"a");
     let src = env.path("src");
     let src = src.to_str().unwrap();
-    for time in ["2026-11-24T10:30:05+00:00", "2026-11-24T10:31:00+00:00", "2026-11-25T08:00:00+01:00"] {
+    for time in [
+        "2026-11-24T10:30:05+00:00",
+        "2026-11-24T10:31:00+00:00",
+        "2026-11-25T08:00:00+01:00",
+    ] {
         env.ok(&["backup", src, "--time", time]);
     }
     let list = env.json(&["snapshots"]);
-    let ids: Vec<String> = list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 3);
     let ls_of = |r: &str| env.run(&["ls", r]);
     // TZ=UTC in tests: local time is UTC.
@@ -116,7 +129,12 @@ fn json_outputs_are_documents() {
     let list = env.json(&["snapshots"]);
     assert_eq!(list[0]["id"], backup["id"]);
     let ls = env.json(&["ls", "latest"]);
-    let paths: Vec<&str> = ls.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["tree/src", "tree/src/a"]);
     let check = env.json(&["check", "--read-data"]);
     assert_eq!(check["errors"].as_array().unwrap().len(), 0);
@@ -131,7 +149,10 @@ fn no_progress_output_when_stderr_is_not_a_terminal() {
     assert_eq!(code(&out), 0);
     assert_eq!(stderr(&out), "", "stderr must stay clean");
     let summary = stdout(&out);
-    assert!(summary.starts_with("snapshot ") && summary.contains("1 new"), "{summary}");
+    assert!(
+        summary.starts_with("snapshot ") && summary.contains("1 new"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -139,9 +160,17 @@ fn missing_source_path_gives_a_partial_snapshot_and_exit_3() {
     let env = Env::with_repo();
     write(&env.path("src/a"), b"a");
     let missing = env.path("nope");
-    let out = env.run(&["backup", env.path("src").to_str().unwrap(), missing.to_str().unwrap()]);
+    let out = env.run(&[
+        "backup",
+        env.path("src").to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    assert!(stderr(&out).contains("nope: source path does not exist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nope: source path does not exist"),
+        "{}",
+        stderr(&out)
+    );
     let list = env.json(&["snapshots"]);
     assert_eq!(list[0]["partial"], true);
     assert!(env.ok(&["ls", "latest"]).contains("tree/src/a"));
@@ -171,11 +200,17 @@ fn a_bad_time_or_pattern_is_named() {
 }
 
 fn write_lock(env: &Env, name: &str, pid: u32, kind: &str) {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
     let lock = serde_json::json!({
         "host": host, "pid": pid, "user": "test", "time": "2026-11-24T10:00:00+00:00", "kind": kind
     });
-    write(&env.repo.join(format!("locks/{name}.json")), lock.to_string().as_bytes());
+    write(
+        &env.repo.join(format!("locks/{name}.json")),
+        lock.to_string().as_bytes(),
+    );
 }
 
 #[test]

@@ -63,7 +63,10 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     let out = as_nobody(&["backup", src.to_str().unwrap()]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("secret.txt") && err.contains("ermission denied"), "{err}");
+    assert!(
+        err.contains("secret.txt") && err.contains("ermission denied"),
+        "{err}"
+    );
     assert!(err.contains("closed"), "{err}");
     assert!(err.lines().count() <= 4, "one line per problem: {err}");
     let list = env.json(&["snapshots"]);
@@ -88,7 +91,11 @@ fn a_corrupted_pack_is_named_by_check_and_never_restored() {
     let out = env.run(&["check", "--read-data"]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
-    let pack_name = pack.file_name().unwrap().to_string_lossy().replace(".tar.zst", "");
+    let pack_name = pack
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".tar.zst", "");
     assert!(err.contains(&pack_name), "check must name the pack: {err}");
     assert!(err.contains(short), "check must name the snapshot: {err}");
 
@@ -128,7 +135,11 @@ fn a_damaged_snapshot_record_or_index_is_named() {
     assert!(stderr(&out).contains(&name), "{}", stderr(&out));
     let out = env.run(&["snapshots"]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains(&name) && stderr(&out).contains("damaged"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&name) && stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
 
     let env = Env::with_repo();
     write(&env.path("src/a"), b"a");
@@ -137,8 +148,16 @@ fn a_damaged_snapshot_record_or_index_is_named() {
     flip_byte(&index, 5);
     let out = env.run(&["check"]);
     assert_eq!(code(&out), 1);
-    let name = index.file_name().unwrap().to_string_lossy().replace(".json.zst", "");
-    assert!(stderr(&out).contains(&format!("index {name}")), "{}", stderr(&out));
+    let name = index
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".json.zst", "");
+    assert!(
+        stderr(&out).contains(&format!("index {name}")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Writes a snapshot whose manifest is exactly `lines`, bypassing the checks
@@ -153,7 +172,8 @@ fn plant_manifest(repo: &Repository, lines: &str) {
     }
     pack.push(frames.finish().unwrap());
     let (pack_id, bytes, blobs) = pack.finish().unwrap();
-    repo.write_content_named(ObjectKind::Pack, pack_id, &bytes).unwrap();
+    repo.write_content_named(ObjectKind::Pack, pack_id, &bytes)
+        .unwrap();
     repo.write_index_file(&IndexFile {
         packs: vec![IndexPack { id: pack_id, blobs }],
     })
@@ -181,7 +201,8 @@ fn restore_refuses_paths_that_escape_the_target() {
     for bad in ["../escaped", "/tmp/cairn-absolute-escape", "a/../../escaped"] {
         let env = Env::with_repo();
         let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
-        let line = serde_json::json!({"path": bad, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0});
+        let line =
+            serde_json::json!({"path": bad, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0});
         plant_manifest(&repo, &format!("{line}\n"));
         let target = env.path("deep/target");
         let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
@@ -210,7 +231,11 @@ fn restore_never_writes_through_a_symlink() {
     let target = env.path("target");
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("not writing through it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not writing through it"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!outside.join("pwned").exists());
 }
 
@@ -237,7 +262,11 @@ fn a_file_that_changes_while_read_is_warned_about() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("growing.log: changed while it was being read"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("growing.log: changed while it was being read"),
+        "{}",
+        stderr(&out)
+    );
     env.ok(&["check", "--read-data"]);
 }
 
@@ -257,7 +286,9 @@ fn a_failing_pack_write_leaves_the_repository_valid() {
         paths: vec![src.clone()],
         ..Default::default()
     };
-    let err = backup::run(&repo, &opts, &Progress::hidden()).err().expect("the backup must fail");
+    let err = backup::run(&repo, &opts, &Progress::hidden())
+        .err()
+        .expect("the backup must fail");
     assert!(err.to_string().contains("injected write fault"), "{err}");
 
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
@@ -289,8 +320,13 @@ fn a_corrupt_read_is_never_restored() {
     let file = entries.iter().find(|e| !e.blobs.is_empty()).unwrap();
     faulty.inject(Fault::CorruptRead(ObjectKind::Pack));
     let mut fresh = cairn::repo::reader::BlobReader::new(&repo, &index);
-    let err = fresh.read(&file.blobs[0]).expect_err("a corrupt frame must not be accepted");
-    assert!(err.to_string().contains(&file.blobs[0].to_hex()[..16]) || err.to_string().contains("pack"), "{err}");
+    let err = fresh
+        .read(&file.blobs[0])
+        .expect_err("a corrupt frame must not be accepted");
+    assert!(
+        err.to_string().contains(&file.blobs[0].to_hex()[..16]) || err.to_string().contains("pack"),
+        "{err}"
+    );
     faulty.inject(Fault::TransientRead(ObjectKind::Pack));
     assert!(fresh.read(&file.blobs[0]).is_err());
     assert_eq!(fresh.read(&file.blobs[0]).unwrap().len(), file.size as usize);

@@ -12,7 +12,10 @@ fn corpus(env: &Env) -> std::path::PathBuf {
     for d in 0..8 {
         for f in 0..40 {
             let size = if f % 10 == 0 { 2 << 20 } else { 20_000 + f * 997 };
-            write(&src.join(format!("d{d}/f{f}")), &noise(size, (d * 100 + f) as u64));
+            write(
+                &src.join(format!("d{d}/f{f}")),
+                &noise(size, (d * 100 + f) as u64),
+            );
         }
     }
     src
@@ -44,7 +47,12 @@ fn a_killed_backup_leaves_the_repository_valid() {
         let out = env.run(&["check", "--read-data"]);
         assert_eq!(code(&out), 0, "after a kill at {delay_ms} ms: {}", stderr(&out));
         let target = env.path(&format!("restored{i}"));
-        env.ok(&["restore", "--target", target.to_str().unwrap(), &env.json(&["snapshots"])[0]["id"].as_str().unwrap()[..8]]);
+        env.ok(&[
+            "restore",
+            "--target",
+            target.to_str().unwrap(),
+            &env.json(&["snapshots"])[0]["id"].as_str().unwrap()[..8],
+        ]);
         assert_same_tree(&first, &target.join("tree/first"));
     }
     // The dead processes' locks are stale: they never block, and unlock clears them.

@@ -19,7 +19,12 @@ fn local_sink_ignores_leftover_temporary_files() {
     // What a write killed before its rename leaves behind.
     write(&env.path("store/packs/aa/.tmp-aacc-0123456789abcdef"), b"half");
     write(&env.path("store/snapshots/.tmp-0011-0123456789abcdef"), b"half");
-    let packs: Vec<String> = sink.list(ObjectKind::Pack).unwrap().into_iter().map(|o| o.name).collect();
+    let packs: Vec<String> = sink
+        .list(ObjectKind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     assert_eq!(packs, ["aabb"]);
     assert!(sink.list(ObjectKind::Snapshot).unwrap().is_empty());
 }

@@ -21,7 +21,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("cairn-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-test-")
+            .tempdir()
+            .expect("tempdir");
         let repo = dir.path().join("repo");
         Env { dir, repo }
     }
@@ -158,14 +161,22 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Node> {
         let m = fs::symlink_metadata(e.path()).expect("lstat");
         let ft = m.file_type();
         let (kind, content) = if ft.is_symlink() {
-            ("symlink", fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec())
+            (
+                "symlink",
+                fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec(),
+            )
         } else if ft.is_dir() {
             ("dir", Vec::new())
         } else {
             ("file", fs::read(e.path()).expect("read"))
         };
         let link_group = if ft.is_file() && m.nlink() > 1 {
-            Some(inodes.entry((m.dev(), m.ino())).or_insert_with(|| rel.clone()).clone())
+            Some(
+                inodes
+                    .entry((m.dev(), m.ino()))
+                    .or_insert_with(|| rel.clone())
+                    .clone(),
+            )
         } else {
             None
         };
@@ -179,12 +190,20 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Node> {
         }
         let node = Node {
             kind,
-            mode: if ft.is_symlink() { 0 } else { m.permissions().mode() & 0o7777 },
+            mode: if ft.is_symlink() {
+                0
+            } else {
+                m.permissions().mode() & 0o7777
+            },
             uid: m.uid(),
             gid: m.gid(),
             // The root directory's mtime is compared too, except at depth 0
             // where the caller's directory may differ.
-            mtime: if e.depth() == 0 { (0, 0) } else { (m.mtime(), m.mtime_nsec()) },
+            mtime: if e.depth() == 0 {
+                (0, 0)
+            } else {
+                (m.mtime(), m.mtime_nsec())
+            },
             content,
             xattrs,
             link_group,
@@ -199,7 +218,13 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let right = snapshot_tree(b);
     let lk: Vec<_> = left.keys().collect();
     let rk: Vec<_> = right.keys().collect();
-    assert_eq!(lk, rk, "different paths under {} and {}", a.display(), b.display());
+    assert_eq!(
+        lk,
+        rk,
+        "different paths under {} and {}",
+        a.display(),
+        b.display()
+    );
     for (path, node) in &left {
         assert_eq!(Some(node), right.get(path), "{} differs", path.display());
     }
