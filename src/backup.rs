@@ -11,9 +11,9 @@
 //! walk order, which is manifest order. Files whose size, mtime, ctime and
 //! inode match the parent snapshot are not read at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -84,7 +84,9 @@ enum Done {
         status: Option<FileStatus>,
         warning: Option<String>,
     },
+    /// Not saved; `path` is set when it was a file other names may link to.
     Skipped {
+        path: Option<Vec<u8>>,
         warning: Option<String>,
     },
 }
@@ -235,7 +237,7 @@ pub fn run(
 /// (`tree/<name>`, with `-2`, `-3` ... when names repeat), sorted by prefix so
 /// that the roots are walked in manifest order.
 fn sources(paths: &[PathBuf]) -> Vec<Source> {
-    let mut taken: HashMap<String, u32> = HashMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
     let mut out: Vec<Source> = paths
         .iter()
         .map(|p| {
@@ -244,13 +246,19 @@ fn sources(paths: &[PathBuf]) -> Vec<Source> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "root".to_string());
-            let n = taken.entry(name.clone()).or_insert(0);
-            *n += 1;
-            let prefix = if *n == 1 {
-                format!("tree/{name}")
-            } else {
-                format!("tree/{name}-{n}")
-            };
+            // Checked against every prefix taken so far, so `a-2` given as a
+            // source never collides with the second `a`.
+            let prefix = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        format!("tree/{name}")
+                    } else {
+                        format!("tree/{name}-{n}")
+                    }
+                })
+                .find(|candidate| !taken.contains(candidate))
+                .unwrap_or_default();
+            taken.insert(prefix.clone());
             Source { abs, prefix }
         })
         .collect();
@@ -391,7 +399,13 @@ fn walk_sources(
             let this = seq;
             seq += 1;
             let Some(mut entry) = meta::entry_from_metadata(path, &meta) else {
-                if !send_done(this, Done::Skipped { warning: None }) {
+                if !send_done(
+                    this,
+                    Done::Skipped {
+                        path: None,
+                        warning: None,
+                    },
+                ) {
                     return Ok(());
                 }
                 continue;
@@ -462,6 +476,7 @@ fn walk_sources(
                     Err(e) => {
                         tally.partial = true;
                         Done::Skipped {
+                            path: None,
                             warning: Some(format!("{}: {e}", abs.display())),
                         }
                     }
@@ -525,11 +540,10 @@ fn store_files(
     packer.flush(&mut frames)
 }
 
-/// A worker's reusable buffers: one for whole small files, one window for
-/// chunking large ones (kept apart so the large one is zeroed only once).
+/// A worker's reusable chunking window; it grows to the largest file seen,
+/// at most twice the maximum chunk size, and is zeroed only when it grows.
 #[derive(Default)]
 struct Buffers {
-    small: Vec<u8>,
     window: Vec<u8>,
 }
 
@@ -567,6 +581,7 @@ fn store_file(
         ..
     } = job;
     let skipped = |e: io::Error| Done::Skipped {
+        path: Some(entry.path.as_bytes().to_vec()),
         warning: Some(format!("{}: {e}", abs.display())),
     };
     let mut file = match File::open(&abs) {
@@ -574,32 +589,28 @@ fn store_file(
         Err(e) => return Ok(skipped(e)),
     };
     let mut blobs = Vec::new();
-    let read = if entry.size < chunker.min_size() as u64 {
-        let buf = &mut bufs.small;
-        buf.clear();
-        file.read_to_end(buf).map_err(StoreError::Source).and_then(|n| {
-            // A file under the minimum chunk size is one blob: its id is the file's hash.
-            let id = ObjectId::of(buf);
-            if n > 0 {
-                packer.add(frames, id, buf)?;
-                blobs.push(id);
-            }
-            progress.add(n as u64);
-            Ok((n as u64, id))
-        })
-    } else {
-        let mut hasher = blake3::Hasher::new();
-        chunker
-            .chunk_reader::<StoreError>(&mut file, entry.size, &mut bufs.window, |chunk| {
+    let mut hasher = blake3::Hasher::new();
+    let mut only_chunk = None;
+    let read = chunker
+        .chunk_reader::<StoreError>(&mut file, entry.size, &mut bufs.window, |chunk, whole| {
+            let id = ObjectId::of(chunk);
+            // A file that is one chunk is hashed once: its id is the file's hash.
+            if whole {
+                only_chunk = Some(id);
+            } else {
                 hasher.update(chunk);
-                let id = ObjectId::of(chunk);
-                packer.add(frames, id, chunk)?;
-                blobs.push(id);
-                progress.add(chunk.len() as u64);
-                Ok(())
-            })
-            .map(|n| (n, ObjectId::from_hash(hasher.finalize())))
-    };
+            }
+            packer.add(frames, id, chunk)?;
+            blobs.push(id);
+            progress.add(chunk.len() as u64);
+            Ok(())
+        })
+        .map(|n| {
+            (
+                n,
+                only_chunk.unwrap_or_else(|| ObjectId::from_hash(hasher.finalize())),
+            )
+        });
     let (size, hash) = match read {
         Ok(r) => r,
         Err(StoreError::Source(e)) => return Ok(skipped(e)),
@@ -644,17 +655,34 @@ fn assemble(
     let mut writer = ManifestWriter::new(chunker);
     let mut emit = |id: ObjectId, data: &[u8]| packer.add(&mut frames, id, data).map(|_| ());
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut skipped_files: HashSet<Vec<u8>> = HashSet::new();
     let mut next = 0u64;
     for (seq, d) in done {
         pending.insert(seq, d);
         while let Some(d) = pending.remove(&next) {
             next += 1;
             match d {
-                Done::Skipped { warning } => {
+                Done::Skipped { path, warning } => {
                     if let Some(w) = warning {
                         tally.warnings.push(w);
                         tally.partial = true;
                     }
+                    skipped_files.extend(path);
+                }
+                Done::Entry { entry, .. }
+                    if entry.kind == EntryKind::Hardlink
+                        && entry
+                            .target
+                            .as_ref()
+                            .is_some_and(|t| skipped_files.contains(t.as_bytes())) =>
+                {
+                    // Another name of a file that could not be read: it
+                    // cannot be read by this name either.
+                    tally.warnings.push(format!(
+                        "{}: not saved, it is a hard link to a file that could not be read",
+                        entry.path.lossy()
+                    ));
+                    tally.partial = true;
                 }
                 Done::Entry {
                     entry,

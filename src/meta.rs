@@ -174,6 +174,29 @@ pub fn running_as_root() -> bool {
     }
 }
 
+/// The same as [`apply_metadata`] for a regular file still open for writing:
+/// through the descriptor, with no path lookups.
+pub fn apply_metadata_to_file(file: &std::fs::File, entry: &Entry) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if running_as_root() {
+            std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid))?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            use xattr::FileExt;
+            for x in &entry.xattrs {
+                file.set_xattr(std::ffi::OsStr::from_bytes(x.name.as_bytes()), x.value.as_bytes())?;
+            }
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(entry.mode))?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
+    filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
+}
+
 /// Puts an entry's owner, xattrs, mode and mtime on `path`, in that order:
 /// chown clears set-id bits and a read-only mode forbids setting xattrs, so
 /// the mode comes after both, and the mtime last because the others touch it.

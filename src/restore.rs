@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_channel::bounded;
@@ -26,7 +27,6 @@ use crate::repo::manifest::{Entry, EntryKind};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
-use crate::sink::local::random_u64;
 
 /// Files handed to a worker at once: consecutive files share frames, so
 /// keeping them together lets the worker's frame cache serve them.
@@ -193,7 +193,8 @@ pub fn restore(
     };
     let mut dir_entries: Vec<(PathBuf, Entry)> = Vec::new();
     let mut hardlinks: Vec<(PathBuf, Entry)> = Vec::new();
-    let mut restored_files: HashSet<Vec<u8>> = HashSet::new();
+    // Files written and verified; a hard link may only point at one of these.
+    let written: Mutex<HashSet<Vec<u8>>> = Mutex::new(HashSet::new());
     let short = snapshot.id.short();
 
     std::thread::scope(|s| -> Result<(), RestoreError> {
@@ -202,7 +203,7 @@ pub fn restore(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                let (summary, fail) = (&summary, &fail);
+                let (summary, fail, written) = (&summary, &fail, &written);
                 s.spawn(move || {
                     let mut reader = BlobReader::new(repo, index);
                     for batch in rx {
@@ -212,6 +213,10 @@ pub fn restore(
                             }
                             match write_file(&mut reader, &full, &entry, progress) {
                                 Ok(()) => {
+                                    written
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .insert(entry.path.as_bytes().to_vec());
                                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                                     s.files += 1;
                                     s.bytes += entry.size;
@@ -254,7 +259,6 @@ pub fn restore(
                     },
                     EntryKind::File => {
                         dirs.forget(&full);
-                        restored_files.insert(entry.path.as_bytes().to_vec());
                         batch_bytes += entry.size;
                         batch.push((full, entry));
                         if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
@@ -298,6 +302,7 @@ pub fn restore(
     }
 
     // Hard links point at files restored above.
+    let restored_files = written.into_inner().unwrap_or_else(|e| e.into_inner());
     for (full, entry) in hardlinks {
         let Some(target_path) = entry.target.as_ref() else {
             continue;
@@ -323,14 +328,16 @@ pub fn restore(
     Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// A temporary name beside `full`.
+/// A temporary name beside `full`, unique to this process and call.
 fn temp_beside(full: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = full
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let short: String = name.chars().take(32).collect();
-    full.with_file_name(format!(".{short}.cairn-{:016x}", random_u64()))
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    full.with_file_name(format!(".{short}.cairn-{}-{n}", std::process::id()))
 }
 
 /// Builds something at a temporary name, then renames it over `full`.
@@ -376,8 +383,8 @@ fn write_file(
             }
             .into());
         }
+        meta::apply_metadata_to_file(&file, entry).map_err(io_err)?;
         drop(file);
-        meta::apply_metadata(&tmp, entry).map_err(io_err)?;
         fs::rename(&tmp, full).map_err(io_err)
     })();
     if result.is_err() {

@@ -91,6 +91,7 @@ pub fn walk<'a>(
 ) -> impl Iterator<Item = TreeItem> + 'a {
     walkdir::WalkDir::new(root)
         .follow_links(false)
+        .follow_root_links(false)
         .sort_by(|a, b| a.file_name().cmp(b.file_name()))
         .into_iter()
         .filter_entry(move |e| {

@@ -87,18 +87,21 @@ impl Chunker {
         Some(len.max(1).min(window.len()))
     }
 
-    /// Cuts everything `reader` yields into chunks and hands each to `f`.
-    /// `buf` is reused between calls so that a worker allocates (and zeroes)
-    /// once; it grows to fit `size_hint` and at most to twice the maximum
-    /// chunk size. Returns the bytes read.
+    /// Cuts everything `reader` yields into chunks and hands each to `f`,
+    /// with `true` when the chunk is the whole input. `buf` is reused between
+    /// calls so that a worker allocates (and zeroes) rarely: it is sized from
+    /// `size_hint` and grows, when the input turns out larger, to at most
+    /// twice the maximum chunk size. Returns the bytes read.
     pub fn chunk_reader<E: From<io::Error>>(
         &self,
         reader: &mut dyn Read,
         size_hint: u64,
         buf: &mut Vec<u8>,
-        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+        mut f: impl FnMut(&[u8], bool) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let want = (size_hint.saturating_add(1)).clamp(self.max as u64 + 1, 2 * self.max as u64) as usize;
+        let limit = 2 * self.max;
+        let smallest = (64 * 1024).min(limit);
+        let want = (size_hint.saturating_add(1)).clamp(smallest as u64, limit as u64) as usize;
         if buf.len() < want {
             buf.resize(want, 0);
         }
@@ -107,9 +110,14 @@ impl Chunker {
             // Keep at least one maximum chunk in the window unless the input ended.
             while !eof && end - start < self.max {
                 if end == buf.len() {
-                    buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
+                    if start > 0 {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
+                    } else {
+                        let grown = (buf.len() * 2).clamp(smallest, limit);
+                        buf.resize(grown, 0);
+                    }
                 }
                 match reader.read(&mut buf[end..]) {
                     Ok(0) => eof = true,
@@ -123,7 +131,8 @@ impl Chunker {
             }
             match self.next_cut(&buf[start..end], eof) {
                 Some(len) => {
-                    f(&buf[start..start + len])?;
+                    let whole = eof && start == 0 && len == end && total == len as u64;
+                    f(&buf[start..start + len], whole)?;
                     start += len;
                 }
                 None => return Ok(total),
@@ -161,7 +170,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         let total = c
-            .chunk_reader::<io::Error>(&mut &data[..], data.len() as u64 / 3, &mut buf, |ch| {
+            .chunk_reader::<io::Error>(&mut &data[..], data.len() as u64 / 3, &mut buf, |ch, _| {
                 out.push(ch.to_vec());
                 Ok(())
             })
@@ -180,6 +189,31 @@ mod tests {
         for p in &parts[..parts.len() - 1] {
             assert!(p.len() >= 1024 && p.len() <= 16384, "chunk of {}", p.len());
         }
+    }
+
+    #[test]
+    fn window_grows_when_the_input_is_larger_than_announced() {
+        let c = Chunker::new(&Config::new(String::new()).chunker).unwrap();
+        let data = pseudo_random(20 << 20, 3);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut wholes = 0;
+        c.chunk_reader::<io::Error>(&mut &data[..], 0, &mut buf, |ch, whole| {
+            out.extend_from_slice(ch);
+            wholes += whole as usize;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(wholes, 0);
+        assert_eq!(buf.len(), 2 * c.max_size());
+        let mut wholes = 0;
+        c.chunk_reader::<io::Error>(&mut &b"small"[..], 5, &mut buf, |_, whole| {
+            wholes += whole as usize;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(wholes, 1);
     }
 
     #[test]

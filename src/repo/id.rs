@@ -53,17 +53,12 @@ impl FromStr for ObjectId {
 
     fn from_str(s: &str) -> Result<ObjectId, BadObjectId> {
         let bad = || BadObjectId(s.to_string());
-        if s.len() != 64 {
+        if s.len() != 64 || s.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad());
         }
+        let bytes = crate::repo::manifest::decode_hex(s).ok_or_else(bad)?;
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            let pair = s.get(i * 2..i * 2 + 2).ok_or_else(bad)?;
-            if pair.bytes().any(|b| b.is_ascii_uppercase()) {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-        }
+        out.copy_from_slice(&bytes);
         Ok(ObjectId(out))
     }
 }
@@ -92,5 +87,6 @@ mod tests {
         assert_eq!(id.to_hex().parse::<ObjectId>().unwrap(), id);
         assert!("abc".parse::<ObjectId>().is_err());
         assert!(id.to_hex().to_uppercase().parse::<ObjectId>().is_err());
+        assert!(format!("+{}", &id.to_hex()[1..]).parse::<ObjectId>().is_err());
     }
 }

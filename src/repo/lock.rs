@@ -112,16 +112,24 @@ pub fn acquire(sink: Arc<dyn Sink>, kind: LockKind) -> Result<RepoLock, RepoErro
     Ok(lock)
 }
 
-/// Removes stale locks (or, with `all`, every lock); returns their names.
+/// Removes stale locks (or, with `all`, every lock, readable or not);
+/// returns their names.
 pub fn remove_locks(sink: &dyn Sink, all: bool) -> Result<Vec<String>, RepoError> {
+    let names: Vec<String> = if all {
+        sink.list(ObjectKind::Lock)?.into_iter().map(|o| o.name).collect()
+    } else {
+        list_locks(sink)?
+            .into_iter()
+            .filter(|(_, record)| record.is_stale())
+            .map(|(name, _)| name)
+            .collect()
+    };
     let mut removed = Vec::new();
-    for (name, record) in list_locks(sink)? {
-        if all || record.is_stale() {
-            match sink.delete(ObjectKind::Lock, &name) {
-                Ok(()) => removed.push(name),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+    for name in names {
+        match sink.delete(ObjectKind::Lock, &name) {
+            Ok(()) => removed.push(name),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(removed)

@@ -60,19 +60,24 @@ impl<'de> Deserialize<'de> for RawBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawBytes, D::Error> {
         match RawBytesRepr::deserialize(d)? {
             RawBytesRepr::Text(text) => Ok(RawBytes(text.into_bytes())),
-            RawBytesRepr::Hex { hex } => {
-                if hex.len() % 2 != 0 {
-                    return Err(serde::de::Error::custom("odd-length hex string"));
-                }
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map(RawBytes)
-                    .map_err(serde::de::Error::custom)
-            }
+            RawBytesRepr::Hex { hex } => decode_hex(&hex)
+                .map(RawBytes)
+                .ok_or_else(|| serde::de::Error::custom("not an even-length string of hex digits")),
         }
     }
+}
+
+/// Strict hex: an even number of `0-9a-fA-F` and nothing else.
+pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = hex.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,6 +319,18 @@ mod tests {
         assert_eq!(path_cmp(b"a/b", b"a.txt"), Ordering::Less);
         assert_eq!(path_cmp(b"a", b"a/b"), Ordering::Less);
         assert_eq!(path_cmp(b"a b", b"a/b"), Ordering::Greater);
+    }
+
+    #[test]
+    fn hex_is_strict() {
+        assert_eq!(decode_hex("00ff"), Some(vec![0, 255]));
+        assert_eq!(decode_hex("aé0"), None);
+        assert_eq!(decode_hex("+f"), None);
+        assert_eq!(decode_hex("abc"), None);
+        let parsed: Result<Entry, _> = serde_json::from_str(
+            r#"{"path":{"hex":"aé0"},"type":"file","mode":0,"uid":0,"gid":0,"mtime":0}"#,
+        );
+        assert!(parsed.is_err());
     }
 
     #[test]

@@ -136,7 +136,7 @@ fn time_matches(time: &DateTime<FixedOffset>, query: &str) -> bool {
 
 /// Splits `2026-11-24T10:30+01:00` into the time prefix and its offset.
 fn split_offset(query: &str) -> (&str, Option<FixedOffset>) {
-    if let Some(prefix) = query.strip_suffix('Z') {
+    if let Some(prefix) = query.strip_suffix(['Z', 'z']) {
         return (prefix, FixedOffset::east_opt(0));
     }
     if let Some(t) = query.find('T') {

@@ -161,7 +161,19 @@ impl Sink for LocalSink {
         check_name(kind, name)?;
         let path = self.path(kind, name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| self.io_err("create directory", &dir, e))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|e| self.io_err("create directory", &dir, e))?;
+            // A new directory's name lives in its parent: make it durable too,
+            // or a power cut could lose the directory with the object in it.
+            let mut at = dir.as_path();
+            while let Some(parent) = at.parent() {
+                sync_dir(parent).map_err(|e| self.io_err("sync", parent, e))?;
+                if parent == self.root || !parent.starts_with(&self.root) {
+                    break;
+                }
+                at = parent;
+            }
+        }
         if path.exists() {
             return Err(SinkError::AlreadyExists {
                 kind,

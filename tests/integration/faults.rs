@@ -44,6 +44,7 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     write(&src.join("readable.txt"), b"fine");
     write(&src.join("secret.txt"), b"root only");
     fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::hard_link(src.join("secret.txt"), src.join("z-secret-link")).unwrap();
     fs::create_dir_all(src.join("closed")).unwrap();
     write(&src.join("closed/inside"), b"x");
     fs::set_permissions(src.join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
@@ -68,6 +69,7 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
         "{err}"
     );
     assert!(err.contains("closed"), "{err}");
+    assert!(err.contains("z-secret-link: not saved"), "{err}");
     assert!(err.lines().count() <= 4, "one line per problem: {err}");
     let list = env.json(&["snapshots"]);
     assert_eq!(list[0]["partial"], true);
@@ -76,6 +78,7 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(fs::read(target.join("tree/src/readable.txt")).unwrap(), b"fine");
     assert!(!target.join("tree/src/secret.txt").exists());
+    assert!(!target.join("tree/src/z-secret-link").exists());
     env.ok(&["check", "--read-data"]);
 }
 

@@ -76,7 +76,10 @@ fn duplicate_content_is_stored_once() {
         "repository grew by {grown} bytes for a duplicate of {} bytes",
         data.len()
     );
-    assert!(out["stats"]["blobs_added"].as_u64().unwrap() <= 2, "only the manifest is new: {out}");
+    assert!(
+        out["stats"]["blobs_added"].as_u64().unwrap() <= 2,
+        "only the manifest is new: {out}"
+    );
 }
 
 #[test]
@@ -219,4 +222,40 @@ fn a_single_file_can_be_backed_up() {
     let target = env.path("out");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(fs::read(target.join("tree/nginx.conf")).unwrap(), b"server {}");
+}
+
+#[test]
+fn a_symlink_given_as_a_source_is_saved_as_the_link() {
+    let env = Env::with_repo();
+    write(&env.path("real/x"), b"x");
+    symlink(env.path("real"), env.path("plink")).unwrap();
+    env.backup(&[&env.path("plink")]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_link(target.join("tree/plink")).unwrap(),
+        env.path("real")
+    );
+}
+
+#[test]
+fn root_prefixes_never_collide() {
+    let env = Env::with_repo();
+    for (dir, content) in [("x/a-2", "x"), ("y/a", "y"), ("z/a", "z")] {
+        write(&env.path(dir).join("f"), content.as_bytes());
+    }
+    let out = env.backup(&[&env.path("x/a-2"), &env.path("y/a"), &env.path("z/a")]);
+    let mut prefixes: Vec<&str> = out["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prefix"].as_str().unwrap())
+        .collect();
+    prefixes.sort();
+    assert_eq!(prefixes, ["tree/a", "tree/a-2", "tree/a-3"]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("tree/a-2/f")).unwrap(), b"x");
+    assert_eq!(fs::read(target.join("tree/a/f")).unwrap(), b"y");
+    assert_eq!(fs::read(target.join("tree/a-3/f")).unwrap(), b"z");
 }
