@@ -110,13 +110,16 @@ impl Chunker {
             // Keep at least one maximum chunk in the window unless the input ended.
             while !eof && end - start < self.max {
                 if end == buf.len() {
-                    if start > 0 {
+                    // Grow while that is cheaper than moving most of the
+                    // window; at the limit a move copies less than one
+                    // maximum chunk per maximum chunk consumed.
+                    if buf.len() < limit && start < buf.len() / 2 {
+                        let grown = (buf.len() * 2).clamp(smallest, limit);
+                        buf.resize(grown, 0);
+                    } else {
                         buf.copy_within(start..end, 0);
                         end -= start;
                         start = 0;
-                    } else {
-                        let grown = (buf.len() * 2).clamp(smallest, limit);
-                        buf.resize(grown, 0);
                     }
                 }
                 match reader.read(&mut buf[end..]) {
