@@ -54,9 +54,8 @@ if [[ $INSTALL_PEERS -eq 1 ]]; then
 fi
 
 [[ -x /usr/bin/time ]] || { log "installing the 'time' package"; apt_install time; }
-HAVE_ZSTD=1
-command -v zstd >/dev/null || { is_root && apt_install zstd; } || HAVE_ZSTD=0
-command -v zstd >/dev/null || HAVE_ZSTD=0
+if ! command -v zstd >/dev/null && is_root; then apt_install zstd || true; fi
+HAVE_ZSTD=0; command -v zstd >/dev/null && HAVE_ZSTD=1
 
 CAIRN=${CAIRN:-"$(dirname "$0")/../target/release/cairn"}
 [[ -x $CAIRN ]] || die "no cairn binary at $CAIRN: run 'cargo build --release' first (or set CAIRN=...)"
@@ -148,7 +147,7 @@ quiet() {
 # Runs a command under /usr/bin/time; sets T_WALL T_CPU T_RSS (KiB). Returns
 # the command's status (borg's 1 means warnings: accepted).
 timed() {
-    local rc=0
+    local rc=0 user sys
     sync
     /usr/bin/time -f '%e %U %S %M' -o "$TIMEFILE" "$@" >"$LOGFILE" 2>&1 || rc=$?
     [[ $rc -eq 1 && " $* " == *" borg "* ]] && { log "borg warnings: $(grep -v '^$' "$LOGFILE" | tail -n 3 | tr '\n' ' ')"; rc=0; }
@@ -249,13 +248,15 @@ fresh_repo() { # TOOL
     quiet "${CMD[@]}"
 }
 
+# Sorted listing: path, type, mode, and for non-directories size and mtime.
+listing() { (cd "$1" && find . \( -type d -printf '%P d %m\n' \) -o -printf '%P %y %m %s %T@\n' | LC_ALL=C sort); }
+
 # Compares the restored tree with the corpus copy (content and file metadata).
 verify_restore() { # TOOL
     local dir diffs meta
-    dir=$("$1_restored")
+    dir=$("${1}_restored")
     if [[ ! -d $dir ]]; then log "  $1 restore: $dir not found"; VERIFY[$1]="restored tree not found at $dir"; return; fi
     diffs=$(diff -rq --no-dereference "$COPY" "$dir" 2>&1 | wc -l) || true
-    listing() { (cd "$1" && find . \( -type d -printf '%P d %m\n' \) -o -printf '%P %y %m %s %T@\n' | LC_ALL=C sort); }
     meta=$(diff <(listing "$COPY") <(listing "$dir") | grep -c '^<') || true
     if [[ $diffs -eq 0 && $meta -eq 0 ]]; then
         VERIFY[$1]="identical (content, modes, file mtimes)"
@@ -312,6 +313,7 @@ bench_tool() { # TOOL
     careful_rm "$REPO"; "${tool}_clean"
 }
 
+# shellcheck disable=SC2016 # ($1.. expand in the inner bash)
 bench_baselines() {
     local key parent base
     parent=$(dirname "$COPY"); base=$(basename "$COPY")

@@ -306,10 +306,12 @@ fn count_in_background(sources: &[Source], excludes: &Excludes, progress: &Progr
     let (excludes, progress) = (excludes.clone(), progress.clone());
     std::thread::spawn(move || {
         let mut total = 0;
+        let mut links = HashSet::new();
         for (abs, prefix) in &sources {
             for item in tree::walk(abs, prefix, &excludes) {
                 if let TreeItem::Entry { meta, .. } = item {
-                    if meta.is_file() {
+                    let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
+                    if meta.is_file() && first_name {
                         total += meta.len();
                     }
                 }
