@@ -124,7 +124,9 @@ pub fn run(
         })
         .collect();
     let index = repo.load_index()?;
+    tracing::debug!("index loaded: {} blobs", index.len());
     let snapshots = repo.load_snapshots()?;
+    tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);
     if let Some(p) = parent {
@@ -139,7 +141,7 @@ pub fn run(
         let packer = Arc::new(packer);
         let writer = s.spawn(move || writer.run());
         let (job_tx, job_rx) = bounded::<FileJob>(64);
-        let (done_tx, done_rx) = unbounded::<(u64, Done)>();
+        let (done_tx, done_rx) = unbounded::<Vec<(u64, Done)>>();
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -169,6 +171,7 @@ pub fn run(
             progress,
             &mut walk_tally,
         );
+        tracing::debug!("walk done");
         drop(job_tx);
         drop(done_tx);
         let worker_results: Vec<Result<(), RepoError>> = workers
@@ -176,6 +179,7 @@ pub fn run(
             .map(|w| w.join().unwrap_or(Err(RepoError::ThreadPanicked)))
             .collect();
         let assembled = assembler.join().unwrap_or(Err(RepoError::ThreadPanicked));
+        tracing::debug!("manifest done");
         let (blobs_added, bytes_added) = (
             packer.blobs_added.load(Ordering::Relaxed),
             packer.bytes_added.load(Ordering::Relaxed),
@@ -184,6 +188,7 @@ pub fn run(
         // finish the last pack and write the index.
         drop(packer);
         let written = writer.join().unwrap_or(Err(RepoError::ThreadPanicked));
+        tracing::debug!("packs and index written");
         if interrupt::is_set() {
             return Err(RepoError::Interrupted);
         }
@@ -363,23 +368,59 @@ fn walk_sources(
     sources: &[Source],
     excludes: &Excludes,
     jobs: &Sender<FileJob>,
-    done: &Sender<(u64, Done)>,
+    done: &Sender<Vec<(u64, Done)>>,
     progress: &Progress,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
-    let mut reader = BlobReader::new(repo, index);
-    let parent_name = parent.map(|p| p.id.short()).unwrap_or_default();
-    let mut cursor = ParentCursor {
-        entries: parent.map(|p| {
-            Box::new(reader.manifest(&parent_name, &p.record.manifest)) as Box<dyn Iterator<Item = _>>
-        }),
-        peeked: None,
-    };
+    // The parent's manifest is read and parsed on a thread of its own, ahead
+    // of the walk, so parsing overlaps with the walk's system calls.
+    std::thread::scope(|s| {
+        let (tx, rx) = bounded::<Vec<Result<Entry, RepoError>>>(8);
+        if let Some(p) = parent {
+            s.spawn(move || {
+                let mut reader = BlobReader::new(repo, index);
+                let mut batch = Vec::with_capacity(256);
+                for entry in reader.manifest(&p.id.short(), &p.record.manifest) {
+                    batch.push(entry);
+                    if batch.len() == 256
+                        && tx
+                            .send(std::mem::replace(&mut batch, Vec::with_capacity(256)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+        } else {
+            drop(tx);
+        }
+        let cursor = ParentCursor {
+            entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
+            peeked: None,
+        };
+        walk_with_parent(index, cursor, sources, excludes, jobs, done, progress, tally)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_with_parent(
+    index: &Index,
+    mut cursor: ParentCursor,
+    sources: &[Source],
+    excludes: &Excludes,
+    jobs: &Sender<FileJob>,
+    done: &Sender<Vec<(u64, Done)>>,
+    progress: &Progress,
+    tally: &mut Tally,
+) -> Result<(), RepoError> {
     let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
     let mut seq = 0u64;
-    // A send fails only when the receiving side stopped on an error of its
-    // own, which the caller reports; the walk just ends.
-    let send_done = |seq: u64, d: Done| done.send((seq, d)).is_ok();
+    let mut batch = DoneBatch {
+        tx: done,
+        entries: Vec::with_capacity(DoneBatch::SIZE),
+    };
+    let mut send_done = |seq: u64, d: Done| batch.push(seq, d);
     for source in sources {
         for item in tree::walk(&source.abs, &source.prefix, excludes) {
             if interrupt::is_set() {
@@ -503,7 +544,31 @@ fn walk_sources(
             }
         }
     }
+    batch.flush();
     Ok(())
+}
+
+/// Entries the walk finished itself, sent on in batches: one message per
+/// entry would cost a thread wake-up per file of an unchanged tree.
+struct DoneBatch<'a> {
+    tx: &'a Sender<Vec<(u64, Done)>>,
+    entries: Vec<(u64, Done)>,
+}
+
+impl DoneBatch<'_> {
+    const SIZE: usize = 256;
+
+    /// False once the receiver is gone: it stopped on an error of its own,
+    /// which the caller reports, and the walk just ends.
+    fn push(&mut self, seq: u64, d: Done) -> bool {
+        self.entries.push((seq, d));
+        self.entries.len() < Self::SIZE || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(Self::SIZE));
+        entries.is_empty() || self.tx.send(entries).is_ok()
+    }
 }
 
 /// Whether a file can reuse its parent-snapshot entry without being read.
@@ -515,13 +580,13 @@ fn unchanged(prev: &Entry, now: &Entry, index: &Index) -> bool {
         && prev.ctime == now.ctime
         && prev.ctime_nsec == now.ctime_nsec
         && prev.ino == now.ino
-        && prev.hash.is_some()
+        && prev.content_hash().is_some()
         && prev.blobs.iter().all(|b| index.contains(b))
 }
 
 fn store_files(
     jobs: Receiver<FileJob>,
-    done: Sender<(u64, Done)>,
+    done: Sender<Vec<(u64, Done)>>,
     packer: &Packer,
     chunker: &Chunker,
     progress: &Progress,
@@ -535,7 +600,7 @@ fn store_files(
         let seq = job.seq;
         let d = store_file(job, packer, &mut frames, chunker, &mut bufs, progress)?;
         progress.file_done();
-        if done.send((seq, d)).is_err() {
+        if done.send(vec![(seq, d)]).is_err() {
             break;
         }
     }
@@ -637,7 +702,8 @@ fn store_file(
         Err(e) => warning = Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
     }
     entry.size = size;
-    entry.hash = Some(hash);
+    // A one-blob file's hash is its blob's id; the manifest leaves it out.
+    entry.hash = if blobs.len() == 1 { None } else { Some(hash) };
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,
@@ -648,7 +714,7 @@ fn store_file(
 
 /// Puts finished entries back in walk order and writes the manifest.
 fn assemble(
-    done: Receiver<(u64, Done)>,
+    done: Receiver<Vec<(u64, Done)>>,
     packer: &Packer,
     chunker: Chunker,
 ) -> Result<(Vec<ObjectId>, Tally), RepoError> {
@@ -659,7 +725,7 @@ fn assemble(
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut skipped_files: HashSet<Vec<u8>> = HashSet::new();
     let mut next = 0u64;
-    for (seq, d) in done {
+    for (seq, d) in done.into_iter().flatten() {
         pending.insert(seq, d);
         while let Some(d) = pending.remove(&next) {
             next += 1;

@@ -193,8 +193,9 @@ pub fn restore(
     };
     let mut dir_entries: Vec<(PathBuf, Entry)> = Vec::new();
     let mut hardlinks: Vec<(PathBuf, Entry)> = Vec::new();
-    // Files written and verified; a hard link may only point at one of these.
-    let written: Mutex<HashSet<Vec<u8>>> = Mutex::new(HashSet::new());
+    // Files written and verified (as path hashes, to keep memory small); a
+    // hard link may only point at one of these.
+    let written: Mutex<HashSet<u64>> = Mutex::new(HashSet::new());
     let short = snapshot.id.short();
 
     std::thread::scope(|s| -> Result<(), RestoreError> {
@@ -216,7 +217,7 @@ pub fn restore(
                                     written
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
-                                        .insert(entry.path.as_bytes().to_vec());
+                                        .insert(path_key(entry.path.as_bytes()));
                                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                                     s.files += 1;
                                     s.bytes += entry.size;
@@ -307,7 +308,7 @@ pub fn restore(
         let Some(target_path) = entry.target.as_ref() else {
             continue;
         };
-        if !restored_files.contains(target_path.as_bytes()) {
+        if !restored_files.contains(&path_key(target_path.as_bytes())) {
             fail(entry.path.as_bytes(), &"its first name was not restored");
             continue;
         }
@@ -326,6 +327,14 @@ pub fn restore(
         }
     }
     Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A 64-bit digest of a manifest path; collisions are out of reach.
+fn path_key(path: &[u8]) -> u64 {
+    let hash = blake3::hash(path);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// A temporary name beside `full`, unique to this process and call.
@@ -368,18 +377,23 @@ fn write_file(
             .open(&tmp)
             .map_err(io_err)?;
         let mut hasher = blake3::Hasher::new();
+        let mut written = 0u64;
         for id in &entry.blobs {
             let data = reader.read(id)?;
+            written += data.len() as u64;
             hasher.update(&data);
             file.write_all(&data).map_err(io_err)?;
             progress.add(data.len() as u64);
         }
         let actual = ObjectId::from_hash(hasher.finalize());
-        if entry.hash.is_some_and(|h| h != actual) {
+        if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
             return Err(RepoError::Corrupt {
                 kind: crate::sink::ObjectKind::Snapshot,
                 name: String::from_utf8_lossy(entry.path.as_bytes()).into_owned(),
-                detail: format!("restored contents hash to {actual}, the manifest says otherwise"),
+                detail: format!(
+                    "restored contents ({written} bytes, hash {actual}) differ from the manifest ({} bytes)",
+                    entry.size
+                ),
             }
             .into());
         }

@@ -62,6 +62,10 @@ impl Excludes {
         })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.paths.is_empty()
+    }
+
     pub fn is_excluded(&self, relative: &Path) -> bool {
         let name_hit = relative
             .file_name()
@@ -89,27 +93,34 @@ pub fn walk<'a>(
     prefix: &'a str,
     excludes: &'a Excludes,
 ) -> impl Iterator<Item = TreeItem> + 'a {
+    // The manifest path is kept as a buffer cut back to the parent's length
+    // at each step of the depth-first walk, rather than rebuilt per entry.
+    let mut path = prefix.as_bytes().to_vec();
+    let mut lens: Vec<usize> = Vec::new();
     walkdir::WalkDir::new(root)
         .follow_links(false)
         .follow_root_links(false)
         .sort_by(|a, b| a.file_name().cmp(b.file_name()))
         .into_iter()
         .filter_entry(move |e| {
-            e.depth() == 0 || !excludes.is_excluded(e.path().strip_prefix(root).unwrap_or(e.path()))
+            e.depth() == 0
+                || excludes.is_empty()
+                || !excludes.is_excluded(e.path().strip_prefix(root).unwrap_or(e.path()))
         })
         .map(move |item| match item {
             Ok(e) => {
-                let mut path = prefix.as_bytes().to_vec();
-                if let Ok(rel) = e.path().strip_prefix(root) {
-                    for c in rel.components() {
-                        path.push(b'/');
-                        path.extend_from_slice(&os_bytes(c.as_os_str()));
-                    }
+                let depth = e.depth();
+                lens.truncate(depth);
+                path.truncate(lens.last().copied().unwrap_or(prefix.len()));
+                if depth > 0 {
+                    path.push(b'/');
+                    path.extend_from_slice(&os_bytes(e.file_name()));
                 }
+                lens.push(path.len());
                 match e.metadata() {
                     Ok(meta) => TreeItem::Entry {
-                        path,
-                        abs: e.path().to_path_buf(),
+                        path: path.clone(),
+                        abs: e.into_path(),
                         meta,
                     },
                     Err(err) => unreadable(e.path().to_path_buf(), err),

@@ -57,14 +57,17 @@ impl Config {
                 algorithm: ChunkerAlgorithm::FastCdc2020,
                 min_size: 512 * 1024,
                 avg_size: 1024 * 1024,
-                max_size: 8 * 1024 * 1024,
+                // Twice the window a worker keeps; chunks this large are rare
+                // (a forced cut after avg + 3 MiB without a natural one).
+                max_size: 4 * 1024 * 1024,
             },
             compression: Compression {
                 algorithm: CompressionAlgorithm::Zstd,
                 level: 3,
             },
             frame_target: 1024 * 1024,
-            pack_target: 16 * 1024 * 1024,
+            // A pack is assembled in memory: this bounds the writer's share.
+            pack_target: 8 * 1024 * 1024,
         }
     }
 }

@@ -6,8 +6,42 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectId([u8; 32]);
+
+/// Ids are uniformly random already, so eight of their bytes make a perfect
+/// hash; this spares the index and dedup sets SipHash on every lookup.
+impl std::hash::Hash for ObjectId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// A hasher for maps keyed by [`ObjectId`]: passes the id's bits through.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;
+pub type IdMap<V> = std::collections::HashMap<ObjectId, V, IdBuildHasher>;
+pub type IdSet = std::collections::HashSet<ObjectId, IdBuildHasher>;
 
 impl ObjectId {
     pub fn of(data: &[u8]) -> ObjectId {
@@ -19,11 +53,19 @@ impl ObjectId {
     }
 
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
+        let mut buf = [0u8; 64];
+        self.write_hex(&mut buf).to_string()
+    }
+
+    /// Hex into a caller's buffer: no allocation on the hot serialization path.
+    fn write_hex<'a>(&self, buf: &'a mut [u8; 64]) -> &'a str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in self.0.iter().enumerate() {
+            buf[2 * i] = DIGITS[(b >> 4) as usize];
+            buf[2 * i + 1] = DIGITS[(b & 15) as usize];
         }
-        s
+        // Only ASCII digits were written.
+        std::str::from_utf8(buf).unwrap_or_default()
     }
 
     /// The first 8 hex digits, as shown in listings.
@@ -65,14 +107,24 @@ impl FromStr for ObjectId {
 
 impl Serialize for ObjectId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let mut buf = [0u8; 64];
+        s.serialize_str(self.write_hex(&mut buf))
     }
 }
 
 impl<'de> Deserialize<'de> for ObjectId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = ObjectId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a 64-digit hex object id")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ObjectId, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(IdVisitor)
     }
 }
 

@@ -1,10 +1,8 @@
 //! Index files: which pack, frame and offset hold each blob.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::id::ObjectId;
+use super::id::{IdMap, ObjectId};
 
 /// One index file as stored (JSON, then zstd).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,8 +58,8 @@ impl BlobLocation {
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<ObjectId>,
-    pack_positions: HashMap<ObjectId, u32>,
-    blobs: HashMap<ObjectId, BlobLocation>,
+    pack_positions: IdMap<u32>,
+    blobs: IdMap<BlobLocation>,
 }
 
 impl Index {

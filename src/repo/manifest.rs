@@ -37,33 +37,51 @@ impl From<&str> for RawBytes {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum RawBytesRepr {
-    Text(String),
-    Hex { hex: String },
-}
-
 impl Serialize for RawBytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
         match std::str::from_utf8(&self.0) {
-            Ok(text) => RawBytesRepr::Text(text.to_string()).serialize(s),
-            Err(_) => RawBytesRepr::Hex {
-                hex: self.0.iter().map(|b| format!("{b:02x}")).collect(),
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("hex", &hex)?;
+                map.end()
             }
-            .serialize(s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for RawBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawBytes, D::Error> {
-        match RawBytesRepr::deserialize(d)? {
-            RawBytesRepr::Text(text) => Ok(RawBytes(text.into_bytes())),
-            RawBytesRepr::Hex { hex } => decode_hex(&hex)
-                .map(RawBytes)
-                .ok_or_else(|| serde::de::Error::custom("not an even-length string of hex digits")),
+        struct RawVisitor;
+        impl<'de> serde::de::Visitor<'de> for RawVisitor {
+            type Value = RawBytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a string or {"hex": "..."}"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawBytes, E> {
+                Ok(RawBytes(v.as_bytes().to_vec()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawBytes, A::Error> {
+                use serde::de::Error;
+                let mut bytes = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                    if key != "hex" || bytes.is_some() {
+                        return Err(A::Error::custom(format!("unexpected key {key:?} in raw bytes")));
+                    }
+                    let hex: std::borrow::Cow<str> = map.next_value()?;
+                    bytes = Some(
+                        decode_hex(&hex)
+                            .ok_or_else(|| A::Error::custom("not an even-length string of hex digits"))?,
+                    );
+                }
+                bytes
+                    .map(RawBytes)
+                    .ok_or_else(|| A::Error::custom(r#"missing "hex""#))
+            }
         }
+        d.deserialize_any(RawVisitor)
     }
 }
 
@@ -125,7 +143,8 @@ pub struct Entry {
     pub ino: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
-    /// blake3 of the whole file's contents.
+    /// blake3 of the whole file's contents; left out when the file is exactly
+    /// one blob, whose id is then the hash (see [`Entry::content_hash`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<ObjectId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -137,6 +156,18 @@ pub struct Entry {
     pub rdev: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
+}
+
+impl Entry {
+    /// The blake3 of a file's contents: `hash`, or for a file that is exactly
+    /// one blob (where `hash` is left out), that blob's id.
+    pub fn content_hash(&self) -> Option<ObjectId> {
+        match (self.hash, self.blobs.as_slice()) {
+            (Some(hash), _) => Some(hash),
+            (None, [only]) => Some(*only),
+            _ => None,
+        }
+    }
 }
 
 /// Manifest order: paths compared component by component, bytewise. This is

@@ -6,13 +6,12 @@
 //! it, and index files are written before the snapshot that needs them (the
 //! caller writes the snapshot only after [`PackWriter::run`] returns).
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::id::ObjectId;
+use super::id::{IdSet, ObjectId};
 use super::index::{Index, IndexFile, IndexPack};
 use super::pack::{CompressedFrame, FrameBuilder, PackBuilder};
 use super::{RepoError, Repository};
@@ -25,7 +24,7 @@ const PACKS_PER_INDEX: usize = 32;
 const QUEUED_FRAMES: usize = 8;
 
 pub struct Packer {
-    known: Mutex<HashSet<ObjectId>>,
+    known: Mutex<IdSet>,
     frames: Sender<CompressedFrame>,
     frame_target: usize,
     level: i32,

@@ -29,7 +29,7 @@ fn build_rich_tree(root: &Path) {
     write(&root.join("with space"), b"s");
     write(&root.join("new\nline"), b"n");
     write(&root.join("back\\slash"), b"b");
-    // Several chunks (the maximum chunk is 8 MiB).
+    // Several chunks (the maximum chunk is 4 MiB).
     write(&root.join("big.bin"), &noise(20 << 20, 7));
     xattr::set(root.join("plain.txt"), "user.cairn.test", b"value\x00\x01").unwrap();
     xattr::set(root.join("a"), "user.cairn.dir", b"d").unwrap();
