@@ -4,6 +4,7 @@
 //! (`repo`), the stores it lives in (`sink`), what gets saved (`collect`), and
 //! the backup and restore pipelines.
 
+pub mod alloc;
 pub mod backup;
 pub mod collect;
 pub mod interrupt;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cairn::alloc::tune();
     let cli = cli::Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -212,6 +212,7 @@ fn read_packs(
                 s.spawn(|| -> Result<(u64, PackProblems), RepoError> {
                     let mut bytes = 0;
                     let mut problems = Vec::new();
+                    let mut decoder = pack::FrameDecoder::default();
                     loop {
                         let i = {
                             let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,7 +226,7 @@ fn read_packs(
                         let data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
                         bytes += data.len() as u64;
                         on_bytes(data.len() as u64);
-                        problems.extend(verify_pack(*id, &data, blobs));
+                        problems.extend(verify_pack(*id, &data, blobs, &mut decoder));
                     }
                     Ok((bytes, problems))
                 })
@@ -239,7 +240,12 @@ fn read_packs(
 }
 
 /// Checks a pack's name, then every blob the index places in it.
-fn verify_pack(id: ObjectId, data: &[u8], blobs: &[IndexBlob]) -> PackProblems {
+fn verify_pack(
+    id: ObjectId,
+    data: &[u8],
+    blobs: &[IndexBlob],
+    decoder: &mut pack::FrameDecoder,
+) -> PackProblems {
     let mut out = Vec::new();
     let name = format!("pack {id}");
     let actual = ObjectId::of(data);
@@ -256,7 +262,7 @@ fn verify_pack(id: ObjectId, data: &[u8], blobs: &[IndexBlob]) -> PackProblems {
     for (offset, members) in frames {
         let len = members[0].frame_length as usize;
         let raw = data.get(offset as usize..offset as usize + len).unwrap_or(&[]);
-        let frame = match pack::decompress_frame(raw, offset) {
+        let frame = match decoder.decode(raw, offset) {
             Ok(f) => f,
             Err(e) => {
                 let ids = members.iter().map(|b| b.id).collect();

@@ -200,16 +200,20 @@ impl Repository {
     }
 
     pub fn write_index_file(&self, file: &IndexFile) -> Result<ObjectId, RepoError> {
-        let json = serde_json::to_vec(file).map_err(|e| RepoError::Encode {
+        // JSON goes straight into the compressor: only the compressed bytes
+        // are ever held whole.
+        let compress_err = |e| SinkError::Io {
+            op: "compress",
+            location: "index".into(),
+            source: e,
+        };
+        let mut encoder =
+            zstd::stream::Encoder::new(Vec::new(), self.config.compression.level).map_err(compress_err)?;
+        serde_json::to_writer(&mut encoder, file).map_err(|e| RepoError::Encode {
             what: "index".into(),
             source: e,
         })?;
-        let bytes =
-            zstd::bulk::compress(&json, self.config.compression.level).map_err(|e| SinkError::Io {
-                op: "compress",
-                location: "index".into(),
-                source: e,
-            })?;
+        let bytes = encoder.finish().map_err(compress_err)?;
         let id = ObjectId::of(&bytes);
         self.write_content_named(ObjectKind::Index, id, &bytes)?;
         Ok(id)

@@ -58,6 +58,9 @@ pub struct FrameBuilder {
     payload: u64,
     target: usize,
     level: i32,
+    /// Reused for every frame: a fresh zstd context per frame costs more in
+    /// page faults than the compression itself.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl FrameBuilder {
@@ -68,6 +71,7 @@ impl FrameBuilder {
             payload: 0,
             target,
             level,
+            compressor: None,
         }
     }
 
@@ -101,8 +105,19 @@ impl FrameBuilder {
 
     /// Compresses what was gathered and starts a new, empty frame.
     pub fn finish(&mut self) -> io::Result<CompressedFrame> {
-        let data = zstd::bulk::compress(&self.tar, self.level)?;
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self.compressor.insert(zstd::bulk::Compressor::new(self.level)?),
+        };
+        // Room for the worst case; only the bytes written become resident.
+        let mut data = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.tar.len()));
+        compressor.compress_to_buffer(&self.tar, &mut data)?;
         self.tar.clear();
+        // A frame that held one large blob leaves a large buffer; give it back
+        // rather than keep it for frames of ordinary size.
+        if self.tar.capacity() > 2 * self.target {
+            self.tar = Vec::new();
+        }
         Ok(CompressedFrame {
             data,
             blobs: std::mem::take(&mut self.blobs),
@@ -186,12 +201,38 @@ impl PackBuilder {
     }
 }
 
-/// Decompresses one frame, bounded in size so a damaged frame cannot exhaust memory.
+/// Decompresses frames with one reused zstd context.
+#[derive(Default)]
+pub struct FrameDecoder {
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl FrameDecoder {
+    /// One frame's content, bounded in size so a damaged frame cannot
+    /// exhaust memory.
+    pub fn decode(&mut self, frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
+        let err = |source| PackError::Decompress {
+            offset: frame_offset,
+            source,
+        };
+        let decompressor = match &mut self.decompressor {
+            Some(d) => d,
+            None => self
+                .decompressor
+                .insert(zstd::bulk::Decompressor::new().map_err(err)?),
+        };
+        // Frames record their content size; trusting it only up to the bound.
+        let capacity = match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
+            _ => MAX_FRAME_BYTES,
+        };
+        decompressor.decompress(frame, capacity).map_err(err)
+    }
+}
+
+/// Decompresses one frame with a context of its own (see [`FrameDecoder`]).
 pub fn decompress_frame(frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
-    zstd::bulk::decompress(frame, MAX_FRAME_BYTES).map_err(|source| PackError::Decompress {
-        offset: frame_offset,
-        source,
-    })
+    FrameDecoder::default().decode(frame, frame_offset)
 }
 
 /// Takes a blob out of a decompressed frame and verifies it against its name.

@@ -17,8 +17,11 @@ use super::pack::{CompressedFrame, FrameBuilder, PackBuilder};
 use super::{RepoError, Repository};
 use crate::sink::{ObjectKind, SinkError};
 
-/// Packs per index file: bounds what an interrupted backup leaves unindexed.
+/// An index file is written after this many packs or blobs, whichever comes
+/// first: it bounds what an interrupted backup leaves unindexed, and the
+/// memory the pending entries take.
 const PACKS_PER_INDEX: usize = 32;
+const BLOBS_PER_INDEX: usize = 8192;
 
 /// Frames waiting for the pack writer; bounds memory when the sink is slow.
 const QUEUED_FRAMES: usize = 8;
@@ -119,7 +122,8 @@ impl PackWriter {
             if pack.len() >= target {
                 let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity));
                 self.write_pack(full, &mut pending, &mut stats)?;
-                if pending.packs.len() >= PACKS_PER_INDEX {
+                let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
+                if pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX {
                     self.write_index(std::mem::take(&mut pending), &mut stats)?;
                 }
             }

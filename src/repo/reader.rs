@@ -16,6 +16,7 @@ pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
     frames: VecDeque<((ObjectId, u64), Vec<u8>)>,
+    decoder: pack::FrameDecoder,
     /// Compressed bytes fetched from the sink.
     pub bytes_fetched: u64,
 }
@@ -26,6 +27,7 @@ impl<'a> BlobReader<'a> {
             repo,
             index,
             frames: VecDeque::new(),
+            decoder: pack::FrameDecoder::default(),
             bytes_fetched: 0,
         }
     }
@@ -45,10 +47,12 @@ impl<'a> BlobReader<'a> {
                 )?;
                 self.bytes_fetched += raw.len() as u64;
                 let frame =
-                    pack::decompress_frame(&raw, loc.frame_offset).map_err(|source| RepoError::Pack {
-                        pack: pack_id,
-                        source,
-                    })?;
+                    self.decoder
+                        .decode(&raw, loc.frame_offset)
+                        .map_err(|source| RepoError::Pack {
+                            pack: pack_id,
+                            source,
+                        })?;
                 if self.frames.len() == CACHED_FRAMES {
                     self.frames.pop_front();
                 }
