@@ -1,7 +1,7 @@
 //! The `tree` collector: a directory (or single file) walked depth-first with
 //! siblings sorted by name, which is manifest order (see `path_cmp`).
 
-use std::fs::Metadata;
+use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -87,60 +87,118 @@ pub enum TreeItem {
     Unreadable { path: PathBuf, error: io::Error },
 }
 
-/// Walks `root`, putting every path under `prefix`. Symlinks are never followed.
-pub fn walk<'a>(
-    root: &'a Path,
-    prefix: &'a str,
-    excludes: &'a Excludes,
-) -> impl Iterator<Item = TreeItem> + 'a {
-    // The manifest path is kept as a buffer cut back to the parent's length
-    // at each step of the depth-first walk, rather than rebuilt per entry.
-    let mut path = prefix.as_bytes().to_vec();
-    let mut lens: Vec<usize> = Vec::new();
-    walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .follow_root_links(false)
-        .sort_by(|a, b| a.file_name().cmp(b.file_name()))
-        .into_iter()
-        .filter_entry(move |e| {
-            e.depth() == 0
-                || excludes.is_empty()
-                || !excludes.is_excluded(e.path().strip_prefix(root).unwrap_or(e.path()))
-        })
-        .map(move |item| match item {
-            Ok(e) => {
-                let depth = e.depth();
-                lens.truncate(depth);
-                path.truncate(lens.last().copied().unwrap_or(prefix.len()));
-                if depth > 0 {
-                    path.push(b'/');
-                    path.extend_from_slice(&os_bytes(e.file_name()));
-                }
-                lens.push(path.len());
-                match e.metadata() {
-                    Ok(meta) => TreeItem::Entry {
-                        path: path.clone(),
-                        abs: e.into_path(),
-                        meta,
-                    },
-                    Err(err) => unreadable(e.path().to_path_buf(), err),
-                }
-            }
-            Err(err) => {
-                let path = err
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| root.to_path_buf());
-                unreadable(path, err)
-            }
-        })
+/// Walks `root`, putting every path under `prefix`. Symlinks are never
+/// followed, not even `root` itself.
+///
+/// Children are listed whole, sorted by name bytes, and stat'ed relative to
+/// their directory's descriptor (`DirEntry::metadata` is `fstatat` on Unix),
+/// which spares the kernel a walk of the full path for every file.
+pub fn walk<'a>(root: &'a Path, prefix: &'a str, excludes: &'a Excludes) -> TreeWalk<'a> {
+    TreeWalk {
+        root,
+        excludes,
+        path: prefix.as_bytes().to_vec(),
+        stack: Vec::new(),
+        pending: Vec::new(),
+        started: false,
+    }
 }
 
-fn unreadable(path: PathBuf, err: walkdir::Error) -> TreeItem {
-    let error = err
-        .into_io_error()
-        .unwrap_or_else(|| io::Error::other("filesystem loop"));
-    TreeItem::Unreadable { path, error }
+pub struct TreeWalk<'a> {
+    root: &'a Path,
+    excludes: &'a Excludes,
+    /// The manifest path of the last entry, cut back as the walk climbs.
+    path: Vec<u8>,
+    stack: Vec<Level>,
+    /// Items to hand out before walking on (a directory that could not be
+    /// listed is reported right after the directory itself).
+    pending: Vec<TreeItem>,
+    started: bool,
+}
+
+/// One open directory: its children still to visit, and the manifest path
+/// length of the directory itself.
+struct Level {
+    children: std::vec::IntoIter<fs::DirEntry>,
+    path_len: usize,
+}
+
+impl TreeWalk<'_> {
+    /// Lists a directory's children sorted by name; on failure, queues the error.
+    fn descend(&mut self, dir: &Path) {
+        match fs::read_dir(dir).and_then(|rd| rd.collect::<io::Result<Vec<fs::DirEntry>>>()) {
+            Ok(mut children) => {
+                children.sort_by_cached_key(|c| c.file_name());
+                self.stack.push(Level {
+                    children: children.into_iter(),
+                    path_len: self.path.len(),
+                });
+            }
+            Err(error) => self.pending.push(TreeItem::Unreadable {
+                path: dir.to_path_buf(),
+                error,
+            }),
+        }
+    }
+}
+
+impl Iterator for TreeWalk<'_> {
+    type Item = TreeItem;
+
+    fn next(&mut self) -> Option<TreeItem> {
+        if let Some(item) = self.pending.pop() {
+            return Some(item);
+        }
+        if !self.started {
+            self.started = true;
+            return Some(match fs::symlink_metadata(self.root) {
+                Ok(meta) => {
+                    if meta.is_dir() {
+                        self.descend(self.root);
+                    }
+                    TreeItem::Entry {
+                        path: self.path.clone(),
+                        abs: self.root.to_path_buf(),
+                        meta,
+                    }
+                }
+                Err(error) => TreeItem::Unreadable {
+                    path: self.root.to_path_buf(),
+                    error,
+                },
+            });
+        }
+        loop {
+            let level = self.stack.last_mut()?;
+            let Some(child) = level.children.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let parent_len = level.path_len;
+            let abs = child.path();
+            if !self.excludes.is_empty() {
+                let rel = abs.strip_prefix(self.root).unwrap_or(&abs);
+                if self.excludes.is_excluded(rel) {
+                    continue;
+                }
+            }
+            self.path.truncate(parent_len);
+            self.path.push(b'/');
+            self.path.extend_from_slice(&os_bytes(&child.file_name()));
+            let meta = match child.metadata() {
+                Ok(meta) => meta,
+                Err(error) => return Some(TreeItem::Unreadable { path: abs, error }),
+            };
+            if meta.is_dir() {
+                self.descend(&abs);
+            }
+            return Some(TreeItem::Entry {
+                path: self.path.clone(),
+                abs,
+                meta,
+            });
+        }
+    }
 }
 
 #[cfg(test)]
