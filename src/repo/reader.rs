@@ -10,7 +10,10 @@ use super::pack::{self, PackError};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
 
+/// Frames kept per reader, by count and by decompressed bytes: ordinary
+/// frames are about 1 MiB, but one holding a large blob can be 4 MiB.
 const CACHED_FRAMES: usize = 4;
+const CACHED_BYTES: usize = 4 << 20;
 
 pub struct BlobReader<'a> {
     repo: &'a Repository,
@@ -53,8 +56,13 @@ impl<'a> BlobReader<'a> {
                             pack: pack_id,
                             source,
                         })?;
-                if self.frames.len() == CACHED_FRAMES {
-                    self.frames.pop_front();
+                let mut cached: usize = self.frames.iter().map(|(_, f)| f.len()).sum();
+                while !self.frames.is_empty()
+                    && (self.frames.len() >= CACHED_FRAMES || cached + frame.len() > CACHED_BYTES)
+                {
+                    if let Some((_, old)) = self.frames.pop_front() {
+                        cached -= old.len();
+                    }
                 }
                 self.frames.push_back((key, frame));
                 self.frames.len() - 1
