@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::id::ObjectId;
+use super::id::{IdMap, ObjectId};
 use super::index::{Index, IndexBlob};
 use super::pack;
 use super::reader::BlobReader;
@@ -64,7 +64,8 @@ pub fn check(
             Ok(file) => {
                 index.add_file(&file);
                 for p in file.packs {
-                    pack_blobs.entry(p.id).or_default().extend(p.blobs);
+                    // A pack listed by several index files is checked once.
+                    pack_blobs.entry(p.id).or_insert(p.blobs);
                 }
             }
             Err(e) => report
@@ -80,7 +81,10 @@ pub fn check(
         .into_iter()
         .map(|o| (o.name, o.size))
         .collect();
-    let mut bad_blobs: HashMap<ObjectId, usize> = HashMap::new();
+    // Damaged copies of each blob: the problem that found it, and how many
+    // of its copies are bad. A blob is lost only when every copy is.
+    let mut bad_blobs: IdMap<(usize, usize)> = IdMap::default();
+    let copies = |id: &ObjectId| index.locations(id).count();
     let mut to_read = Vec::new();
     for (pack_id, blobs) in &pack_blobs {
         report.packs += 1;
@@ -99,7 +103,7 @@ pub fn check(
             Some(message) => {
                 report.errors.push(problem(format!("pack {name}"), message));
                 for b in blobs {
-                    bad_blobs.insert(b.id, report.errors.len() - 1);
+                    bad_blobs.entry(b.id).or_insert((report.errors.len() - 1, 0)).1 += 1;
                 }
             }
             None => to_read.push((*pack_id, blobs)),
@@ -119,7 +123,7 @@ pub fn check(
             for (p, blobs) in pack_problems {
                 report.errors.push(p);
                 for b in blobs {
-                    bad_blobs.insert(b, report.errors.len() - 1);
+                    bad_blobs.entry(b).or_insert((report.errors.len() - 1, 0)).1 += 1;
                 }
             }
         }
@@ -141,8 +145,12 @@ pub fn check(
         let short = snapshot.id.short();
         let mut missing = 0u64;
         let mut affected_by: HashSet<usize> = HashSet::new();
+        let lost = |id: &ObjectId| match bad_blobs.get(id) {
+            Some(&(p, bad)) if bad >= copies(id) => Some(p),
+            _ => None,
+        };
         for id in &snapshot.record.manifest {
-            if let Some(&p) = bad_blobs.get(id) {
+            if let Some(p) = lost(id) {
                 affected_by.insert(p);
             }
         }
@@ -151,7 +159,7 @@ pub fn check(
             match entry {
                 Ok(entry) => {
                     for id in &entry.blobs {
-                        if let Some(&p) = bad_blobs.get(id) {
+                        if let Some(p) = lost(id) {
                             affected_by.insert(p);
                         } else if !index.contains(id) {
                             missing += 1;

@@ -60,6 +60,9 @@ pub struct Index {
     packs: Vec<ObjectId>,
     pack_positions: IdMap<u32>,
     blobs: IdMap<BlobLocation>,
+    /// Further copies of blobs stored in more than one pack (two backups
+    /// that raced); a reader falls back to them when a copy is damaged.
+    copies: IdMap<Vec<BlobLocation>>,
 }
 
 impl Index {
@@ -70,13 +73,22 @@ impl Index {
                 (self.packs.len() - 1) as u32
             });
             for b in &pack.blobs {
-                self.blobs.entry(b.id).or_insert(BlobLocation {
+                let loc = BlobLocation {
                     pack: pos,
                     frame_offset: b.frame_offset,
                     frame_length: b.frame_length,
                     offset: b.offset,
                     length: b.length,
-                });
+                };
+                match self.blobs.entry(b.id) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(loc);
+                    }
+                    std::collections::hash_map::Entry::Occupied(o) if o.get().pack != pos => {
+                        self.copies.entry(b.id).or_default().push(loc);
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => {}
+                }
             }
         }
     }
@@ -85,6 +97,16 @@ impl Index {
         self.blobs
             .get(id)
             .map(|loc| (self.packs[loc.pack as usize], *loc))
+    }
+
+    /// Every stored copy of a blob, the first one loaded first.
+    pub fn locations<'a>(&'a self, id: &ObjectId) -> impl Iterator<Item = (ObjectId, BlobLocation)> + 'a {
+        let first = self.blobs.get(id).copied();
+        let more = self.copies.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        first
+            .into_iter()
+            .chain(more.iter().copied())
+            .map(|loc| (self.packs[loc.pack as usize], loc))
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {

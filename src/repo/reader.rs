@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use super::id::ObjectId;
-use super::index::Index;
+use super::index::{BlobLocation, Index};
 use super::manifest::{Entry, ManifestParser};
 use super::pack::{self, PackError};
 use super::{RepoError, Repository};
@@ -35,9 +35,29 @@ impl<'a> BlobReader<'a> {
         }
     }
 
-    /// The blob's bytes, verified against its id.
+    /// The blob's bytes, verified against its id. A blob stored more than
+    /// once is read from the next copy when one is missing or damaged; the
+    /// error of the first copy is returned when none is good.
     pub fn read(&mut self, id: &ObjectId) -> Result<Vec<u8>, RepoError> {
-        let (pack_id, loc) = self.index.get(id).ok_or(RepoError::MissingBlob(*id))?;
+        let mut first_error = None;
+        let index = self.index;
+        for (pack_id, loc) in index.locations(id) {
+            match self.read_at(id, pack_id, loc) {
+                Ok(data) => {
+                    if let Some(e) = &first_error {
+                        tracing::warn!("{e}; read blob {id} from its copy in pack {pack_id}");
+                    }
+                    return Ok(data);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(RepoError::MissingBlob(*id)))
+    }
+
+    fn read_at(&mut self, id: &ObjectId, pack_id: ObjectId, loc: BlobLocation) -> Result<Vec<u8>, RepoError> {
         let key = (pack_id, loc.frame_offset);
         let pos = match self.frames.iter().position(|(k, _)| *k == key) {
             Some(pos) => pos,

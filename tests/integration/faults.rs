@@ -334,3 +334,63 @@ fn a_corrupt_read_is_never_restored() {
     assert!(fresh.read(&file.blobs[0]).is_err());
     assert_eq!(fresh.read(&file.blobs[0]).unwrap().len(), file.size as usize);
 }
+
+/// Two backups that race can store the same blob in two packs; when one copy
+/// is damaged, restore reads the other and check blames no snapshot.
+#[test]
+fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("data.bin"), &noise(300_000, 8));
+    env.backup(&[&src]);
+    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let first = packs(&env.repo).pop().unwrap();
+    let first_name = first
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".tar.zst", "");
+    // A second pack with the same frames: the bytes plus one more end frame
+    // (still a valid tar.zst), so every offset stays and only the name moves.
+    let mut bytes = fs::read(&first).unwrap();
+    bytes.extend_from_slice(&zstd::bulk::compress(&[0u8; 1024], 3).unwrap());
+    let second = ObjectId::of(&bytes);
+    repo.write_content_named(ObjectKind::Pack, second, &bytes)
+        .unwrap();
+    let mut file = repo
+        .read_index_file(
+            &only_file_in(&env.repo.join("index"))
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(".json.zst", ""),
+        )
+        .unwrap();
+    file.packs[0].id = second;
+    repo.write_index_file(&file).unwrap();
+
+    flip_byte(&first, 600);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(target.join("tree/src/data.bin")).unwrap(),
+        noise(300_000, 8)
+    );
+
+    let report = env.run(&["check", "--read-data", "--json"]);
+    assert_eq!(code(&report), 1, "the damaged pack is still an error");
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["object"].as_str().unwrap().contains(&first_name)),
+        "{report}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["snapshots"].as_array().unwrap().is_empty()),
+        "no snapshot is lost: {report}"
+    );
+}
