@@ -1,0 +1,329 @@
+//! The backup pipeline:
+//!
+//! ```text
+//! walk (this thread) --files--> workers: read, chunk, hash, dedup, compress frames
+//!        |                         |                           |
+//!        +--ready entries--> assembler: reorder, manifest --> pack writer --> sink
+//! ```
+//!
+//! Queues are bounded, so memory stays flat whatever the size of the tree.
+//! Entries are numbered as they are walked; the assembler puts them back in
+//! walk order, which is manifest order. Files whose size, mtime, ctime and
+//! inode match the parent snapshot are not read at all.
+//!
+//! `walk` feeds the pipeline, `store` is the workers, `assemble` puts the
+//! manifest together; this module wires them and writes the snapshot.
+
+mod assemble;
+mod store;
+mod walk;
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset, Local};
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::collect::tree::{self, Excludes, PatternError, TreeItem};
+use crate::interrupt;
+use crate::meta::{self, os_bytes};
+use crate::progress::Progress;
+use crate::repo::chunker::Chunker;
+use crate::repo::id::ObjectId;
+use crate::repo::manifest::{Entry, RawBytes};
+use crate::repo::packer::{self};
+use crate::repo::snapshot::{Root, Snapshot, SnapshotRecord, SnapshotStats};
+use crate::repo::{RepoError, Repository};
+
+/// Warnings kept in the snapshot record; the rest are counted.
+const MAX_RECORDED_WARNINGS: usize = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub tags: Vec<String>,
+    pub time: Option<DateTime<FixedOffset>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("nothing to back up: give at least one path")]
+    NoPaths,
+}
+
+pub struct BackupOutcome {
+    pub id: ObjectId,
+    pub record: SnapshotRecord,
+    /// Every warning, including those beyond what the record keeps.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileStatus {
+    New,
+    Changed,
+    Unchanged,
+}
+
+struct FileJob {
+    seq: u64,
+    abs: PathBuf,
+    entry: Entry,
+    status: FileStatus,
+}
+
+enum Done {
+    Entry {
+        entry: Entry,
+        status: Option<FileStatus>,
+        warning: Option<String>,
+    },
+    /// Not saved; `path` is set when it was a file other names may link to.
+    Skipped {
+        path: Option<Vec<u8>>,
+        warning: Option<String>,
+    },
+}
+
+struct Source {
+    abs: PathBuf,
+    prefix: String,
+}
+
+/// What the walk and the assembler found, besides the manifest.
+#[derive(Default)]
+struct Tally {
+    stats: SnapshotStats,
+    warnings: Vec<String>,
+    partial: bool,
+}
+
+pub fn run(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupOutcome, BackupError> {
+    let started = Instant::now();
+    if opts.paths.is_empty() {
+        return Err(BackupError::NoPaths);
+    }
+    let excludes = Excludes::new(&opts.excludes)?;
+    let sources = sources(&opts.paths);
+    let roots: Vec<Root> = sources
+        .iter()
+        .map(|s| Root {
+            collector: "tree".into(),
+            path: RawBytes(os_bytes(s.abs.as_os_str())),
+            prefix: s.prefix.clone(),
+        })
+        .collect();
+    let index = repo.load_index()?;
+    tracing::debug!("index loaded: {} blobs", index.len());
+    let snapshots = repo.load_snapshots()?;
+    tracing::debug!("{} snapshots loaded", snapshots.len());
+    let host = crate::repo::lock::hostname();
+    let parent = find_parent(&snapshots, &host, &roots);
+    if let Some(p) = parent {
+        tracing::info!("parent snapshot {}", p.id.short());
+    }
+    if progress.is_visible() {
+        count_in_background(&sources, &excludes, progress);
+    }
+
+    let (manifest, mut tally) = std::thread::scope(|s| -> Result<(Vec<ObjectId>, Tally), RepoError> {
+        let (packer, writer) = packer::start(repo, &index);
+        let packer = Arc::new(packer);
+        let writer = s.spawn(move || writer.run());
+        let (job_tx, job_rx) = bounded::<FileJob>(64);
+        let (done_tx, done_rx) = unbounded::<Vec<(u64, Done)>>();
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (jobs, done, packer, chunker) = (
+                    job_rx.clone(),
+                    done_tx.clone(),
+                    packer.clone(),
+                    repo.chunker().clone(),
+                );
+                s.spawn(move || store::store_files(jobs, done, &packer, &chunker, progress))
+            })
+            .collect();
+        drop(job_rx);
+        let assembler = {
+            let packer = packer.clone();
+            s.spawn(move || assemble::assemble(done_rx, &packer, Chunker::for_manifest()))
+        };
+        let mut walk_tally = Tally::default();
+        let walked = walk::walk_sources(
+            repo,
+            &index,
+            parent,
+            &sources,
+            &excludes,
+            &job_tx,
+            &done_tx,
+            progress,
+            &mut walk_tally,
+        );
+        tracing::debug!("walk done");
+        drop(job_tx);
+        drop(done_tx);
+        let worker_results: Vec<Result<(), RepoError>> = workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(Err(RepoError::ThreadPanicked)))
+            .collect();
+        let assembled = assembler.join().unwrap_or(Err(RepoError::ThreadPanicked));
+        tracing::debug!("manifest done");
+        let (blobs_added, bytes_added) = (
+            packer.blobs_added.load(Ordering::Relaxed),
+            packer.bytes_added.load(Ordering::Relaxed),
+        );
+        // The last reference closes the frame queue, which lets the writer
+        // finish the last pack and write the index.
+        drop(packer);
+        let written = writer.join().unwrap_or(Err(RepoError::ThreadPanicked));
+        tracing::debug!("packs and index written");
+        if interrupt::is_set() {
+            return Err(RepoError::Interrupted);
+        }
+        let written = written?;
+        worker_results
+            .into_iter()
+            .collect::<Result<Vec<()>, RepoError>>()?;
+        walked?;
+        let (manifest, mut tally) = assembled?;
+        tally.stats.blobs_added = blobs_added;
+        tally.stats.bytes_added = bytes_added;
+        tally.stats.bytes_stored = written.bytes_stored;
+        tally.partial |= walk_tally.partial;
+        walk_tally.warnings.append(&mut tally.warnings);
+        tally.warnings = walk_tally.warnings;
+        Ok((manifest, tally))
+    })?;
+
+    tally.stats.duration_secs = started.elapsed().as_secs_f64();
+    let mut recorded = tally.warnings.clone();
+    if recorded.len() > MAX_RECORDED_WARNINGS {
+        let more = recorded.len() - MAX_RECORDED_WARNINGS;
+        recorded.truncate(MAX_RECORDED_WARNINGS);
+        recorded.push(format!("... and {more} more warnings"));
+    }
+    let record = SnapshotRecord {
+        version: 1,
+        time: opts.time.unwrap_or_else(|| Local::now().fixed_offset()),
+        host,
+        user: crate::repo::lock::username(),
+        profile: None,
+        tags: opts.tags.clone(),
+        roots,
+        manifest,
+        parent: parent.map(|p| p.id),
+        partial: tally.partial,
+        warnings: recorded,
+        stats: tally.stats,
+        tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    // Packs and index are complete; only now may a snapshot refer to them.
+    let id = repo.write_snapshot(&record)?;
+    Ok(BackupOutcome {
+        id,
+        record,
+        warnings: tally.warnings,
+    })
+}
+
+/// Absolute, lexically normalised source paths and their manifest prefixes
+/// (`tree/<name>`, with `-2`, `-3` ... when names repeat), sorted by prefix so
+/// that the roots are walked in manifest order.
+fn sources(paths: &[PathBuf]) -> Vec<Source> {
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut out: Vec<Source> = paths
+        .iter()
+        .map(|p| {
+            let abs = normalize(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+            let name = abs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".to_string());
+            // Checked against every prefix taken so far, so `a-2` given as a
+            // source never collides with the second `a`.
+            let prefix = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        format!("tree/{name}")
+                    } else {
+                        format!("tree/{name}-{n}")
+                    }
+                })
+                .find(|candidate| !taken.contains(candidate))
+                .unwrap_or_default();
+            taken.insert(prefix.clone());
+            Source { abs, prefix }
+        })
+        .collect();
+    out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));
+    out
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem (a symlink
+/// given as a source is saved as the link, as restic does).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The newest snapshot of the same sources from this host.
+fn find_parent<'a>(snapshots: &'a [Snapshot], host: &str, roots: &[Root]) -> Option<&'a Snapshot> {
+    let key = |roots: &[Root]| {
+        let mut paths: Vec<&[u8]> = roots.iter().map(|r| r.path.as_bytes()).collect();
+        paths.sort();
+        paths.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>()
+    };
+    let ours = key(roots);
+    snapshots
+        .iter()
+        .rev()
+        .find(|s| s.record.host == host && key(&s.record.roots) == ours)
+}
+
+/// Sums the sizes to back up on a side thread, so the progress bar gets a
+/// total and an ETA without delaying the start.
+fn count_in_background(sources: &[Source], excludes: &Excludes, progress: &Progress) {
+    let sources: Vec<(PathBuf, String)> = sources
+        .iter()
+        .map(|s| (s.abs.clone(), s.prefix.clone()))
+        .collect();
+    let (excludes, progress) = (excludes.clone(), progress.clone());
+    std::thread::spawn(move || {
+        let mut total = 0;
+        let mut links = HashSet::new();
+        for (abs, prefix) in &sources {
+            for item in tree::walk(abs, prefix, &excludes) {
+                if let TreeItem::Entry { meta, .. } = item {
+                    let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
+                    if meta.is_file() && first_name {
+                        total += meta.len();
+                    }
+                }
+            }
+        }
+        progress.set_total(total);
+    });
+}

@@ -1,0 +1,145 @@
+//! The workers: read files, cut them into blobs and hand those to the packer.
+
+use std::fs::File;
+use std::io;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::interrupt;
+use crate::meta::{self};
+use crate::progress::Progress;
+use crate::repo::chunker::Chunker;
+use crate::repo::id::ObjectId;
+use crate::repo::pack::FrameBuilder;
+use crate::repo::packer::Packer;
+use crate::repo::RepoError;
+
+use super::{Done, FileJob};
+
+pub(super) fn store_files(
+    jobs: Receiver<FileJob>,
+    done: Sender<Vec<(u64, Done)>>,
+    packer: &Packer,
+    chunker: &Chunker,
+    progress: &Progress,
+) -> Result<(), RepoError> {
+    let mut frames = packer.frame_builder();
+    let mut bufs = Buffers::default();
+    for job in jobs {
+        if interrupt::is_set() {
+            return Err(RepoError::Interrupted);
+        }
+        let seq = job.seq;
+        let d = store_file(job, packer, &mut frames, chunker, &mut bufs, progress)?;
+        progress.file_done();
+        if done.send(vec![(seq, d)]).is_err() {
+            break;
+        }
+    }
+    packer.flush(&mut frames)
+}
+
+/// A worker's reusable chunking window; it grows to the largest file seen,
+/// at most twice the maximum chunk size, and is zeroed only when it grows.
+#[derive(Default)]
+struct Buffers {
+    window: Vec<u8>,
+}
+
+enum StoreError {
+    Source(io::Error),
+    Repo(RepoError),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Source(e)
+    }
+}
+
+impl From<RepoError> for StoreError {
+    fn from(e: RepoError) -> Self {
+        StoreError::Repo(e)
+    }
+}
+
+/// Reads one file into blobs. A source that cannot be read is a warning and
+/// the file is left out; only repository errors end the backup.
+fn store_file(
+    job: FileJob,
+    packer: &Packer,
+    frames: &mut FrameBuilder,
+    chunker: &Chunker,
+    bufs: &mut Buffers,
+    progress: &Progress,
+) -> Result<Done, RepoError> {
+    let FileJob {
+        abs,
+        mut entry,
+        status,
+        ..
+    } = job;
+    let skipped = |e: io::Error| Done::Skipped {
+        path: Some(entry.path.as_bytes().to_vec()),
+        warning: Some(format!("{}: {e}", abs.display())),
+    };
+    let mut file = match File::open(&abs) {
+        Ok(f) => f,
+        Err(e) => return Ok(skipped(e)),
+    };
+    let mut blobs = Vec::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut only_chunk = None;
+    let read = chunker
+        .chunk_reader::<StoreError>(&mut file, entry.size, &mut bufs.window, |chunk, whole| {
+            let id = ObjectId::of(chunk);
+            // A file that is one chunk is hashed once: its id is the file's hash.
+            if whole {
+                only_chunk = Some(id);
+            } else {
+                hasher.update(chunk);
+            }
+            packer.add(frames, id, chunk)?;
+            blobs.push(id);
+            progress.add(chunk.len() as u64);
+            Ok(())
+        })
+        .map(|n| {
+            (
+                n,
+                only_chunk.unwrap_or_else(|| ObjectId::from_hash(hasher.finalize())),
+            )
+        });
+    let (size, hash) = match read {
+        Ok(r) => r,
+        Err(StoreError::Source(e)) => return Ok(skipped(e)),
+        Err(StoreError::Repo(e)) => return Err(e),
+    };
+    let mut warning = None;
+    let after = file
+        .metadata()
+        .ok()
+        .and_then(|m| meta::entry_from_metadata(Vec::new(), &m));
+    let changed = after
+        .is_none_or(|a| a.size != entry.size || a.mtime != entry.mtime || a.mtime_nsec != entry.mtime_nsec)
+        || size != entry.size;
+    if changed {
+        warning = Some(format!(
+            "{}: changed while it was being read; saved as read",
+            abs.display()
+        ));
+    }
+    match meta::read_xattrs(&abs) {
+        Ok(x) => entry.xattrs = x,
+        Err(e) => warning = Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
+    }
+    entry.size = size;
+    // A one-blob file's hash is its blob's id; the manifest leaves it out.
+    entry.hash = if blobs.len() == 1 { None } else { Some(hash) };
+    entry.blobs = blobs;
+    Ok(Done::Entry {
+        entry,
+        status: Some(status),
+        warning,
+    })
+}

@@ -1,0 +1,277 @@
+//! The walk: sources in manifest order, merged with the parent snapshot's
+//! manifest so that unchanged files are finished without being read.
+
+use std::collections::HashMap;
+use std::io;
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::collect::tree::{self, Excludes, TreeItem};
+use crate::interrupt;
+use crate::meta::{self, os_bytes};
+use crate::progress::Progress;
+use crate::repo::index::Index;
+use crate::repo::manifest::{Entry, EntryKind, RawBytes};
+use crate::repo::reader::BlobReader;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::{RepoError, Repository};
+
+use super::{Done, FileJob, FileStatus, Source, Tally};
+
+/// Follows the parent's manifest alongside the walk; both are in manifest order.
+struct ParentCursor<'r> {
+    entries: Option<Box<dyn Iterator<Item = Result<Entry, RepoError>> + 'r>>,
+    peeked: Option<Entry>,
+}
+
+impl ParentCursor<'_> {
+    fn find(&mut self, path: &[u8]) -> Option<Entry> {
+        use std::cmp::Ordering::*;
+        loop {
+            if self.peeked.is_none() {
+                match self.entries.as_mut()?.next() {
+                    Some(Ok(e)) => self.peeked = Some(e),
+                    Some(Err(e)) => {
+                        tracing::warn!("parent snapshot unusable, reading every file: {e}");
+                        self.entries = None;
+                        return None;
+                    }
+                    None => {
+                        self.entries = None;
+                        return None;
+                    }
+                }
+            }
+            let peeked = self.peeked.as_ref()?;
+            match crate::repo::manifest::path_cmp(peeked.path.as_bytes(), path) {
+                Less => self.peeked = None,
+                Equal => return self.peeked.take(),
+                Greater => return None,
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn walk_sources(
+    repo: &Repository,
+    index: &Index,
+    parent: Option<&Snapshot>,
+    sources: &[Source],
+    excludes: &Excludes,
+    jobs: &Sender<FileJob>,
+    done: &Sender<Vec<(u64, Done)>>,
+    progress: &Progress,
+    tally: &mut Tally,
+) -> Result<(), RepoError> {
+    // The parent's manifest is read and parsed on a thread of its own, ahead
+    // of the walk, so parsing overlaps with the walk's system calls.
+    std::thread::scope(|s| {
+        let (tx, rx) = bounded::<Vec<Result<Entry, RepoError>>>(8);
+        if let Some(p) = parent {
+            s.spawn(move || {
+                let mut reader = BlobReader::new(repo, index);
+                let mut batch = Vec::with_capacity(256);
+                for entry in reader.manifest(&p.id.short(), &p.record.manifest) {
+                    batch.push(entry);
+                    if batch.len() == 256
+                        && tx
+                            .send(std::mem::replace(&mut batch, Vec::with_capacity(256)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+        } else {
+            drop(tx);
+        }
+        let cursor = ParentCursor {
+            entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
+            peeked: None,
+        };
+        walk_with_parent(index, cursor, sources, excludes, jobs, done, progress, tally)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_with_parent(
+    index: &Index,
+    mut cursor: ParentCursor,
+    sources: &[Source],
+    excludes: &Excludes,
+    jobs: &Sender<FileJob>,
+    done: &Sender<Vec<(u64, Done)>>,
+    progress: &Progress,
+    tally: &mut Tally,
+) -> Result<(), RepoError> {
+    let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
+    let mut seq = 0u64;
+    let mut batch = DoneBatch {
+        tx: done,
+        entries: Vec::with_capacity(DoneBatch::SIZE),
+    };
+    let mut send_done = |seq: u64, d: Done| batch.push(seq, d);
+    for source in sources {
+        for item in tree::walk(&source.abs, &source.prefix, excludes) {
+            if interrupt::is_set() {
+                return Err(RepoError::Interrupted);
+            }
+            let (path, abs, meta) = match item {
+                TreeItem::Entry { path, abs, meta } => (path, abs, meta),
+                TreeItem::Unreadable { path, error } => {
+                    let what = if error.kind() == io::ErrorKind::NotFound && path == source.abs {
+                        "source path does not exist".to_string()
+                    } else {
+                        error.to_string()
+                    };
+                    tally.warnings.push(format!("{}: {what}", path.display()));
+                    tally.partial = true;
+                    continue;
+                }
+            };
+            let this = seq;
+            seq += 1;
+            let Some(mut entry) = meta::entry_from_metadata(path, &meta) else {
+                if !send_done(
+                    this,
+                    Done::Skipped {
+                        path: None,
+                        warning: None,
+                    },
+                ) {
+                    return Ok(());
+                }
+                continue;
+            };
+            let ready = match entry.kind {
+                EntryKind::File => {
+                    if let Some(key) = meta::hardlink_key(&meta) {
+                        if let Some(first) = links.get(&key) {
+                            entry.kind = EntryKind::Hardlink;
+                            entry.target = Some(first.clone());
+                            entry.size = 0;
+                            send_done(
+                                this,
+                                Done::Entry {
+                                    entry,
+                                    status: None,
+                                    warning: None,
+                                },
+                            );
+                            continue;
+                        }
+                        links.insert(key, entry.path.clone());
+                    }
+                    let previous = cursor.find(entry.path.as_bytes());
+                    match previous {
+                        Some(prev) if unchanged(&prev, &entry, index) => {
+                            entry.hash = prev.hash;
+                            entry.blobs = prev.blobs;
+                            entry.xattrs = prev.xattrs;
+                            progress.add(entry.size);
+                            progress.file_done();
+                            Done::Entry {
+                                entry,
+                                status: Some(FileStatus::Unchanged),
+                                warning: None,
+                            }
+                        }
+                        previous => {
+                            let status = if previous.is_some() {
+                                FileStatus::Changed
+                            } else {
+                                FileStatus::New
+                            };
+                            if jobs
+                                .send(FileJob {
+                                    seq: this,
+                                    abs,
+                                    entry,
+                                    status,
+                                })
+                                .is_err()
+                            {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    }
+                }
+                EntryKind::Symlink => match std::fs::read_link(&abs) {
+                    Ok(target) => {
+                        entry.target = Some(RawBytes(os_bytes(target.as_os_str())));
+                        Done::Entry {
+                            entry,
+                            status: None,
+                            warning: None,
+                        }
+                    }
+                    Err(e) => {
+                        tally.partial = true;
+                        Done::Skipped {
+                            path: None,
+                            warning: Some(format!("{}: {e}", abs.display())),
+                        }
+                    }
+                },
+                _ => {
+                    let warning = match meta::read_xattrs(&abs) {
+                        Ok(x) => {
+                            entry.xattrs = x;
+                            None
+                        }
+                        Err(e) => Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
+                    };
+                    Done::Entry {
+                        entry,
+                        status: None,
+                        warning,
+                    }
+                }
+            };
+            if !send_done(this, ready) {
+                return Ok(());
+            }
+        }
+    }
+    batch.flush();
+    Ok(())
+}
+
+/// Entries the walk finished itself, sent on in batches: one message per
+/// entry would cost a thread wake-up per file of an unchanged tree.
+struct DoneBatch<'a> {
+    tx: &'a Sender<Vec<(u64, Done)>>,
+    entries: Vec<(u64, Done)>,
+}
+
+impl DoneBatch<'_> {
+    const SIZE: usize = 256;
+
+    /// False once the receiver is gone: it stopped on an error of its own,
+    /// which the caller reports, and the walk just ends.
+    fn push(&mut self, seq: u64, d: Done) -> bool {
+        self.entries.push((seq, d));
+        self.entries.len() < Self::SIZE || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(Self::SIZE));
+        entries.is_empty() || self.tx.send(entries).is_ok()
+    }
+}
+
+/// Whether a file can reuse its parent-snapshot entry without being read.
+fn unchanged(prev: &Entry, now: &Entry, index: &Index) -> bool {
+    prev.kind == EntryKind::File
+        && prev.size == now.size
+        && prev.mtime == now.mtime
+        && prev.mtime_nsec == now.mtime_nsec
+        && prev.ctime == now.ctime
+        && prev.ctime_nsec == now.ctime_nsec
+        && prev.ino == now.ino
+        && prev.content_hash().is_some()
+        && prev.blobs.iter().all(|b| index.contains(b))
+}
