@@ -40,7 +40,7 @@ pub(super) fn store_files(
 }
 
 /// A worker's reusable chunking window; it grows to the largest file seen,
-/// at most twice the maximum chunk size, and is zeroed only when it grows.
+/// at most `Chunker::window_limit`, and is zeroed only when it grows.
 #[derive(Default)]
 struct Buffers {
     window: Vec<u8>,

@@ -59,6 +59,13 @@ impl Chunker {
         Chunker::new(&params).unwrap_or_else(|| unreachable!("manifest chunker sizes are valid"))
     }
 
+    /// The most a chunking window grows to: one maximum chunk of look-ahead
+    /// plus half a chunk of slack, so a move of the unread rest (less than one
+    /// maximum chunk) happens at most once per half a maximum chunk consumed.
+    pub fn window_limit(&self) -> usize {
+        self.max + self.max / 2
+    }
+
     pub fn min_size(&self) -> usize {
         self.min
     }
@@ -91,7 +98,7 @@ impl Chunker {
     /// with `true` when the chunk is the whole input. `buf` is reused between
     /// calls so that a worker allocates (and zeroes) rarely: it is sized from
     /// `size_hint` and grows, when the input turns out larger, to at most
-    /// twice the maximum chunk size. Returns the bytes read.
+    /// [`Chunker::window_limit`]. Returns the bytes read.
     pub fn chunk_reader<E: From<io::Error>>(
         &self,
         reader: &mut dyn Read,
@@ -99,7 +106,7 @@ impl Chunker {
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&[u8], bool) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let limit = 2 * self.max;
+        let limit = self.window_limit();
         let smallest = (64 * 1024).min(limit);
         let want = (size_hint.saturating_add(1)).clamp(smallest as u64, limit as u64) as usize;
         if buf.len() < want {
@@ -209,7 +216,7 @@ mod tests {
         .unwrap();
         assert_eq!(out, data);
         assert_eq!(wholes, 0);
-        assert_eq!(buf.len(), 2 * c.max_size());
+        assert_eq!(buf.len(), c.window_limit());
         let mut wholes = 0;
         c.chunk_reader::<io::Error>(&mut &b"small"[..], 5, &mut buf, |_, whole| {
             wholes += whole as usize;
