@@ -44,6 +44,8 @@ const MAX_RECORDED_WARNINGS: usize = 1000;
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     pub paths: Vec<PathBuf>,
+    /// Absolute paths to leave out whatever the patterns say (the repository).
+    pub skip: Vec<PathBuf>,
     pub excludes: Vec<String>,
     pub tags: Vec<String>,
     pub time: Option<DateTime<FixedOffset>>,
@@ -115,7 +117,12 @@ pub fn run(
     if opts.paths.is_empty() {
         return Err(BackupError::NoPaths);
     }
-    let excludes = Excludes::new(&opts.excludes)?;
+    let mut excludes = Excludes::new(&opts.excludes)?;
+    for path in &opts.skip {
+        excludes.skip_absolute(normalize(
+            &std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+        ));
+    }
     let sources = sources(&opts.paths);
     let roots: Vec<Root> = sources
         .iter()

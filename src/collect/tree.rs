@@ -17,6 +17,8 @@ use crate::meta::os_bytes;
 pub struct Excludes {
     names: GlobSet,
     paths: GlobSet,
+    /// Absolute paths never to enter, whatever the patterns say.
+    absolute: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +61,18 @@ impl Excludes {
         Ok(Excludes {
             names: build(names, &patterns.join(" "))?,
             paths: build(paths, &patterns.join(" "))?,
+            absolute: Vec::new(),
         })
     }
 
+    /// Leaves out one absolute path (the repository, when it lies inside a
+    /// source: saving it into itself would grow it with every backup).
+    pub fn skip_absolute(&mut self, path: PathBuf) {
+        self.absolute.push(path);
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.paths.is_empty()
+        self.names.is_empty() && self.paths.is_empty() && self.absolute.is_empty()
     }
 
     pub fn is_excluded(&self, relative: &Path) -> bool {
@@ -178,7 +187,7 @@ impl Iterator for TreeWalk<'_> {
             let abs = child.path();
             if !self.excludes.is_empty() {
                 let rel = abs.strip_prefix(self.root).unwrap_or(&abs);
-                if self.excludes.is_excluded(rel) {
+                if self.excludes.is_excluded(rel) || self.excludes.absolute.contains(&abs) {
                     continue;
                 }
             }

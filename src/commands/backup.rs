@@ -8,7 +8,7 @@ use cairn::repo::snapshot::parse_time;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, repo_path};
 use crate::cli::BackupArgs;
 
 #[derive(Serialize)]
@@ -26,10 +26,13 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         ),
         None => None,
     };
+    let (repo_dir, _) = repo_path(repo.clone())?;
     let repo = open_repo(repo, true)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
     let opts = BackupOptions {
         paths: args.paths,
+        // A repository inside a source is never saved into itself.
+        skip: vec![repo_dir],
         excludes: args.excludes,
         tags: args.tags,
         time,

@@ -259,3 +259,15 @@ fn root_prefixes_never_collide() {
     assert_eq!(fs::read(target.join("tree/a/f")).unwrap(), b"y");
     assert_eq!(fs::read(target.join("tree/a-3/f")).unwrap(), b"z");
 }
+
+#[test]
+fn the_repository_is_never_saved_into_itself() {
+    let env = Env::with_repo();
+    write(&env.path("notes.txt"), b"mine");
+    // The scratch directory holds both the data and the repository.
+    let out = env.backup(&[env.dir.path()]);
+    assert_eq!(out["partial"], false);
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(listing.contains("notes.txt"), "{listing}");
+    assert!(!listing.contains("/repo"), "the repository was saved: {listing}");
+}
