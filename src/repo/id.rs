@@ -94,13 +94,25 @@ impl FromStr for ObjectId {
     type Err = BadObjectId;
 
     fn from_str(s: &str) -> Result<ObjectId, BadObjectId> {
-        let bad = || BadObjectId(s.to_string());
-        if s.len() != 64 || s.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(bad());
+        // Lowercase only: one spelling per id, so names compare as strings.
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
         }
-        let bytes = crate::repo::manifest::decode_hex(s).ok_or_else(bad)?;
+        let bytes = s.as_bytes();
         let mut out = [0u8; 32];
-        out.copy_from_slice(&bytes);
+        if bytes.len() != 64 {
+            return Err(BadObjectId(s.to_string()));
+        }
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            match (nibble(pair[0]), nibble(pair[1])) {
+                (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
+                _ => return Err(BadObjectId(s.to_string())),
+            }
+        }
         Ok(ObjectId(out))
     }
 }

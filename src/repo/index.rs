@@ -67,6 +67,8 @@ pub struct Index {
 
 impl Index {
     pub fn add_file(&mut self, file: &IndexFile) {
+        // Sized once, rather than rehashed as it doubles.
+        self.blobs.reserve(file.packs.iter().map(|p| p.blobs.len()).sum());
         for pack in &file.packs {
             let pos = *self.pack_positions.entry(pack.id).or_insert_with(|| {
                 self.packs.push(pack.id);
