@@ -81,8 +81,13 @@ CORPUS=$(realpath "$CORPUS")
 
 HAVE_RESTIC=0; command -v restic >/dev/null && HAVE_RESTIC=1
 HAVE_BORG=0; command -v borg >/dev/null && HAVE_BORG=1
+# rustic (restic's format, in Rust) is not a Debian package: `cargo install
+# rustic-rs --no-default-features` puts it on PATH, or name it with $RUSTIC.
+RUSTIC=${RUSTIC:-$(command -v rustic || true)}
+HAVE_RUSTIC=0; [[ -n $RUSTIC && -x $RUSTIC ]] && HAVE_RUSTIC=1
 [[ $HAVE_RESTIC -eq 1 ]] || log "restic not installed, skipping it (apt-get install restic, or --install-peers)"
 [[ $HAVE_BORG -eq 1 ]] || log "borg not installed, skipping it (apt-get install borgbackup, or --install-peers)"
+[[ $HAVE_RUSTIC -eq 1 ]] || log "rustic not installed, skipping it (cargo install rustic-rs --no-default-features, or set RUSTIC)"
 
 # Scratch on disk (corpus copy, repositories); restore targets in /dev/shm if it fits.
 SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/cairn-bench.XXXXXX")
@@ -117,6 +122,7 @@ LOGFILE=$SCRATCH/cmd.log
 
 # Tools keep caches/config outside the repository: keep them in scratch too.
 export RESTIC_PASSWORD=cairn-bench RESTIC_CACHE_DIR=$SCRATCH/restic-cache
+export RUSTIC_PASSWORD=cairn-bench RUSTIC_CACHE_DIR=$SCRATCH/rustic-cache
 export BORG_BASE_DIR=$SCRATCH/borg-home
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 unset CAIRN_REPO RESTIC_REPOSITORY BORG_REPO
@@ -228,6 +234,17 @@ restic_cmd() {
 }
 restic_restored() { echo "$TARGET$COPY"; }
 restic_clean() { careful_rm "$RESTIC_CACHE_DIR"; }
+
+rustic_cmd() {
+    case $1 in
+        init)    CMD=("$RUSTIC" --no-progress -r "$REPO" init) ;;
+        backup)  CMD=("$RUSTIC" --no-progress -r "$REPO" backup "$COPY") ;;
+        restore) CMD=("$RUSTIC" --no-progress -r "$REPO" restore latest "$TARGET") ;;
+        check)   CMD=("$RUSTIC" --no-progress -r "$REPO" check --read-data) ;;
+    esac
+}
+rustic_restored() { echo "$TARGET$COPY"; }
+rustic_clean() { careful_rm "$RUSTIC_CACHE_DIR"; }
 
 borg_cmd() {
     case $1 in
@@ -346,6 +363,7 @@ pick_changed
 bench_tool cairn
 [[ $HAVE_RESTIC -eq 1 ]] && bench_tool restic
 [[ $HAVE_BORG -eq 1 ]] && bench_tool borg
+[[ $HAVE_RUSTIC -eq 1 ]] && bench_tool rustic
 bench_baselines
 
 # ---------------------------------------------------------------- report
@@ -395,6 +413,8 @@ if [[ $HAVE_BORG -eq 1 ]]; then
     bv=$(version_of borg --version)
     echo "borg:    $bv$([[ $bv == *" 1.2."* ]] || echo "  (note: expected BorgBackup 1.2)")"
 else echo "borg:    not installed: apt-get install borgbackup (or run with --install-peers)"; fi
+if [[ $HAVE_RUSTIC -eq 1 ]]; then echo "rustic:  $(version_of "$RUSTIC" --version)"
+else echo "rustic:  not installed: cargo install rustic-rs --no-default-features (or set RUSTIC)"; fi
 echo "tar:     $(version_of tar --version); zstd $([[ $HAVE_ZSTD -eq 1 ]] && zstd --version | grep -o 'v[0-9][0-9.]*' | sed -n 1p || echo 'not installed (apt-get install zstd)')"
 echo
 echo "== results (median of $RUNS run(s); warm cache: nothing dropped from the page cache)"
@@ -408,11 +428,11 @@ echo
 echo "repo MB: du -sb of the repository after that backup (1 MB = 10^6 bytes)."
 echo "Backups: every run starts from a fresh repository; unchanged/1% changed time only the second backup."
 echo "Restore/check: the repository of the last first-backup run. Pipelines: peak MiB is the largest process."
-echo "restic encrypts (AES-256, always on) and compresses (repo v2, auto); borg runs with -e none (lz4);"
+echo "restic and rustic encrypt (AES-256, always on) and compress (repo v2, auto); borg runs with -e none (lz4);"
 echo "cairn does not encrypt (zstd); tar|zstd is one stream with no dedup, index or verification."
 echo
 echo "== restored trees compared with the corpus"
-for t in cairn restic borg; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
+for t in cairn restic borg rustic; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
 echo
 echo "== ratios (time ratios are wall-time: cairn / other; below 1 means cairn is faster)"
 echo "cairn first backup vs tar|zstd:        $(ratio "$(wall 'cairn::backup (first)')" "$(wall 'tar | zstd -3 -T0::backup')")"
@@ -420,12 +440,13 @@ echo "cairn repo size vs tar.zst size:       $(ratio "$(raw_med R_SIZE 'cairn::b
 echo "cairn unchanged backup vs its first:   $(ratio "$(wall 'cairn::backup (unchanged)')" "$(wall 'cairn::backup (first)')" pct)"
 echo "cairn 1%-changed backup vs its first:  $(ratio "$(wall 'cairn::backup (1% changed)')" "$(wall 'cairn::backup (first)')" pct)"
 echo "cairn restore vs tar | tar -x:         $(ratio "$(wall 'cairn::restore')" "$(wall 'tar | tar -x::restore (copy)')")"
-printf '%-22s %14s %14s\n' step "cairn/restic" "cairn/borg"
+printf '%-22s %14s %14s %14s\n' step "cairn/restic" "cairn/borg" "cairn/rustic"
 for step in "backup (first)" "backup (unchanged)" "backup (1% changed)" "restore" "check --read-data"; do
-    vr="not run"; vb="not run"
+    vr="not run"; vb="not run"; vu="not run"
     [[ $HAVE_RESTIC -eq 1 ]] && vr=$(ratio "$(wall "cairn::$step")" "$(wall "restic::$step")")
     [[ $HAVE_BORG -eq 1 ]] && vb=$(ratio "$(wall "cairn::$step")" "$(wall "borg::$step")")
-    printf '%-22s %14s %14s\n' "$step" "$vr" "$vb"
+    [[ $HAVE_RUSTIC -eq 1 ]] && vu=$(ratio "$(wall "cairn::$step")" "$(wall "rustic::$step")")
+    printf '%-22s %14s %14s %14s\n' "$step" "$vr" "$vb" "$vu"
 done
 if [[ $HAVE_RESTIC -eq 1 || $HAVE_BORG -eq 1 ]]; then
     echo "repo size, first backup: cairn/restic $(ratio "$(raw_med R_SIZE 'cairn::backup (first)')" "$(raw_med R_SIZE 'restic::backup (first)')")," \

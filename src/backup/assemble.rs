@@ -57,10 +57,11 @@ pub(super) fn assemble(
                     entry,
                     status,
                     warning,
+                    line,
                 } => {
                     tally.warnings.extend(warning);
                     count(&mut tally.stats, &entry, status);
-                    writer.push::<RepoError>(&entry, &mut emit)?;
+                    writer.push_line::<RepoError>(&entry, line.as_deref(), &mut emit)?;
                 }
             }
         }

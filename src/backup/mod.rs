@@ -87,6 +87,8 @@ enum Done {
         entry: Entry,
         status: Option<FileStatus>,
         warning: Option<String>,
+        /// The entry's manifest line, when it is the parent's unchanged.
+        line: Option<Vec<u8>>,
     },
     /// Not saved; `path` is set when it was a file other names may link to.
     Skipped {

@@ -141,5 +141,6 @@ fn store_file(
         entry,
         status: Some(status),
         warning,
+        line: None,
     })
 }

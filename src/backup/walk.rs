@@ -11,7 +11,7 @@ use crate::interrupt;
 use crate::meta::{self, os_bytes};
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::repo::manifest::{Entry, EntryKind, RawBytes};
+use crate::repo::manifest::{Entry, EntryKind, ManifestLine, RawBytes};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
@@ -20,12 +20,12 @@ use super::{Done, FileJob, FileStatus, Source, Tally};
 
 /// Follows the parent's manifest alongside the walk; both are in manifest order.
 struct ParentCursor<'r> {
-    entries: Option<Box<dyn Iterator<Item = Result<Entry, RepoError>> + 'r>>,
-    peeked: Option<Entry>,
+    entries: Option<Box<dyn Iterator<Item = Result<ManifestLine, RepoError>> + 'r>>,
+    peeked: Option<ManifestLine>,
 }
 
 impl ParentCursor<'_> {
-    fn find(&mut self, path: &[u8]) -> Option<Entry> {
+    fn find(&mut self, path: &[u8]) -> Option<ManifestLine> {
         use std::cmp::Ordering::*;
         loop {
             if self.peeked.is_none() {
@@ -43,7 +43,7 @@ impl ParentCursor<'_> {
                 }
             }
             let peeked = self.peeked.as_ref()?;
-            match crate::repo::manifest::path_cmp(peeked.path.as_bytes(), path) {
+            match crate::repo::manifest::path_cmp(peeked.entry.path.as_bytes(), path) {
                 Less => self.peeked = None,
                 Equal => return self.peeked.take(),
                 Greater => return None,
@@ -67,12 +67,12 @@ pub(super) fn walk_sources(
     // The parent's manifest is read and parsed on a thread of its own, ahead
     // of the walk, so parsing overlaps with the walk's system calls.
     std::thread::scope(|s| {
-        let (tx, rx) = bounded::<Vec<Result<Entry, RepoError>>>(8);
+        let (tx, rx) = bounded::<Vec<Result<ManifestLine, RepoError>>>(8);
         if let Some(p) = parent {
             s.spawn(move || {
                 let mut reader = BlobReader::new(repo, index);
                 let mut batch = Vec::with_capacity(256);
-                for entry in reader.manifest(&p.id.short(), &p.record.manifest) {
+                for entry in reader.manifest(&p.id.short(), &p.record.manifest).lines() {
                     batch.push(entry);
                     if batch.len() == 256
                         && tx
@@ -158,6 +158,7 @@ fn walk_with_parent(
                                     entry,
                                     status: None,
                                     warning: None,
+                                    line: None,
                                 },
                             );
                             continue;
@@ -166,16 +167,20 @@ fn walk_with_parent(
                     }
                     let previous = cursor.find(entry.path.as_bytes());
                     match previous {
-                        Some(prev) if unchanged(&prev, &entry, index) => {
-                            entry.hash = prev.hash;
-                            entry.blobs = prev.blobs;
-                            entry.xattrs = prev.xattrs;
+                        Some(prev) if unchanged(&prev.entry, &entry, index) => {
+                            entry.hash = prev.entry.hash;
+                            entry.blobs = prev.entry.blobs.clone();
+                            entry.xattrs = prev.entry.xattrs.clone();
                             progress.add(entry.size);
                             progress.file_done();
+                            // The same entry as the parent's: its line is
+                            // written again as it was, not serialized anew.
+                            let line = (entry == prev.entry).then_some(prev.raw);
                             Done::Entry {
                                 entry,
                                 status: Some(FileStatus::Unchanged),
                                 warning: None,
+                                line,
                             }
                         }
                         previous => {
@@ -206,6 +211,7 @@ fn walk_with_parent(
                             entry,
                             status: None,
                             warning: None,
+                            line: None,
                         }
                     }
                     Err(e) => {
@@ -228,6 +234,7 @@ fn walk_with_parent(
                         entry,
                         status: None,
                         warning,
+                        line: None,
                     }
                 }
             };

@@ -208,7 +208,8 @@ pub struct ManifestWriter {
     chunker: Chunker,
     buf: Vec<u8>,
     blobs: Vec<ObjectId>,
-    last: Option<RawBytes>,
+    /// The previous entry's path (empty before the first).
+    last: RawBytes,
 }
 
 impl ManifestWriter {
@@ -217,7 +218,7 @@ impl ManifestWriter {
             chunker,
             buf: Vec::new(),
             blobs: Vec::new(),
-            last: None,
+            last: RawBytes::default(),
         }
     }
 
@@ -227,18 +228,33 @@ impl ManifestWriter {
         entry: &Entry,
         emit: &mut EmitBlob<'_, E>,
     ) -> Result<(), E> {
+        self.push_line(entry, None, emit)
+    }
+
+    /// Appends an entry, as `line` when given: the caller vouches that the
+    /// line is the entry's serialization (an unchanged entry of a parent).
+    pub fn push_line<E: From<ManifestError>>(
+        &mut self,
+        entry: &Entry,
+        line: Option<&[u8]>,
+        emit: &mut EmitBlob<'_, E>,
+    ) -> Result<(), E> {
         if !is_safe_path(entry.path.as_bytes()) {
             return Err(ManifestError::UnsafePath(entry.path.clone()).into());
         }
-        if let Some(last) = &self.last {
-            if path_cmp(last.as_bytes(), entry.path.as_bytes()) != Ordering::Less {
-                return Err(ManifestError::OutOfOrder(entry.path.clone(), last.clone()).into());
-            }
+        if !self.last.as_bytes().is_empty()
+            && path_cmp(self.last.as_bytes(), entry.path.as_bytes()) != Ordering::Less
+        {
+            return Err(ManifestError::OutOfOrder(entry.path.clone(), self.last.clone()).into());
         }
-        self.last = Some(entry.path.clone());
-        // Serializing plain data to a Vec cannot fail.
-        serde_json::to_writer(&mut self.buf, entry)
-            .map_err(|source| ManifestError::BadLine { line: 0, source })?;
+        self.last.0.clear();
+        self.last.0.extend_from_slice(entry.path.as_bytes());
+        match line {
+            Some(line) => self.buf.extend_from_slice(line),
+            // Serializing plain data to a Vec cannot fail.
+            None => serde_json::to_writer(&mut self.buf, entry)
+                .map_err(|source| ManifestError::BadLine { line: 0, source })?,
+        }
         self.buf.push(b'\n');
         self.cut(false, emit)
     }
@@ -267,7 +283,17 @@ impl ManifestWriter {
 pub struct ManifestParser {
     pending: Vec<u8>,
     line: u64,
-    last: Option<RawBytes>,
+    /// The previous entry's path (empty before the first: no entry has an
+    /// empty path).
+    last: RawBytes,
+}
+
+/// An entry and the exact line it was parsed from, so that an unchanged
+/// entry can be written again without serializing it.
+#[derive(Debug, Clone)]
+pub struct ManifestLine {
+    pub entry: Entry,
+    pub raw: Vec<u8>,
 }
 
 impl Default for ManifestParser {
@@ -281,12 +307,17 @@ impl ManifestParser {
         ManifestParser {
             pending: Vec::new(),
             line: 0,
-            last: None,
+            last: RawBytes::default(),
         }
     }
 
     /// Feeds one blob; returns the entries completed by it.
     pub fn feed(&mut self, blob: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+        Ok(self.feed_lines(blob)?.into_iter().map(|l| l.entry).collect())
+    }
+
+    /// Like [`ManifestParser::feed`], keeping each entry's line as well.
+    pub fn feed_lines(&mut self, blob: &[u8]) -> Result<Vec<ManifestLine>, ManifestError> {
         self.pending.extend_from_slice(blob);
         let mut out = Vec::new();
         let mut start = 0;
@@ -301,13 +332,17 @@ impl ManifestParser {
             if !is_safe_path(entry.path.as_bytes()) {
                 return Err(ManifestError::UnsafePath(entry.path));
             }
-            if let Some(last) = &self.last {
-                if path_cmp(last.as_bytes(), entry.path.as_bytes()) != Ordering::Less {
-                    return Err(ManifestError::OutOfOrder(entry.path, last.clone()));
-                }
+            if !self.last.as_bytes().is_empty()
+                && path_cmp(self.last.as_bytes(), entry.path.as_bytes()) != Ordering::Less
+            {
+                return Err(ManifestError::OutOfOrder(entry.path, self.last.clone()));
             }
-            self.last = Some(entry.path.clone());
-            out.push(entry);
+            self.last.0.clear();
+            self.last.0.extend_from_slice(entry.path.as_bytes());
+            out.push(ManifestLine {
+                entry,
+                raw: line.to_vec(),
+            });
         }
         self.pending.drain(..start);
         Ok(out)

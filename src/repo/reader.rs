@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::id::ObjectId;
 use super::index::{BlobLocation, Index};
-use super::manifest::{Entry, ManifestParser};
+use super::manifest::{Entry, ManifestLine, ManifestParser};
 use super::pack::{self, PackError};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
@@ -120,17 +120,20 @@ pub struct ManifestEntries<'a, 'b> {
     blobs: &'b [ObjectId],
     next_blob: usize,
     parser: ManifestParser,
-    ready: VecDeque<Entry>,
+    ready: VecDeque<ManifestLine>,
     failed: bool,
 }
 
-impl Iterator for ManifestEntries<'_, '_> {
-    type Item = Result<Entry, RepoError>;
+impl<'a, 'b> ManifestEntries<'a, 'b> {
+    /// Entries with the exact line each was parsed from.
+    pub fn lines(mut self) -> impl Iterator<Item = Result<ManifestLine, RepoError>> + use<'a, 'b> {
+        std::iter::from_fn(move || self.next_line())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_line(&mut self) -> Option<Result<ManifestLine, RepoError>> {
         loop {
-            if let Some(entry) = self.ready.pop_front() {
-                return Some(Ok(entry));
+            if let Some(line) = self.ready.pop_front() {
+                return Some(Ok(line));
             }
             if self.failed {
                 return None;
@@ -148,10 +151,12 @@ impl Iterator for ManifestEntries<'_, '_> {
             };
             self.next_blob += 1;
             let result = self.reader.read(id).and_then(|blob| {
-                self.parser.feed(&blob).map_err(|source| RepoError::Manifest {
-                    snapshot: self.snapshot.clone(),
-                    source,
-                })
+                self.parser
+                    .feed_lines(&blob)
+                    .map_err(|source| RepoError::Manifest {
+                        snapshot: self.snapshot.clone(),
+                        source,
+                    })
             });
             match result {
                 Ok(entries) => self.ready.extend(entries),
@@ -161,5 +166,13 @@ impl Iterator for ManifestEntries<'_, '_> {
                 }
             }
         }
+    }
+}
+
+impl Iterator for ManifestEntries<'_, '_> {
+    type Item = Result<Entry, RepoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_line().map(|line| line.map(|l| l.entry))
     }
 }

@@ -98,6 +98,10 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(stats["files_changed"], 1);
     assert_eq!(stats["bytes_read"], 7);
     assert_eq!(second["parent"], first["id"]);
+    // Nothing changed since: the manifest is the same blobs, added nothing.
+    let third = env.backup(&[&src]);
+    assert_eq!(third["manifest"], second["manifest"]);
+    assert_eq!(third["stats"]["blobs_added"], 0);
 }
 
 #[test]
