@@ -134,6 +134,7 @@ pub fn run(
             prefix: s.prefix.clone(),
         })
         .collect();
+    let walked = walk::start(&sources, &excludes);
     let index = repo.load_index()?;
     tracing::debug!("index loaded: {} blobs", index.len());
     let snapshots = repo.load_snapshots()?;
@@ -176,7 +177,7 @@ pub fn run(
             &index,
             parent,
             &sources,
-            &excludes,
+            walked,
             &job_tx,
             &done_tx,
             progress,

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::collect::tree::{self, Excludes, TreeItem};
 use crate::interrupt;
@@ -52,13 +53,43 @@ impl ParentCursor<'_> {
     }
 }
 
+/// Walks the sources on a thread of its own, ahead of their use, in batches:
+/// the walk's system calls then overlap with loading the index and with
+/// comparing entries against the parent. Stops when the receiver is dropped.
+pub(super) fn start(sources: &[Source], excludes: &Excludes) -> Receiver<Vec<(usize, TreeItem)>> {
+    const BATCH: usize = 128;
+    let (tx, rx) = bounded(32);
+    let roots: Vec<(PathBuf, String)> = sources
+        .iter()
+        .map(|s| (s.abs.clone(), s.prefix.clone()))
+        .collect();
+    let excludes = excludes.clone();
+    std::thread::spawn(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        for (i, (abs, prefix)) in roots.iter().enumerate() {
+            for item in tree::walk(abs, prefix, &excludes) {
+                batch.push((i, item));
+                if batch.len() == BATCH
+                    && tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(batch);
+    });
+    rx
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn walk_sources(
     repo: &Repository,
     index: &Index,
     parent: Option<&Snapshot>,
     sources: &[Source],
-    excludes: &Excludes,
+    walked: Receiver<Vec<(usize, TreeItem)>>,
     jobs: &Sender<FileJob>,
     done: &Sender<Vec<(u64, Done)>>,
     progress: &Progress,
@@ -91,7 +122,7 @@ pub(super) fn walk_sources(
             entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
             peeked: None,
         };
-        walk_with_parent(index, cursor, sources, excludes, jobs, done, progress, tally)
+        walk_with_parent(index, cursor, sources, walked, jobs, done, progress, tally)
     })
 }
 
@@ -100,7 +131,7 @@ fn walk_with_parent(
     index: &Index,
     mut cursor: ParentCursor,
     sources: &[Source],
-    excludes: &Excludes,
+    walked: Receiver<Vec<(usize, TreeItem)>>,
     jobs: &Sender<FileJob>,
     done: &Sender<Vec<(u64, Done)>>,
     progress: &Progress,
@@ -113,8 +144,9 @@ fn walk_with_parent(
         entries: Vec::with_capacity(DoneBatch::SIZE),
     };
     let mut send_done = |seq: u64, d: Done| batch.push(seq, d);
-    for source in sources {
-        for item in tree::walk(&source.abs, &source.prefix, excludes) {
+    for batch_of_items in walked {
+        for (source, item) in batch_of_items {
+            let source = &sources[source];
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted);
             }
