@@ -176,19 +176,29 @@ pub fn running_as_root() -> bool {
 
 /// The same as [`apply_metadata`] for a regular file still open for writing:
 /// through the descriptor, with no path lookups.
-pub fn apply_metadata_to_file(file: &std::fs::File, entry: &Entry) -> io::Result<()> {
+pub fn apply_metadata_to_file(
+    file: &std::fs::File,
+    entry: &Entry,
+    warnings: &mut Vec<String>,
+) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if running_as_root() {
-            std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid))?;
+            if let Err(e) = std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid)) {
+                warnings.push(owner_warning(entry, &e));
+            }
         }
         #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
         {
             use std::os::unix::ffi::OsStrExt;
             use xattr::FileExt;
             for x in &entry.xattrs {
-                file.set_xattr(std::ffi::OsStr::from_bytes(x.name.as_bytes()), x.value.as_bytes())?;
+                if let Err(e) =
+                    file.set_xattr(std::ffi::OsStr::from_bytes(x.name.as_bytes()), x.value.as_bytes())
+                {
+                    warnings.push(xattr_warning(x, &e));
+                }
             }
         }
         file.set_permissions(std::fs::Permissions::from_mode(entry.mode))?;
@@ -197,10 +207,21 @@ pub fn apply_metadata_to_file(file: &std::fs::File, entry: &Entry) -> io::Result
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }
 
+/// Owner and extended attributes are best effort: a restore as non-root, or
+/// onto a filesystem without xattrs, must not drop the file's contents over
+/// them. Their failures become warnings; mode and mtime failures are errors.
+fn owner_warning(entry: &Entry, e: &io::Error) -> String {
+    format!("cannot set owner {}:{}: {e}", entry.uid, entry.gid)
+}
+
+fn xattr_warning(x: &crate::repo::manifest::Xattr, e: &io::Error) -> String {
+    format!("cannot set extended attribute {}: {e}", x.name.lossy())
+}
+
 /// Puts an entry's owner, xattrs, mode and mtime on `path`, in that order:
 /// chown clears set-id bits and a read-only mode forbids setting xattrs, so
 /// the mode comes after both, and the mtime last because the others touch it.
-pub fn apply_metadata(path: &Path, entry: &Entry) -> io::Result<()> {
+pub fn apply_metadata(path: &Path, entry: &Entry, warnings: &mut Vec<String>) -> io::Result<()> {
     let is_link = entry.kind == EntryKind::Symlink;
     #[cfg(unix)]
     {
@@ -210,7 +231,7 @@ pub fn apply_metadata(path: &Path, entry: &Entry) -> io::Result<()> {
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
             // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
             if unsafe { libc::lchown(c.as_ptr(), entry.uid, entry.gid) } != 0 {
-                return Err(io::Error::last_os_error());
+                warnings.push(owner_warning(entry, &io::Error::last_os_error()));
             }
         }
     }
@@ -218,11 +239,13 @@ pub fn apply_metadata(path: &Path, entry: &Entry) -> io::Result<()> {
     if !is_link {
         use std::os::unix::ffi::OsStrExt;
         for x in &entry.xattrs {
-            xattr::set(
+            if let Err(e) = xattr::set(
                 path,
                 std::ffi::OsStr::from_bytes(x.name.as_bytes()),
                 x.value.as_bytes(),
-            )?;
+            ) {
+                warnings.push(xattr_warning(x, &e));
+            }
         }
     }
     #[cfg(unix)]

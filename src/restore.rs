@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_channel::bounded;
@@ -27,6 +26,7 @@ use crate::repo::manifest::{Entry, EntryKind};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
+use crate::sink::local::random_u64;
 
 /// Files handed to a worker at once: consecutive files share frames, so
 /// keeping them together lets the worker's frame cache serve them.
@@ -49,6 +49,8 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Entries that could not be restored, each with the reason.
     pub errors: Vec<String>,
+    /// Entries restored without some metadata (owner, extended attributes).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,16 @@ pub enum RestoreError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("restored contents differ from the snapshot ({detail}); the file was not put in place")]
+    Mismatch { detail: String },
+    #[error("internal error: a restore worker stopped")]
+    WorkerPanicked,
 }
 
 /// Include patterns, matched against the manifest path and against the path
@@ -187,6 +199,14 @@ pub fn restore(
         let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
         s.errors.push(format!("{}: {e}", String::from_utf8_lossy(what)));
     };
+    let warn = |what: &[u8], warnings: Vec<String>| {
+        if !warnings.is_empty() {
+            let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+            let path = String::from_utf8_lossy(what);
+            s.warnings
+                .extend(warnings.into_iter().map(|w| format!("{path}: {w}")));
+        }
+    };
     let mut dirs = SafeDirs {
         target: target.clone(),
         known: HashSet::new(),
@@ -204,7 +224,7 @@ pub fn restore(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                let (summary, fail, written) = (&summary, &fail, &written);
+                let (summary, fail, warn, written) = (&summary, &fail, &warn, &written);
                 s.spawn(move || {
                     let mut reader = BlobReader::new(repo, index);
                     for batch in rx {
@@ -213,7 +233,8 @@ pub fn restore(
                                 return;
                             }
                             match write_file(&mut reader, &full, &entry, progress) {
-                                Ok(()) => {
+                                Ok(warnings) => {
+                                    warn(entry.path.as_bytes(), warnings);
                                     written
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
@@ -273,7 +294,8 @@ pub fn restore(
                     _ => {
                         dirs.forget(&full);
                         match write_special(&full, &entry) {
-                            Ok(()) => {
+                            Ok(warnings) => {
+                                warn(entry.path.as_bytes(), warnings);
                                 let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                                 if entry.kind == EntryKind::Symlink {
                                     s.links += 1;
@@ -293,8 +315,12 @@ pub fn restore(
             let _ = tx.send(batch);
         }
         drop(tx);
+        let mut panicked = false;
         for w in workers {
-            let _ = w.join();
+            panicked |= w.join().is_err();
+        }
+        if panicked {
+            return Err(RestoreError::WorkerPanicked);
         }
         walked
     })?;
@@ -314,17 +340,19 @@ pub fn restore(
         }
         let result = dirs
             .place(target_path.as_bytes())
-            .and_then(|first| replace_with(&full, |tmp| fs::hard_link(&first, tmp)));
+            .and_then(|first| replace_with(&full, |tmp| fs::hard_link(&first, tmp)).map_err(|e| e.into_io()));
         match result {
             Ok(()) => summary.lock().unwrap_or_else(|e| e.into_inner()).files += 1,
             Err(e) => fail(entry.path.as_bytes(), &e),
         }
     }
     for (full, entry) in dir_entries.iter().rev() {
-        match meta::apply_metadata(full, entry) {
+        let mut warnings = Vec::new();
+        match meta::apply_metadata(full, entry, &mut warnings) {
             Ok(()) => summary.lock().unwrap_or_else(|e| e.into_inner()).dirs += 1,
             Err(e) => fail(entry.path.as_bytes(), &e),
         }
+        warn(entry.path.as_bytes(), warnings);
     }
     Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
@@ -337,45 +365,80 @@ fn path_key(path: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
-/// A temporary name beside `full`, unique to this process and call.
+/// A temporary name beside `full`, random so that no leftover of another
+/// restore (or another process) can be in the way for long.
 fn temp_beside(full: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = full
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let short: String = name.chars().take(32).collect();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    full.with_file_name(format!(".{short}.cairn-{}-{n}", std::process::id()))
+    full.with_file_name(format!(".{short}.cairn-{:016x}", random_u64()))
+}
+
+/// Why creating something under a temporary name failed, naming that name.
+#[derive(Debug)]
+struct TempError {
+    tmp: PathBuf,
+    source: io::Error,
+}
+
+impl TempError {
+    fn into_io(self) -> io::Error {
+        io::Error::new(
+            self.source.kind(),
+            format!("{}: {}", self.tmp.display(), self.source),
+        )
+    }
+}
+
+/// Runs `make` on a fresh temporary name beside `full`, trying another name
+/// when one is taken; returns the name used.
+fn make_temp<T>(
+    full: &Path,
+    mut make: impl FnMut(&Path) -> io::Result<T>,
+) -> Result<(PathBuf, T), TempError> {
+    let mut attempts = 0;
+    loop {
+        let tmp = temp_beside(full);
+        match make(&tmp) {
+            Ok(value) => return Ok((tmp, value)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(source) => return Err(TempError { tmp, source }),
+        }
+    }
 }
 
 /// Builds something at a temporary name, then renames it over `full`.
-fn replace_with(full: &Path, make: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
-    let tmp = temp_beside(full);
-    let result = make(&tmp).and_then(|_| fs::rename(&tmp, full));
-    if result.is_err() {
+fn replace_with(full: &Path, make: impl FnMut(&Path) -> io::Result<()>) -> Result<(), TempError> {
+    let (tmp, ()) = make_temp(full, make)?;
+    fs::rename(&tmp, full).map_err(|source| {
         let _ = fs::remove_file(&tmp);
-    }
-    result
+        TempError { tmp, source }
+    })
 }
 
+/// Writes one file, verified, then renames it into place. Returns warnings
+/// about metadata that could not be restored.
 fn write_file(
     reader: &mut BlobReader,
     full: &Path,
     entry: &Entry,
     progress: &Progress,
-) -> Result<(), RestoreError> {
-    let io_err = |e: io::Error| RestoreError::Target {
-        path: full.to_path_buf(),
+) -> Result<Vec<String>, RestoreError> {
+    let (tmp, mut file) = make_temp(full, |tmp| {
+        OpenOptions::new().write(true).create_new(true).open(tmp)
+    })
+    .map_err(|e| RestoreError::Write {
+        path: e.tmp,
+        source: e.source,
+    })?;
+    let io_err = |e: io::Error| RestoreError::Write {
+        path: tmp.clone(),
         source: e,
     };
-    let tmp = temp_beside(full);
+    let mut warnings = Vec::new();
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err)?;
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for id in &entry.blobs {
@@ -387,27 +450,28 @@ fn write_file(
         }
         let actual = ObjectId::from_hash(hasher.finalize());
         if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
-            return Err(RepoError::Corrupt {
-                kind: crate::sink::ObjectKind::Snapshot,
-                name: String::from_utf8_lossy(entry.path.as_bytes()).into_owned(),
+            return Err(RestoreError::Mismatch {
                 detail: format!(
-                    "restored contents ({written} bytes, hash {actual}) differ from the manifest ({} bytes)",
+                    "{written} bytes hashing to {actual}, the manifest says {} bytes",
                     entry.size
                 ),
-            }
-            .into());
+            });
         }
-        meta::apply_metadata_to_file(&file, entry).map_err(io_err)?;
+        meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
         drop(file);
-        fs::rename(&tmp, full).map_err(io_err)
+        fs::rename(&tmp, full).map_err(|e| RestoreError::Write {
+            path: full.to_path_buf(),
+            source: e,
+        })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| warnings)
 }
 
-fn write_special(full: &Path, entry: &Entry) -> io::Result<()> {
+fn write_special(full: &Path, entry: &Entry) -> io::Result<Vec<String>> {
+    let mut warnings = Vec::new();
     replace_with(full, |tmp| {
         match entry.kind {
             EntryKind::Symlink => {
@@ -419,10 +483,12 @@ fn write_special(full: &Path, entry: &Entry) -> io::Result<()> {
                 make_symlink(&target, tmp)?;
             }
             EntryKind::Fifo | EntryKind::Chardev | EntryKind::Blockdev => make_node(tmp, entry)?,
-            _ => File::create(tmp).map(drop)?,
+            _ => File::create_new(tmp).map(drop)?,
         }
-        meta::apply_metadata(tmp, entry)
+        meta::apply_metadata(tmp, entry, &mut warnings)
     })
+    .map_err(TempError::into_io)?;
+    Ok(warnings)
 }
 
 #[cfg(unix)]

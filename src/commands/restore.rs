@@ -40,6 +40,9 @@ pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
             HumanBytes(summary.bytes)
         );
     }
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
     for e in &summary.errors {
         eprintln!("error: {e}");
     }

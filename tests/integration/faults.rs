@@ -394,3 +394,44 @@ fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
         "no snapshot is lost: {report}"
     );
 }
+
+/// Owner and extended attributes are best effort on restore: as an
+/// unprivileged user (or on a filesystem without xattrs) the contents must
+/// still arrive, with a warning about what could not be set.
+#[test]
+fn metadata_that_cannot_be_restored_is_a_warning_not_a_lost_file() {
+    if !is_root() || !can_drop_privileges() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let env = Env::with_repo();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    write(&src.join("f"), b"contents");
+    // Only root may set trusted.* attributes.
+    xattr::set(src.join("f"), "trusted.cairn", b"x").unwrap();
+    env.backup(&[&src]);
+    let repo_files: Vec<_> = walkdir::WalkDir::new(&env.repo)
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    for e in repo_files {
+        std::os::unix::fs::chown(e.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let target = env.path("out");
+    fs::create_dir_all(&target).unwrap();
+    std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
+        .arg(&env.repo)
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot set extended attribute trusted.cairn"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(target.join("tree/src/f")).unwrap(), b"contents");
+}
