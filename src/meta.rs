@@ -92,6 +92,54 @@ pub fn entry_from_metadata(path: Vec<u8>, meta: &Metadata) -> Option<Entry> {
     }
 }
 
+/// The identity of a filesystem object: device and inode.
+pub fn identity(meta: &Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// Opens what the walk saw at `path` for reading without following a
+/// symlink or blocking on a fifo, and checks that it is still the same object
+/// (device and inode): a file swapped for a link or another file between the
+/// walk and the read must not bring outside contents into the snapshot.
+pub fn open_same(path: &Path, seen: (u64, u64), dir: bool) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        if dir {
+            flags |= libc::O_DIRECTORY;
+        }
+        options.custom_flags(flags);
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return replaced();
+        }
+        e
+    })?;
+    let now = file.metadata()?;
+    if identity(&now) != seen || now.is_dir() != dir || (!dir && !now.is_file()) {
+        return Err(replaced());
+    }
+    Ok(file)
+}
+
+fn replaced() -> io::Error {
+    io::Error::other("replaced by something else while being saved; skipped")
+}
+
 /// Hard-link identity of a file with more than one name.
 pub fn hardlink_key(meta: &Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]

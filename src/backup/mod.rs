@@ -78,6 +78,8 @@ enum FileStatus {
 struct FileJob {
     seq: u64,
     abs: PathBuf,
+    /// The device the walk saw the file on (the inode is in the entry).
+    dev: u64,
     entry: Entry,
     status: FileStatus,
 }

@@ -1,6 +1,5 @@
 //! The workers: read files, cut them into blobs and hand those to the packer.
 
-use std::fs::File;
 use std::io;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -75,6 +74,7 @@ fn store_file(
 ) -> Result<Done, RepoError> {
     let FileJob {
         abs,
+        dev,
         mut entry,
         status,
         ..
@@ -83,7 +83,7 @@ fn store_file(
         path: Some(entry.path.as_bytes().to_vec()),
         warning: Some(format!("{}: {e}", abs.display())),
     };
-    let mut file = match File::open(&abs) {
+    let mut file = match meta::open_same(&abs, (dev, entry.ino), false) {
         Ok(f) => f,
         Err(e) => return Ok(skipped(e)),
     };

@@ -225,6 +225,7 @@ fn walk_with_parent(
                                 .send(FileJob {
                                     seq: this,
                                     abs,
+                                    dev: meta::identity(&meta).0,
                                     entry,
                                     status,
                                 })

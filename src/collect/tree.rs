@@ -17,8 +17,10 @@ use crate::meta::os_bytes;
 pub struct Excludes {
     names: GlobSet,
     paths: GlobSet,
-    /// Absolute paths never to enter, whatever the patterns say.
+    /// Directories never to enter, whatever the patterns say, by path and
+    /// by identity (a path spelled through a symlink still matches).
     absolute: Vec<PathBuf>,
+    identities: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,17 +64,24 @@ impl Excludes {
             names: build(names, &patterns.join(" "))?,
             paths: build(paths, &patterns.join(" "))?,
             absolute: Vec::new(),
+            identities: Vec::new(),
         })
     }
 
     /// Leaves out one absolute path (the repository, when it lies inside a
     /// source: saving it into itself would grow it with every backup).
     pub fn skip_absolute(&mut self, path: PathBuf) {
+        if let Ok(meta) = fs::metadata(&path) {
+            self.identities.push(crate::meta::identity(&meta));
+        }
         self.absolute.push(path);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.paths.is_empty() && self.absolute.is_empty()
+        self.names.is_empty()
+            && self.paths.is_empty()
+            && self.absolute.is_empty()
+            && self.identities.is_empty()
     }
 
     pub fn is_excluded(&self, relative: &Path) -> bool {
@@ -128,17 +137,34 @@ pub struct TreeWalk<'a> {
 /// One open directory: its children still to visit, and the manifest path
 /// length of the directory itself.
 struct Level {
+    dir: PathBuf,
     children: std::vec::IntoIter<fs::DirEntry>,
     path_len: usize,
 }
 
 impl TreeWalk<'_> {
-    /// Lists a directory's children sorted by name; on failure, queues the error.
-    fn descend(&mut self, dir: &Path) {
-        match fs::read_dir(dir).and_then(|rd| rd.collect::<io::Result<Vec<fs::DirEntry>>>()) {
+    /// Lists a directory's children sorted by name; on failure, queues the
+    /// error. The directory is opened without following a symlink and must
+    /// still be the one the walk saw, so a directory swapped for a link
+    /// cannot lead the walk outside the tree.
+    fn descend(&mut self, dir: &Path, seen: &Metadata) {
+        let listed = crate::meta::open_same(dir, crate::meta::identity(seen), true).and_then(|handle| {
+            // On Linux the listing goes through the open handle itself.
+            let via = PathBuf::from(format!("/proc/self/fd/{}", raw_fd(&handle)));
+            let source = if cfg!(target_os = "linux") && via.exists() {
+                via
+            } else {
+                dir.to_path_buf()
+            };
+            let children = fs::read_dir(source)?.collect::<io::Result<Vec<fs::DirEntry>>>();
+            drop(handle);
+            children
+        });
+        match listed {
             Ok(mut children) => {
                 children.sort_by_cached_key(|c| c.file_name());
                 self.stack.push(Level {
+                    dir: dir.to_path_buf(),
                     children: children.into_iter(),
                     path_len: self.path.len(),
                 });
@@ -163,7 +189,7 @@ impl Iterator for TreeWalk<'_> {
             return Some(match fs::symlink_metadata(self.root) {
                 Ok(meta) => {
                     if meta.is_dir() {
-                        self.descend(self.root);
+                        self.descend(self.root, &meta);
                     }
                     TreeItem::Entry {
                         path: self.path.clone(),
@@ -184,22 +210,26 @@ impl Iterator for TreeWalk<'_> {
                 continue;
             };
             let parent_len = level.path_len;
-            let abs = child.path();
+            let name = child.file_name();
+            let abs = level.dir.join(&name);
             if !self.excludes.is_empty() {
                 let rel = abs.strip_prefix(self.root).unwrap_or(&abs);
                 if self.excludes.is_excluded(rel) || self.excludes.absolute.contains(&abs) {
                     continue;
                 }
             }
-            self.path.truncate(parent_len);
-            self.path.push(b'/');
-            self.path.extend_from_slice(&os_bytes(&child.file_name()));
             let meta = match child.metadata() {
                 Ok(meta) => meta,
                 Err(error) => return Some(TreeItem::Unreadable { path: abs, error }),
             };
+            if meta.is_dir() && self.excludes.identities.contains(&crate::meta::identity(&meta)) {
+                continue;
+            }
+            self.path.truncate(parent_len);
+            self.path.push(b'/');
+            self.path.extend_from_slice(&os_bytes(&name));
             if meta.is_dir() {
-                self.descend(&abs);
+                self.descend(&abs, &meta);
             }
             return Some(TreeItem::Entry {
                 path: self.path.clone(),
@@ -208,6 +238,17 @@ impl Iterator for TreeWalk<'_> {
             });
         }
     }
+}
+
+#[cfg(unix)]
+fn raw_fd(file: &fs::File) -> i32 {
+    use std::os::unix::io::AsRawFd;
+    file.as_raw_fd()
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_file: &fs::File) -> i32 {
+    -1
 }
 
 #[cfg(test)]

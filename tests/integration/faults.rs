@@ -435,3 +435,74 @@ fn metadata_that_cannot_be_restored_is_a_warning_not_a_lost_file() {
     );
     assert_eq!(fs::read(target.join("tree/src/f")).unwrap(), b"contents");
 }
+
+/// A file swapped for a symlink (or a fifo, or another file) between the walk
+/// and the read must not bring outside contents into a snapshot, nor hang.
+#[test]
+fn a_file_replaced_after_the_walk_is_not_read() {
+    use cairn::meta::{identity, open_same};
+    let env = Env::new();
+    let victim = env.path("victim");
+    write(&victim, b"mine");
+    let seen = identity(&fs::symlink_metadata(&victim).unwrap());
+    assert!(open_same(&victim, seen, false).is_ok());
+    // The original stays alive under another name, so its inode number
+    // cannot be handed to the files that replace it below.
+    fs::hard_link(&victim, env.path("keep")).unwrap();
+
+    write(&env.path("secret"), b"not yours");
+    fs::remove_file(&victim).unwrap();
+    std::os::unix::fs::symlink(env.path("secret"), &victim).unwrap();
+    let err = open_same(&victim, seen, false).expect_err("a symlink must not be followed");
+    assert!(err.to_string().contains("replaced"), "{err}");
+
+    fs::remove_file(&victim).unwrap();
+    write(&victim, b"another file, another inode");
+    assert!(open_same(&victim, seen, false).is_err());
+
+    fs::remove_file(&victim).unwrap();
+    let c = std::ffi::CString::new(victim.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    assert!(
+        open_same(&victim, seen, false).is_err(),
+        "a fifo must neither block nor be read"
+    );
+
+    let dir = env.path("dir");
+    fs::create_dir(&dir).unwrap();
+    let seen_dir = identity(&fs::symlink_metadata(&dir).unwrap());
+    assert!(open_same(&dir, seen_dir, true).is_ok());
+    fs::remove_dir(&dir).unwrap();
+    std::os::unix::fs::symlink("/etc", &dir).unwrap();
+    assert!(
+        open_same(&dir, seen_dir, true).is_err(),
+        "a directory swapped for a link is not entered"
+    );
+}
+
+#[test]
+fn the_repository_is_left_out_even_through_a_symlinked_path() {
+    let env = Env::new();
+    write(&env.path("data/notes.txt"), b"mine");
+    std::os::unix::fs::symlink(env.path("data"), env.path("link")).unwrap();
+    let repo_via_link = env.path("link/repo");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .env("TZ", "UTC")
+            .arg("--repo")
+            .arg(&repo_via_link)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&run(&["init"])), 0);
+    let out = run(&["backup", env.path("data").to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = stdout(&run(&["ls", "latest"]));
+    assert!(listing.contains("notes.txt"), "{listing}");
+    assert!(
+        !listing.contains("config.json"),
+        "the repository was saved: {listing}"
+    );
+}
