@@ -59,6 +59,8 @@ pub enum BackupError {
     Pattern(#[from] PatternError),
     #[error("nothing to back up: give at least one path")]
     NoPaths,
+    #[error("nothing to back up: {0} cannot be found")]
+    NoSources(String),
 }
 
 pub struct BackupOutcome {
@@ -128,6 +130,11 @@ pub fn run(
         ));
     }
     let sources = sources(&opts.paths);
+    // Some missing sources make a partial snapshot; all of them, no snapshot.
+    if sources.iter().all(|s| std::fs::symlink_metadata(&s.abs).is_err()) {
+        let names: Vec<String> = sources.iter().map(|s| s.abs.display().to_string()).collect();
+        return Err(BackupError::NoSources(names.join(", ")));
+    }
     let roots: Vec<Root> = sources
         .iter()
         .map(|s| Root {

@@ -231,7 +231,19 @@ fn read_packs(
                         if crate::interrupt::is_set() {
                             return Err(RepoError::Interrupted);
                         }
-                        let data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
+                        // A pack that cannot be read is a problem to report
+                        // with the snapshots it affects, not the end of check.
+                        let data = match repo.sink().read(ObjectKind::Pack, &id.to_hex()) {
+                            Ok(data) => data,
+                            Err(e) => {
+                                let ids = blobs.iter().map(|b| b.id).collect();
+                                problems.push((
+                                    problem(format!("pack {id}"), format!("cannot be read: {e}")),
+                                    ids,
+                                ));
+                                continue;
+                            }
+                        };
                         bytes += data.len() as u64;
                         on_bytes(data.len() as u64);
                         problems.extend(verify_pack(*id, &data, blobs, &mut decoder));
@@ -242,7 +254,7 @@ fn read_packs(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(Err(RepoError::WriterStopped)))
+            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
             .collect()
     })
 }

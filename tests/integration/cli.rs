@@ -238,3 +238,12 @@ fn a_stale_lock_never_blocks_and_unlock_removes_it() {
     assert!(env.ok(&["unlock"]).contains("removed 1 lock"));
     assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
 }
+
+#[test]
+fn only_missing_sources_make_no_snapshot() {
+    let env = Env::with_repo();
+    let out = env.run(&["backup", env.path("nope").to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope cannot be found"), "{}", stderr(&out));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}

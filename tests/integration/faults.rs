@@ -506,3 +506,21 @@ fn the_repository_is_left_out_even_through_a_symlinked_path() {
         "the repository was saved: {listing}"
     );
 }
+
+#[test]
+fn a_pack_that_cannot_be_read_is_reported_and_check_goes_on() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), &noise(50_000, 2));
+    env.backup(&[&env.path("src")]);
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    faulty.inject(Fault::TransientRead(ObjectKind::Pack));
+    let report = cairn::repo::check::check(&repo, true, &|_| {}).expect("check reports, it does not stop");
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].message.contains("cannot be read"), "{report:?}");
+    assert_eq!(
+        report.errors[0].snapshots.len(),
+        1,
+        "the snapshot is named: {report:?}"
+    );
+}
