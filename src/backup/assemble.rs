@@ -16,6 +16,7 @@ use super::{Done, FileStatus, Tally};
 /// Puts finished entries back in walk order and writes the manifest.
 pub(super) fn assemble(
     done: Receiver<Vec<(u64, Done)>>,
+    permits: Receiver<()>,
     packer: &Packer,
     chunker: Chunker,
 ) -> Result<(Vec<ObjectId>, Tally), RepoError> {
@@ -30,6 +31,8 @@ pub(super) fn assemble(
         pending.insert(seq, d);
         while let Some(d) = pending.remove(&next) {
             next += 1;
+            // Every entry holds a token taken by the walk (see `DoneBatch`).
+            let _ = permits.try_recv();
             match d {
                 Done::Skipped { path, warning } => {
                     if let Some(w) = warning {

@@ -38,6 +38,10 @@ use crate::repo::packer::{self};
 use crate::repo::snapshot::{Root, Snapshot, SnapshotRecord, SnapshotStats};
 use crate::repo::{RepoError, Repository};
 
+/// Entries walked but not yet in the manifest, at most: the walk waits when
+/// it is this far ahead of a slow file, which bounds the reorder buffer.
+const IN_FLIGHT: usize = 8192;
+
 /// Warnings kept in the snapshot record; the rest are counted.
 const MAX_RECORDED_WARNINGS: usize = 1000;
 
@@ -163,6 +167,7 @@ pub fn run(
         let writer = s.spawn(move || writer.run());
         let (job_tx, job_rx) = bounded::<FileJob>(64);
         let (done_tx, done_rx) = unbounded::<Vec<(u64, Done)>>();
+        let (permit_tx, permit_rx) = bounded::<()>(IN_FLIGHT);
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -178,7 +183,7 @@ pub fn run(
         drop(job_rx);
         let assembler = {
             let packer = packer.clone();
-            s.spawn(move || assemble::assemble(done_rx, &packer, Chunker::for_manifest()))
+            s.spawn(move || assemble::assemble(done_rx, permit_rx, &packer, Chunker::for_manifest()))
         };
         let mut walk_tally = Tally::default();
         let walked = walk::walk_sources(
@@ -189,6 +194,7 @@ pub fn run(
             walked,
             &job_tx,
             &done_tx,
+            &permit_tx,
             progress,
             &mut walk_tally,
         );

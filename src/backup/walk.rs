@@ -92,6 +92,7 @@ pub(super) fn walk_sources(
     walked: Receiver<Vec<(usize, TreeItem)>>,
     jobs: &Sender<FileJob>,
     done: &Sender<Vec<(u64, Done)>>,
+    permits: &Sender<()>,
     progress: &Progress,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
@@ -122,7 +123,9 @@ pub(super) fn walk_sources(
             entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
             peeked: None,
         };
-        walk_with_parent(index, cursor, sources, walked, jobs, done, progress, tally)
+        walk_with_parent(
+            index, cursor, sources, walked, jobs, done, permits, progress, tally,
+        )
     })
 }
 
@@ -134,6 +137,7 @@ fn walk_with_parent(
     walked: Receiver<Vec<(usize, TreeItem)>>,
     jobs: &Sender<FileJob>,
     done: &Sender<Vec<(u64, Done)>>,
+    permits: &Sender<()>,
     progress: &Progress,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
@@ -141,9 +145,9 @@ fn walk_with_parent(
     let mut seq = 0u64;
     let mut batch = DoneBatch {
         tx: done,
+        permits,
         entries: Vec::with_capacity(DoneBatch::SIZE),
     };
-    let mut send_done = |seq: u64, d: Done| batch.push(seq, d);
     for batch_of_items in walked {
         for (source, item) in batch_of_items {
             let source = &sources[source];
@@ -163,10 +167,13 @@ fn walk_with_parent(
                     continue;
                 }
             };
+            if !batch.admit() {
+                return Ok(());
+            }
             let this = seq;
             seq += 1;
             let Some(mut entry) = meta::entry_from_metadata(path, &meta) else {
-                if !send_done(
+                if !batch.push(
                     this,
                     Done::Skipped {
                         path: None,
@@ -184,7 +191,7 @@ fn walk_with_parent(
                             entry.kind = EntryKind::Hardlink;
                             entry.target = Some(first.clone());
                             entry.size = 0;
-                            send_done(
+                            batch.push(
                                 this,
                                 Done::Entry {
                                     entry,
@@ -271,7 +278,7 @@ fn walk_with_parent(
                     }
                 }
             };
-            if !send_done(this, ready) {
+            if !batch.push(this, ready) {
                 return Ok(());
             }
         }
@@ -284,11 +291,25 @@ fn walk_with_parent(
 /// entry would cost a thread wake-up per file of an unchanged tree.
 struct DoneBatch<'a> {
     tx: &'a Sender<Vec<(u64, Done)>>,
+    /// One token per entry not yet in the manifest; the assembler takes them
+    /// back. Bounds how far the walk runs ahead of a slow file, so memory
+    /// stays flat however many entries follow it.
+    permits: &'a Sender<()>,
     entries: Vec<(u64, Done)>,
 }
 
 impl DoneBatch<'_> {
     const SIZE: usize = 256;
+
+    /// Waits until another entry may be started. Before waiting, the entries
+    /// held here are sent on: the assembler may be waiting for one of them.
+    fn admit(&mut self) -> bool {
+        match self.permits.try_send(()) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(())) => self.flush() && self.permits.send(()).is_ok(),
+            Err(crossbeam_channel::TrySendError::Disconnected(())) => false,
+        }
+    }
 
     /// False once the receiver is gone: it stopped on an error of its own,
     /// which the caller reports, and the walk just ends.

@@ -150,9 +150,8 @@ impl TreeWalk<'_> {
     fn descend(&mut self, dir: &Path, seen: &Metadata) {
         let listed = crate::meta::open_same(dir, crate::meta::identity(seen), true).and_then(|handle| {
             // On Linux the listing goes through the open handle itself.
-            let via = PathBuf::from(format!("/proc/self/fd/{}", raw_fd(&handle)));
-            let source = if cfg!(target_os = "linux") && via.exists() {
-                via
+            let source = if proc_fds() {
+                PathBuf::from(format!("/proc/self/fd/{}", raw_fd(&handle)))
             } else {
                 dir.to_path_buf()
             };
@@ -238,6 +237,12 @@ impl Iterator for TreeWalk<'_> {
             });
         }
     }
+}
+
+/// Whether open descriptors can be listed by path (Linux with /proc mounted).
+fn proc_fds() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| cfg!(target_os = "linux") && Path::new("/proc/self/fd").is_dir())
 }
 
 #[cfg(unix)]
