@@ -211,17 +211,21 @@ impl Iterator for TreeWalk<'_> {
             let parent_len = level.path_len;
             let name = child.file_name();
             let abs = level.dir.join(&name);
-            if !self.excludes.is_empty() {
-                let rel = abs.strip_prefix(self.root).unwrap_or(&abs);
-                if self.excludes.is_excluded(rel) || self.excludes.absolute.contains(&abs) {
-                    continue;
-                }
+            if !self.excludes.is_empty()
+                && self
+                    .excludes
+                    .is_excluded(abs.strip_prefix(self.root).unwrap_or(&abs))
+            {
+                continue;
             }
             let meta = match child.metadata() {
                 Ok(meta) => meta,
                 Err(error) => return Some(TreeItem::Unreadable { path: abs, error }),
             };
-            if meta.is_dir() && self.excludes.identities.contains(&crate::meta::identity(&meta)) {
+            if meta.is_dir()
+                && (self.excludes.identities.contains(&crate::meta::identity(&meta))
+                    || self.excludes.absolute.contains(&abs))
+            {
                 continue;
             }
             self.path.truncate(parent_len);
