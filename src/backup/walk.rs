@@ -262,21 +262,25 @@ fn walk_with_parent(
                         }
                     }
                 },
-                _ => {
-                    let warning = match meta::read_xattrs(&abs) {
-                        Ok(x) => {
-                            entry.xattrs = x;
-                            None
+                EntryKind::Dir => match cursor.find(entry.path.as_bytes()) {
+                    // A directory whose ctime and inode are unchanged has the
+                    // same extended attributes: no need to list them again.
+                    Some(prev)
+                        if prev.entry.kind == EntryKind::Dir
+                            && (prev.entry.ctime, prev.entry.ctime_nsec, prev.entry.ino)
+                                == (entry.ctime, entry.ctime_nsec, entry.ino) =>
+                    {
+                        entry.xattrs = prev.entry.xattrs;
+                        Done::Entry {
+                            entry,
+                            status: None,
+                            warning: None,
+                            line: None,
                         }
-                        Err(e) => Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
-                    };
-                    Done::Entry {
-                        entry,
-                        status: None,
-                        warning,
-                        line: None,
                     }
-                }
+                    _ => read_xattrs_into(entry, &abs),
+                },
+                _ => read_xattrs_into(entry, &abs),
             };
             if !batch.push(this, ready) {
                 return Ok(());
@@ -285,6 +289,23 @@ fn walk_with_parent(
     }
     batch.flush();
     Ok(())
+}
+
+/// A finished entry with its extended attributes read from `abs`.
+fn read_xattrs_into(mut entry: Entry, abs: &std::path::Path) -> Done {
+    let warning = match meta::read_xattrs(abs) {
+        Ok(x) => {
+            entry.xattrs = x;
+            None
+        }
+        Err(e) => Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
+    };
+    Done::Entry {
+        entry,
+        status: None,
+        warning,
+        line: None,
+    }
 }
 
 /// Entries the walk finished itself, sent on in batches: one message per
