@@ -186,18 +186,13 @@ pub fn run(
             s.spawn(move || assemble::assemble(done_rx, permit_rx, &packer, Chunker::for_manifest()))
         };
         let mut walk_tally = Tally::default();
-        let walked = walk::walk_sources(
-            repo,
-            &index,
-            parent,
-            &sources,
-            walked,
-            &job_tx,
-            &done_tx,
-            &permit_tx,
+        let outlets = walk::Outlets {
+            jobs: &job_tx,
+            done: &done_tx,
+            permits: &permit_tx,
             progress,
-            &mut walk_tally,
-        );
+        };
+        let walked = walk::walk_sources(repo, &index, parent, &sources, walked, outlets, &mut walk_tally);
         tracing::debug!("walk done");
         drop(job_tx);
         drop(done_tx);

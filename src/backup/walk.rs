@@ -83,17 +83,22 @@ pub(super) fn start(sources: &[Source], excludes: &Excludes) -> Receiver<Vec<(us
     rx
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the walk hands its work: files to read to the workers, finished
+/// entries to the assembler, one permit per entry, progress to the user.
+pub(super) struct Outlets<'a> {
+    pub jobs: &'a Sender<FileJob>,
+    pub done: &'a Sender<Vec<(u64, Done)>>,
+    pub permits: &'a Sender<()>,
+    pub progress: &'a Progress,
+}
+
 pub(super) fn walk_sources(
     repo: &Repository,
     index: &Index,
     parent: Option<&Snapshot>,
     sources: &[Source],
     walked: Receiver<Vec<(usize, TreeItem)>>,
-    jobs: &Sender<FileJob>,
-    done: &Sender<Vec<(u64, Done)>>,
-    permits: &Sender<()>,
-    progress: &Progress,
+    out: Outlets,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
     // The parent's manifest is read and parsed on a thread of its own, ahead
@@ -123,24 +128,24 @@ pub(super) fn walk_sources(
             entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
             peeked: None,
         };
-        walk_with_parent(
-            index, cursor, sources, walked, jobs, done, permits, progress, tally,
-        )
+        walk_with_parent(index, cursor, sources, walked, out, tally)
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn walk_with_parent(
     index: &Index,
     mut cursor: ParentCursor,
     sources: &[Source],
     walked: Receiver<Vec<(usize, TreeItem)>>,
-    jobs: &Sender<FileJob>,
-    done: &Sender<Vec<(u64, Done)>>,
-    permits: &Sender<()>,
-    progress: &Progress,
+    out: Outlets,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
+    let Outlets {
+        jobs,
+        done,
+        permits,
+        progress,
+    } = out;
     let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
     let mut seq = 0u64;
     let mut batch = DoneBatch {
