@@ -39,13 +39,41 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
+    /// List, show and check profiles
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// The profiles in ~/.config/cairn/profiles
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A profile as it would run here: paths expanded, what exists and what not
+    Show {
+        #[arg(value_name = "NAME|FILE")]
+        profile: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check profile files; exits 1 if any is invalid
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Files and directories to save
-    #[arg(required = true, value_name = "PATH")]
+    /// Files and directories to save (with --profile: added as trees)
+    #[arg(required_unless_present = "profiles", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Save what a profile names: a name from ~/.config/cairn/profiles, or a
+    /// file (repeatable: one snapshot per profile)
+    #[arg(long = "profile", short = 'p', value_name = "NAME|FILE")]
+    pub profiles: Vec<String>,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,

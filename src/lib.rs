@@ -9,6 +9,7 @@ pub mod backup;
 pub mod collect;
 pub mod interrupt;
 pub mod meta;
+pub mod profile;
 pub mod progress;
 pub mod repo;
 pub mod restore;

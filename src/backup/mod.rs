@@ -30,6 +30,7 @@ use crossbeam_channel::{bounded, unbounded};
 use crate::collect::tree::{self, Excludes, PatternError, TreeItem};
 use crate::interrupt;
 use crate::meta::{self, os_bytes};
+use crate::profile::resolve::RootSpec;
 use crate::progress::Progress;
 use crate::repo::chunker::Chunker;
 use crate::repo::id::ObjectId;
@@ -47,7 +48,12 @@ const MAX_RECORDED_WARNINGS: usize = 1000;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
+    /// Trees to save, each under `tree/<its name>`.
     pub paths: Vec<PathBuf>,
+    /// Sources with fixed prefixes, from a profile.
+    pub roots: Vec<RootSpec>,
+    /// The profile the snapshot is made for.
+    pub profile: Option<String>,
     /// Absolute paths to leave out whatever the patterns say (the repository).
     pub skip: Vec<PathBuf>,
     pub excludes: Vec<String>,
@@ -108,6 +114,8 @@ enum Done {
 struct Source {
     abs: PathBuf,
     prefix: String,
+    collector: String,
+    excludes: Excludes,
 }
 
 /// What the walk and the assembler found, besides the manifest.
@@ -124,16 +132,20 @@ pub fn run(
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
-    if opts.paths.is_empty() {
+    if opts.paths.is_empty() && opts.roots.is_empty() {
         return Err(BackupError::NoPaths);
     }
-    let mut excludes = Excludes::new(&opts.excludes)?;
-    for path in &opts.skip {
-        excludes.skip_absolute(normalize(
-            &std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-        ));
-    }
-    let sources = sources(&opts.paths);
+    let make_excludes = |extra: &[String]| -> Result<Excludes, PatternError> {
+        let patterns: Vec<String> = opts.excludes.iter().chain(extra).cloned().collect();
+        let mut excludes = Excludes::new(&patterns)?;
+        for path in &opts.skip {
+            excludes.skip_absolute(normalize(
+                &std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+            ));
+        }
+        Ok(excludes)
+    };
+    let sources = sources(&opts.paths, &opts.roots, &make_excludes)?;
     // Some missing sources make a partial snapshot; all of them, no snapshot.
     if sources.iter().all(|s| std::fs::symlink_metadata(&s.abs).is_err()) {
         let names: Vec<String> = sources.iter().map(|s| s.abs.display().to_string()).collect();
@@ -142,12 +154,12 @@ pub fn run(
     let roots: Vec<Root> = sources
         .iter()
         .map(|s| Root {
-            collector: "tree".into(),
+            collector: s.collector.clone(),
             path: RawBytes(os_bytes(s.abs.as_os_str())),
             prefix: s.prefix.clone(),
         })
         .collect();
-    let walked = walk::start(&sources, &excludes);
+    let walked = walk::start(&sources);
     let index = repo.load_index()?;
     tracing::debug!("index loaded: {} blobs", index.len());
     let snapshots = repo.load_snapshots()?;
@@ -158,7 +170,7 @@ pub fn run(
         tracing::info!("parent snapshot {}", p.id.short());
     }
     if progress.is_visible() {
-        count_in_background(&sources, &excludes, progress);
+        count_in_background(&sources, progress);
     }
 
     let (manifest, mut tally) = std::thread::scope(|s| -> Result<(Vec<ObjectId>, Tally), RepoError> {
@@ -241,7 +253,7 @@ pub fn run(
         time: opts.time.unwrap_or_else(|| Local::now().fixed_offset()),
         host,
         user: crate::repo::lock::username(),
-        profile: None,
+        profile: opts.profile.clone(),
         tags: opts.tags.clone(),
         roots,
         manifest,
@@ -263,34 +275,49 @@ pub fn run(
 /// Absolute, lexically normalised source paths and their manifest prefixes
 /// (`tree/<name>`, with `-2`, `-3` ... when names repeat), sorted by prefix so
 /// that the roots are walked in manifest order.
-fn sources(paths: &[PathBuf]) -> Vec<Source> {
-    let mut taken: HashSet<String> = HashSet::new();
-    let mut out: Vec<Source> = paths
-        .iter()
-        .map(|p| {
-            let abs = normalize(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
-            let name = abs
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "root".to_string());
-            // Checked against every prefix taken so far, so `a-2` given as a
-            // source never collides with the second `a`.
-            let prefix = (1..)
-                .map(|n| {
-                    if n == 1 {
-                        format!("tree/{name}")
-                    } else {
-                        format!("tree/{name}-{n}")
-                    }
-                })
-                .find(|candidate| !taken.contains(candidate))
-                .unwrap_or_default();
-            taken.insert(prefix.clone());
-            Source { abs, prefix }
-        })
-        .collect();
+fn sources(
+    paths: &[PathBuf],
+    fixed: &[RootSpec],
+    make_excludes: &dyn Fn(&[String]) -> Result<Excludes, PatternError>,
+) -> Result<Vec<Source>, PatternError> {
+    let mut out = Vec::new();
+    let mut taken: HashSet<String> = fixed.iter().map(|r| r.prefix.clone()).collect();
+    for root in fixed {
+        out.push(Source {
+            abs: normalize(&std::path::absolute(&root.path).unwrap_or_else(|_| root.path.clone())),
+            prefix: root.prefix.clone(),
+            collector: root.collector.clone(),
+            excludes: make_excludes(&root.excludes)?,
+        });
+    }
+    for p in paths {
+        let abs = normalize(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".to_string());
+        // Checked against every prefix taken so far, so `a-2` given as a
+        // source never collides with the second `a`.
+        let prefix = (1..)
+            .map(|n| {
+                if n == 1 {
+                    format!("tree/{name}")
+                } else {
+                    format!("tree/{name}-{n}")
+                }
+            })
+            .find(|candidate| !taken.contains(candidate))
+            .unwrap_or_default();
+        taken.insert(prefix.clone());
+        out.push(Source {
+            abs,
+            prefix,
+            collector: "tree".into(),
+            excludes: make_excludes(&[])?,
+        });
+    }
     out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));
-    out
+    Ok(out)
 }
 
 /// Removes `.` and resolves `..` without touching the filesystem (a symlink
@@ -325,17 +352,17 @@ fn find_parent<'a>(snapshots: &'a [Snapshot], host: &str, roots: &[Root]) -> Opt
 
 /// Sums the sizes to back up on a side thread, so the progress bar gets a
 /// total and an ETA without delaying the start.
-fn count_in_background(sources: &[Source], excludes: &Excludes, progress: &Progress) {
-    let sources: Vec<(PathBuf, String)> = sources
+fn count_in_background(sources: &[Source], progress: &Progress) {
+    let sources: Vec<(PathBuf, String, Excludes)> = sources
         .iter()
-        .map(|s| (s.abs.clone(), s.prefix.clone()))
+        .map(|s| (s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
-    let (excludes, progress) = (excludes.clone(), progress.clone());
+    let progress = progress.clone();
     std::thread::spawn(move || {
         let mut total = 0;
         let mut links = HashSet::new();
-        for (abs, prefix) in &sources {
-            for item in tree::walk(abs, prefix, &excludes) {
+        for (abs, prefix, excludes) in &sources {
+            for item in tree::walk(abs, prefix, excludes) {
                 if let TreeItem::Entry { meta, .. } = item {
                     let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
                     if meta.is_file() && first_name {

@@ -56,18 +56,17 @@ impl ParentCursor<'_> {
 /// Walks the sources on a thread of its own, ahead of their use, in batches:
 /// the walk's system calls then overlap with loading the index and with
 /// comparing entries against the parent. Stops when the receiver is dropped.
-pub(super) fn start(sources: &[Source], excludes: &Excludes) -> Receiver<Vec<(usize, TreeItem)>> {
+pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
     const BATCH: usize = 128;
     let (tx, rx) = bounded(32);
-    let roots: Vec<(PathBuf, String)> = sources
+    let roots: Vec<(PathBuf, String, Excludes)> = sources
         .iter()
-        .map(|s| (s.abs.clone(), s.prefix.clone()))
+        .map(|s| (s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
-    let excludes = excludes.clone();
     std::thread::spawn(move || {
         let mut batch = Vec::with_capacity(BATCH);
-        for (i, (abs, prefix)) in roots.iter().enumerate() {
-            for item in tree::walk(abs, prefix, &excludes) {
+        for (i, (abs, prefix, excludes)) in roots.iter().enumerate() {
+            for item in tree::walk(abs, prefix, excludes) {
                 batch.push((i, item));
                 if batch.len() == BATCH
                     && tx

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod init;
 pub mod ls;
+pub mod profiles;
 pub mod restore;
 pub mod snapshots;
 pub mod unlock;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(args) => restore::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
+        Command::Profiles(command) => profiles::run(command),
     }
 }
 

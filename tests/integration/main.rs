@@ -7,4 +7,5 @@ mod cli;
 mod faults;
 mod fidelity;
 mod interrupt;
+mod profiles;
 mod sink;

@@ -1,0 +1,145 @@
+use anyhow::Result;
+use cairn::profile::resolve::resolve;
+use cairn::profile::{self, Collector, Profile};
+use serde::Serialize;
+
+use super::{exit, print_json};
+use crate::cli::ProfilesCommand;
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    description: String,
+    collectors: usize,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    profile: &'a Profile,
+    /// What this machine has of it: the roots a backup would save now.
+    roots: Vec<ShownRoot>,
+    notes: Vec<String>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ShownRoot {
+    collector: String,
+    path: String,
+    prefix: String,
+}
+
+pub fn run(command: ProfilesCommand) -> Result<u8> {
+    match command {
+        ProfilesCommand::List { json } => {
+            let listed: Vec<Listed> = profile::list_user()
+                .into_iter()
+                .map(|(name, p)| match p {
+                    Ok(p) => Listed {
+                        name,
+                        description: p.description,
+                        collectors: p.collectors.len(),
+                        error: None,
+                    },
+                    Err(e) => Listed {
+                        name,
+                        description: String::new(),
+                        collectors: 0,
+                        error: Some(e.to_string()),
+                    },
+                })
+                .collect();
+            if json {
+                print_json(&listed)?;
+            } else if listed.is_empty() {
+                let dir = profile::user_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                println!("no profiles in {dir}");
+            } else {
+                for l in &listed {
+                    match &l.error {
+                        None => println!("{:<20} {:>2} collectors  {}", l.name, l.collectors, l.description),
+                        Some(e) => println!("{:<20} invalid: {e}", l.name),
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        ProfilesCommand::Show { profile: name, json } => {
+            let p = profile::find(&name)?;
+            let (roots, notes, error) = match resolve(&p, &env_lookup) {
+                Ok(r) => (
+                    r.roots
+                        .into_iter()
+                        .map(|r| ShownRoot {
+                            collector: r.collector,
+                            path: r.path.display().to_string(),
+                            prefix: r.prefix,
+                        })
+                        .collect(),
+                    r.notes,
+                    None,
+                ),
+                Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+            };
+            let failed = error.is_some();
+            if json {
+                print_json(&Shown {
+                    profile: &p,
+                    roots,
+                    notes,
+                    error,
+                })?;
+            } else {
+                println!("profile {} ({})", p.name, p.origin);
+                if !p.description.is_empty() {
+                    println!("  {}", p.description);
+                }
+                for c in &p.collectors {
+                    match c {
+                        Collector::Tree { name, path, .. } => println!("  tree {name}: {path}"),
+                        Collector::Files { name, files } => {
+                            println!("  files {name}: {} paths", files.len())
+                        }
+                    }
+                }
+                println!("saved here:");
+                for r in &roots {
+                    println!("  {} -> {}", r.path, r.prefix);
+                }
+                for n in &notes {
+                    println!("  absent: {n}");
+                }
+                if let Some(e) = &error {
+                    println!("  error: {e}");
+                }
+            }
+            Ok(if failed { exit::FAILED } else { exit::OK })
+        }
+        ProfilesCommand::Validate { files } => {
+            let mut bad = 0;
+            for file in &files {
+                match Profile::load_file(file) {
+                    Ok(p) => println!(
+                        "{}: ok, profile {} with {} collectors",
+                        file.display(),
+                        p.name,
+                        p.collectors.len()
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        bad += 1;
+                    }
+                }
+            }
+            Ok(if bad > 0 { exit::FAILED } else { exit::OK })
+        }
+    }
+}

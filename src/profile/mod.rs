@@ -1,0 +1,343 @@
+//! Profiles: TOML files that name what to save (collectors), where (sinks),
+//! and the retention policy to keep. A profile is parsed strictly: an unknown
+//! key, a wrong type, a bad glob or an unknown collector kind is an error that
+//! names the file, line and column, and nothing runs.
+
+pub mod expand;
+pub mod resolve;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::collect::tree::glob;
+
+/// A problem with a profile, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ProfileError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default, rename = "collector")]
+    collectors: Vec<RawCollector>,
+    #[serde(default, rename = "sink")]
+    sinks: Vec<RawSink>,
+    #[serde(default)]
+    retention: Retention,
+}
+
+/// One `[[collector]]` table. The keys that apply depend on `kind`; the
+/// others are refused by [`Profile::parse`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    kind: Spanned<String>,
+    name: Spanned<String>,
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    optional: Option<bool>,
+    files: Option<Vec<Spanned<RawFile>>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawFile {
+    Path(String),
+    Table {
+        path: String,
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: Spanned<String>,
+    path: Spanned<String>,
+}
+
+/// How many snapshots to keep; stored and shown now, applied by `forget`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+}
+
+/// A parsed, checked profile. Paths are still as written: they are expanded
+/// against the environment when the profile is resolved for a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// The file it came from, or `builtin:<name>`.
+    pub origin: String,
+    /// Where relative paths in the profile are anchored.
+    #[serde(skip)]
+    pub base: PathBuf,
+    pub collectors: Vec<Collector>,
+    pub sinks: Vec<SinkSpec>,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Collector {
+    /// A directory (or one file) saved under `tree/<name>`.
+    Tree {
+        name: String,
+        path: String,
+        exclude: Vec<String>,
+        optional: bool,
+    },
+    /// Listed files and globs saved under `files/<name>/<absolute path>`.
+    Files { name: String, files: Vec<FileSpec> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSpec {
+    pub path: String,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SinkSpec {
+    Local { path: String },
+}
+
+impl Collector {
+    pub fn name(&self) -> &str {
+        match self {
+            Collector::Tree { name, .. } | Collector::Files { name, .. } => name,
+        }
+    }
+}
+
+impl Profile {
+    /// Parses and checks a profile's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Profile, ProfileError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            ProfileError {
+                file: origin.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawProfile = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            at(e.span().unwrap_or(0..0), message)
+        })?;
+        let default_name = Path::new(origin)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| origin.to_string());
+        let mut names = std::collections::HashSet::new();
+        let mut collectors = Vec::new();
+        for c in raw.collectors {
+            let name = c.name.get_ref().clone();
+            if !valid_name(&name) {
+                return Err(at(
+                    c.name.span(),
+                    format!("collector name {name:?} must be letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if !names.insert((c.kind.get_ref().clone(), name.clone())) {
+                return Err(at(
+                    c.name.span(),
+                    format!("two {} collectors are named {name:?}", c.kind.get_ref()),
+                ));
+            }
+            let refuse = |key: &str| {
+                at(
+                    c.kind.span(),
+                    format!("`{key}` does not apply to a {} collector", c.kind.get_ref()),
+                )
+            };
+            let collector = match c.kind.get_ref().as_str() {
+                "tree" => {
+                    if c.files.is_some() {
+                        return Err(refuse("files"));
+                    }
+                    let path = c
+                        .path
+                        .ok_or_else(|| at(c.kind.span(), "a tree collector needs `path`".into()))?;
+                    for pattern in &c.exclude {
+                        glob(pattern.get_ref()).map_err(|e| at(pattern.span(), e.to_string()))?;
+                    }
+                    Collector::Tree {
+                        name,
+                        path: path.into_inner(),
+                        exclude: c.exclude.into_iter().map(Spanned::into_inner).collect(),
+                        optional: c.optional.unwrap_or(false),
+                    }
+                }
+                "files" => {
+                    for (key, present) in [
+                        ("path", c.path.is_some()),
+                        ("exclude", !c.exclude.is_empty()),
+                        ("optional", c.optional.is_some()),
+                    ] {
+                        if present {
+                            return Err(refuse(key));
+                        }
+                    }
+                    let files = c
+                        .files
+                        .ok_or_else(|| at(c.kind.span(), "a files collector needs `files`".into()))?;
+                    let mut specs = Vec::new();
+                    for f in files {
+                        let span = f.span();
+                        let (path, optional) = match f.into_inner() {
+                            RawFile::Path(path) => (path, false),
+                            RawFile::Table { path, optional } => (path, optional),
+                        };
+                        glob(&path).map_err(|e| at(span, e.to_string()))?;
+                        specs.push(FileSpec { path, optional });
+                    }
+                    Collector::Files { name, files: specs }
+                }
+                other => {
+                    return Err(at(
+                        c.kind.span(),
+                        format!("unknown collector kind {other:?} (expected \"tree\" or \"files\")"),
+                    ))
+                }
+            };
+            collectors.push(collector);
+        }
+        let mut sinks = Vec::new();
+        for s in raw.sinks {
+            match s.kind.get_ref().as_str() {
+                "local" => sinks.push(SinkSpec::Local {
+                    path: s.path.into_inner(),
+                }),
+                other => {
+                    return Err(at(
+                        s.kind.span(),
+                        format!("unknown sink kind {other:?} (expected \"local\")"),
+                    ))
+                }
+            }
+        }
+        Ok(Profile {
+            name: raw.name.unwrap_or(default_name),
+            description: raw.description,
+            tags: raw.tags,
+            origin: origin.to_string(),
+            base: base.to_path_buf(),
+            collectors,
+            sinks,
+            retention: raw.retention,
+        })
+    }
+
+    /// Reads and parses a profile file.
+    pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            file: origin.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Profile::parse(&text, &origin, &base)
+    }
+}
+
+/// Where users keep their profiles: `~/.config/cairn/profiles` on Linux,
+/// `%APPDATA%\cairn\profiles` on Windows.
+pub fn user_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("cairn").join("profiles"))
+}
+
+/// Finds a profile by file path (anything with a `/` or ending in `.toml`)
+/// or by name in the user's profile directory.
+pub fn find(name_or_path: &str) -> Result<Profile, ProfileError> {
+    let not_found = |message: String| ProfileError {
+        file: name_or_path.to_string(),
+        line: 0,
+        column: 0,
+        message,
+    };
+    let as_path = Path::new(name_or_path);
+    if name_or_path.contains(['/', '\\']) || name_or_path.ends_with(".toml") {
+        return Profile::load_file(as_path);
+    }
+    if let Some(dir) = user_dir() {
+        let file = dir.join(format!("{name_or_path}.toml"));
+        if file.is_file() {
+            return Profile::load_file(&file);
+        }
+    }
+    let looked = user_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    Err(not_found(format!("no profile of that name (looked in {looked})")))
+}
+
+/// Every profile in the user's directory, by name.
+pub fn list_user() -> Vec<(String, Result<Profile, ProfileError>)> {
+    let Some(dir) = user_dir() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Result<Profile, ProfileError>)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, Profile::load_file(&p))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}

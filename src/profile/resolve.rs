@@ -1,0 +1,215 @@
+//! Turning a profile into the concrete roots of one backup run: paths
+//! expanded against the environment, globs matched, absent optional sources
+//! noted, absent required ones refused before anything is written.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::expand::expand_path;
+use super::{Collector, Profile};
+use crate::collect::tree::glob;
+
+/// One source to save, with the manifest prefix it is saved under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootSpec {
+    /// `tree` or `files`.
+    pub collector: String,
+    pub path: PathBuf,
+    pub prefix: String,
+    /// Exclude patterns that apply to this root only.
+    pub excludes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub roots: Vec<RootSpec>,
+    /// Optional sources that are absent here, each said once.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("profile {profile}, collector {collector}: {message}")]
+pub struct ResolveError {
+    pub profile: String,
+    pub collector: String,
+    pub message: String,
+}
+
+pub fn resolve(profile: &Profile, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, ResolveError> {
+    let mut out = Resolved::default();
+    for collector in &profile.collectors {
+        let fail = |message: String| ResolveError {
+            profile: profile.name.clone(),
+            collector: collector.name().to_string(),
+            message,
+        };
+        match collector {
+            Collector::Tree {
+                name,
+                path,
+                exclude,
+                optional,
+            } => {
+                let expanded = match expand_path(path, &profile.base, lookup) {
+                    Ok(p) => p,
+                    Err(e) if *optional => {
+                        out.notes.push(format!("skipping tree {name}: {path}: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(fail(format!("{path}: {e}"))),
+                };
+                if std::fs::symlink_metadata(&expanded).is_err() {
+                    if *optional {
+                        out.notes.push(format!(
+                            "skipping tree {name}: {} does not exist",
+                            expanded.display()
+                        ));
+                        continue;
+                    }
+                    return Err(fail(format!("{} does not exist", expanded.display())));
+                }
+                out.roots.push(RootSpec {
+                    collector: "tree".into(),
+                    path: expanded,
+                    prefix: format!("tree/{name}"),
+                    excludes: exclude.clone(),
+                });
+            }
+            Collector::Files { name, files } => {
+                for spec in files {
+                    let expanded = match expand_path(&spec.path, &profile.base, lookup) {
+                        Ok(p) => p,
+                        Err(e) if spec.optional => {
+                            out.notes.push(format!("skipping {}: {e}", spec.path));
+                            continue;
+                        }
+                        Err(e) => return Err(fail(format!("{}: {e}", spec.path))),
+                    };
+                    let matches = matching_files(&expanded).map_err(|e| fail(e.to_string()))?;
+                    if matches.is_empty() {
+                        if spec.optional {
+                            out.notes
+                                .push(format!("skipping {}: no such file", expanded.display()));
+                            continue;
+                        }
+                        return Err(fail(format!(
+                            "{} does not exist (mark it `optional = true` if that is fine)",
+                            expanded.display()
+                        )));
+                    }
+                    for file in matches {
+                        let prefix = format!("files/{name}/{}", manifest_tail(&file));
+                        if out.roots.iter().any(|r| r.prefix == prefix) {
+                            continue;
+                        }
+                        out.roots.push(RootSpec {
+                            collector: "files".into(),
+                            path: file,
+                            prefix,
+                            excludes: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The absolute path as manifest components: `/etc/nginx/x` gives
+/// `etc/nginx/x`, `C:\Users\x` gives `C/Users/x`.
+fn manifest_tail(path: &Path) -> String {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::Prefix(p) => Some(p.as_os_str().to_string_lossy().replace([':', '\\'], "")),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// The path itself if it exists, or every existing path its glob matches,
+/// sorted. The directory part before the first glob is listed, as deep as
+/// the pattern reaches (`**` reaches all the way).
+fn matching_files(pattern: &Path) -> Result<Vec<PathBuf>, crate::collect::tree::PatternError> {
+    let text = pattern.to_string_lossy();
+    if !has_glob(&text) {
+        return Ok(if std::fs::symlink_metadata(pattern).is_ok() {
+            vec![pattern.to_path_buf()]
+        } else {
+            Vec::new()
+        });
+    }
+    let matcher = glob(&text)?.compile_matcher();
+    let mut base = PathBuf::new();
+    let mut depth = 0usize;
+    let mut unlimited = false;
+    for c in pattern.components() {
+        let part = c.as_os_str().to_string_lossy();
+        if depth == 0 && !has_glob(&part) {
+            base.push(c);
+        } else {
+            depth += 1;
+            unlimited |= part.contains("**");
+        }
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![(base, 0usize)];
+    while let Some((dir, level)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if matcher.is_match(&path) {
+                found.push(path.clone());
+            } else if is_dir && (unlimited || level + 1 < depth) {
+                stack.push((path, level + 1));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails() {
+        assert_eq!(
+            manifest_tail(Path::new("/etc/nginx/nginx.conf")),
+            "etc/nginx/nginx.conf"
+        );
+    }
+
+    #[test]
+    fn globs_match_files_at_the_pattern_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sites/deep")).unwrap();
+        for f in [
+            "sites/a.conf",
+            "sites/b.conf",
+            "sites/readme",
+            "sites/deep/c.conf",
+        ] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        let one = matching_files(&root.join("sites/*.conf")).unwrap();
+        assert_eq!(one, vec![root.join("sites/a.conf"), root.join("sites/b.conf")]);
+        let all = matching_files(&root.join("sites/**/*.conf")).unwrap();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(matching_files(&root.join("nothing/*.conf")).unwrap().is_empty());
+        assert_eq!(
+            matching_files(&root.join("sites/readme")).unwrap(),
+            vec![root.join("sites/readme")]
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Profiles: strict parsing with located errors, and backups driven by them.
+
+use std::fs;
+
+use crate::util::*;
+
+fn write_profile(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
+    let path = env.path(&format!("profiles/{name}.toml"));
+    write(&path, text.as_bytes());
+    path
+}
+
+#[test]
+fn a_profile_saves_its_trees_and_files_under_their_prefixes() {
+    let env = Env::with_repo();
+    write(&env.path("profiles/project/src/main.rs"), b"fn main() {}");
+    write(&env.path("profiles/project/target/big"), b"build output");
+    write(&env.path("etc/app/app.conf"), b"port = 80");
+    write(&env.path("etc/app/sites/a.conf"), b"a");
+    write(&env.path("etc/app/sites/b.conf"), b"b");
+    let etc = env.path("etc/app");
+    let profile = write_profile(
+        &env,
+        "web",
+        &format!(
+            r#"
+description = "a web app"
+tags = ["web"]
+
+[[collector]]
+kind = "tree"
+name = "code"
+path = "project"          # relative to this file
+exclude = ["target"]
+
+[[collector]]
+kind = "files"
+name = "config"
+files = [
+  "{etc}/app.conf",
+  "{etc}/sites/*.conf",
+  {{ path = "{etc}/absent.conf", optional = true }},
+]
+
+[retention]
+keep_daily = 7
+"#,
+            etc = etc.display()
+        ),
+    );
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("note: profile web: skipping"),
+        "{}",
+        stderr(&out)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["profile"], "web");
+    assert_eq!(record["tags"], serde_json::json!(["web"]));
+    let listing = env.ok(&["ls", "latest"]);
+    let tail = etc.display().to_string();
+    let tail = tail.trim_start_matches('/');
+    for expected in [
+        "tree/code/src/main.rs".to_string(),
+        format!("files/config/{tail}/app.conf"),
+        format!("files/config/{tail}/sites/a.conf"),
+        format!("files/config/{tail}/sites/b.conf"),
+    ] {
+        assert!(listing.contains(&expected), "{expected} missing from:\n{listing}");
+    }
+    assert!(!listing.contains("target"), "{listing}");
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(target.join(format!("files/config/{tail}/app.conf"))).unwrap(),
+        b"port = 80"
+    );
+}
+
+#[test]
+fn a_missing_required_file_stops_the_backup_before_anything_is_written() {
+    let env = Env::with_repo();
+    let profile = write_profile(
+        &env,
+        "p",
+        &format!(
+            "[[collector]]\nkind = \"files\"\nname = \"c\"\nfiles = [\"{}\"]\n",
+            env.path("nope.conf").display()
+        ),
+    );
+    let before = du(&env.repo);
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("nope.conf does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(du(&env.repo), before);
+}
+
+#[test]
+fn bad_profiles_are_refused_with_file_line_and_column() {
+    let env = Env::new();
+    let cases = [
+        (
+            "unknown-key",
+            "description = \"x\"\ncolour = \"red\"\n",
+            2,
+            "unknown field",
+        ),
+        ("wrong-type", "tags = \"not a list\"\n", 1, "invalid type"),
+        (
+            "bad-glob",
+            "[[collector]]\nkind = \"tree\"\nname = \"t\"\npath = \"/tmp\"\nexclude = [\"a[\"]\n",
+            5,
+            "a[",
+        ),
+        (
+            "unknown-kind",
+            "[[collector]]\nkind = \"ftp\"\nname = \"t\"\n",
+            2,
+            "unknown collector kind",
+        ),
+        (
+            "misplaced-key",
+            "[[collector]]\nkind = \"files\"\nname = \"t\"\npath = \"/x\"\nfiles = []\n",
+            2,
+            "`path` does not apply",
+        ),
+    ];
+    for (name, text, line, what) in cases {
+        let file = write_profile(&env, name, text);
+        let out = env.run(&["profiles", "validate", file.to_str().unwrap()]);
+        assert_eq!(code(&out), 1, "{name}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{name}.toml:{line}:")), "{name}: {err}");
+        assert!(err.contains(what), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+        // And nothing runs with it.
+        let out = env.run(&["backup", "--profile", file.to_str().unwrap()]);
+        assert_eq!(code(&out), 1, "{name}");
+        assert!(!env.repo.exists(), "{name}: a repository was touched");
+    }
+    let good = write_profile(
+        &env,
+        "good",
+        "[[collector]]\nkind = \"tree\"\nname = \"t\"\npath = \"/tmp\"\n",
+    );
+    assert!(env
+        .ok(&["profiles", "validate", good.to_str().unwrap()])
+        .contains("ok"));
+}
+
+#[test]
+fn profiles_are_found_by_name_listed_and_shown() {
+    let env = Env::with_repo();
+    write(&env.path("data/a"), b"a");
+    let config = env.path("config");
+    let text = format!(
+        "description = \"dotfiles\"\n[[collector]]\nkind = \"tree\"\nname = \"data\"\npath = \"{}\"\n\
+         [[collector]]\nkind = \"tree\"\nname = \"gone\"\npath = \"$CAIRN_TEST_UNSET/x\"\noptional = true\n",
+        env.path("data").display()
+    );
+    write(&config.join("cairn/profiles/dots.toml"), text.as_bytes());
+    let with_config = |args: &[&str]| {
+        env.cmd()
+            .env("XDG_CONFIG_HOME", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = with_config(&["profiles", "list"]);
+    assert!(
+        stdout(&out).contains("dots") && stdout(&out).contains("dotfiles"),
+        "{}",
+        stdout(&out)
+    );
+    let out = with_config(&["profiles", "show", "dots", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["roots"][0]["prefix"], "tree/data");
+    assert!(
+        shown["notes"][0].as_str().unwrap().contains("CAIRN_TEST_UNSET"),
+        "{shown}"
+    );
+
+    // Paths given beside a profile are saved with it as trees.
+    write(&env.path("extra/b"), b"b");
+    let out = with_config(&["backup", "--profile", "dots", env.path("extra").to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(
+        listing.contains("tree/data/a") && listing.contains("tree/extra/b"),
+        "{listing}"
+    );
+
+    let out = with_config(&["backup", "--profile", "nosuch"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("no profile of that name"),
+        "{}",
+        stderr(&out)
+    );
+}
