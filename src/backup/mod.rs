@@ -90,6 +90,8 @@ enum FileStatus {
 struct FileJob {
     seq: u64,
     abs: PathBuf,
+    /// Contents made by a collector: stored as they are, nothing is opened.
+    content: Option<Arc<Vec<u8>>>,
     /// The device the walk saw the file on (the inode is in the entry).
     dev: u64,
     entry: Entry,
@@ -116,6 +118,8 @@ struct Source {
     prefix: String,
     collector: String,
     excludes: Excludes,
+    /// Made by a collector rather than read from `abs`.
+    content: Option<Arc<Vec<u8>>>,
 }
 
 /// What the walk and the assembler found, besides the manifest.
@@ -147,7 +151,10 @@ pub fn run(
     };
     let sources = sources(&opts.paths, &opts.roots, &make_excludes)?;
     // Some missing sources make a partial snapshot; all of them, no snapshot.
-    if sources.iter().all(|s| std::fs::symlink_metadata(&s.abs).is_err()) {
+    if sources
+        .iter()
+        .all(|s| s.content.is_none() && std::fs::symlink_metadata(&s.abs).is_err())
+    {
         let names: Vec<String> = sources.iter().map(|s| s.abs.display().to_string()).collect();
         return Err(BackupError::NoSources(names.join(", ")));
     }
@@ -288,6 +295,7 @@ fn sources(
             prefix: root.prefix.clone(),
             collector: root.collector.clone(),
             excludes: make_excludes(&root.excludes)?,
+            content: root.content.clone().map(Arc::new),
         });
     }
     for p in paths {
@@ -314,6 +322,7 @@ fn sources(
             prefix,
             collector: "tree".into(),
             excludes: make_excludes(&[])?,
+            content: None,
         });
     }
     out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));

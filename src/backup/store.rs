@@ -13,7 +13,8 @@ use crate::repo::pack::FrameBuilder;
 use crate::repo::packer::Packer;
 use crate::repo::RepoError;
 
-use super::{Done, FileJob};
+use super::{Done, FileJob, FileStatus};
+use crate::repo::manifest::Entry;
 
 pub(super) fn store_files(
     jobs: Receiver<FileJob>,
@@ -43,6 +44,61 @@ pub(super) fn store_files(
 #[derive(Default)]
 struct Buffers {
     window: Vec<u8>,
+}
+
+/// Stores contents a collector made (no file to open, nothing to re-check).
+fn store_content(
+    mut entry: Entry,
+    status: FileStatus,
+    content: &[u8],
+    packer: &Packer,
+    frames: &mut FrameBuilder,
+    chunker: &Chunker,
+    bufs: &mut Buffers,
+) -> Result<Done, RepoError> {
+    let mut blobs = Vec::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut only_chunk = None;
+    let mut reader: &[u8] = content;
+    let stored = chunker.chunk_reader::<StoreError>(
+        &mut reader,
+        content.len() as u64,
+        &mut bufs.window,
+        |chunk, whole| {
+            let id = ObjectId::of(chunk);
+            if whole {
+                only_chunk = Some(id);
+            } else {
+                hasher.update(chunk);
+            }
+            packer.add(frames, id, chunk)?;
+            blobs.push(id);
+            Ok(())
+        },
+    );
+    match stored {
+        Ok(_) => {}
+        Err(StoreError::Repo(e)) => return Err(e),
+        // Reading from memory cannot fail.
+        Err(StoreError::Source(e)) => {
+            return Err(RepoError::Sink(crate::sink::SinkError::Io {
+                op: "read",
+                location: "collector output".into(),
+                source: e,
+            }))
+        }
+    }
+    entry.hash = match (blobs.len(), only_chunk) {
+        (1, Some(_)) => None,
+        _ => Some(ObjectId::from_hash(hasher.finalize())),
+    };
+    entry.blobs = blobs;
+    Ok(Done::Entry {
+        entry,
+        status: Some(status),
+        warning: None,
+        line: None,
+    })
 }
 
 enum StoreError {
@@ -77,8 +133,12 @@ fn store_file(
         dev,
         mut entry,
         status,
+        content,
         ..
     } = job;
+    if let Some(content) = content {
+        return store_content(entry, status, &content, packer, frames, chunker, bufs);
+    }
     let skipped = |e: io::Error| Done::Skipped {
         path: Some(entry.path.as_bytes().to_vec()),
         warning: Some(format!("{}: {e}", abs.display())),

@@ -59,15 +59,18 @@ impl ParentCursor<'_> {
 pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
     const BATCH: usize = 128;
     let (tx, rx) = bounded(32);
-    let roots: Vec<(PathBuf, String, Excludes)> = sources
+    // Sources with made contents are not walked (the walk skips them).
+    let roots: Vec<(usize, PathBuf, String, Excludes)> = sources
         .iter()
-        .map(|s| (s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
+        .enumerate()
+        .filter(|(_, s)| s.content.is_none())
+        .map(|(i, s)| (i, s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
     std::thread::spawn(move || {
         let mut batch = Vec::with_capacity(BATCH);
-        for (i, (abs, prefix, excludes)) in roots.iter().enumerate() {
+        for (i, abs, prefix, excludes) in &roots {
             for item in tree::walk(abs, prefix, excludes) {
-                batch.push((i, item));
+                batch.push((*i, item));
                 if batch.len() == BATCH
                     && tx
                         .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
@@ -152,9 +155,41 @@ fn walk_with_parent(
         permits,
         entries: Vec::with_capacity(DoneBatch::SIZE),
     };
+    // Sources with made contents go in at their place in manifest order:
+    // before the first walked item of any later source.
+    let mut generated = sources
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.content.is_some())
+        .peekable();
+    let mut emit_generated = |up_to: usize, batch: &mut DoneBatch, seq: &mut u64| -> bool {
+        while let Some((_, source)) = generated.next_if(|(i, _)| *i < up_to) {
+            if !batch.admit() {
+                return false;
+            }
+            let content = source.content.clone().unwrap_or_default();
+            let entry = generated_entry(source.prefix.as_bytes().to_vec(), content.len() as u64);
+            let job = FileJob {
+                seq: *seq,
+                abs: source.abs.clone(),
+                content: Some(content),
+                dev: 0,
+                entry,
+                status: FileStatus::New,
+            };
+            *seq += 1;
+            if jobs.send(job).is_err() {
+                return false;
+            }
+        }
+        true
+    };
     for batch_of_items in walked {
-        for (source, item) in batch_of_items {
-            let source = &sources[source];
+        for (source_index, item) in batch_of_items {
+            if !emit_generated(source_index, &mut batch, &mut seq) {
+                return Ok(());
+            }
+            let source = &sources[source_index];
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted);
             }
@@ -236,6 +271,7 @@ fn walk_with_parent(
                                 .send(FileJob {
                                     seq: this,
                                     abs,
+                                    content: None,
                                     dev: meta::identity(&meta).0,
                                     entry,
                                     status,
@@ -291,8 +327,42 @@ fn walk_with_parent(
             }
         }
     }
+    if !emit_generated(usize::MAX, &mut batch, &mut seq) {
+        return Ok(());
+    }
     batch.flush();
     Ok(())
+}
+
+/// The entry of contents a collector made: a private file, owned by whoever
+/// runs the backup, timed now.
+fn generated_entry(path: Vec<u8>, size: u64) -> Entry {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    #[cfg(unix)]
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    #[cfg(not(unix))]
+    let (uid, gid) = (0, 0);
+    Entry {
+        path: RawBytes(path),
+        kind: EntryKind::File,
+        mode: 0o600,
+        uid,
+        gid,
+        mtime: now.as_secs() as i64,
+        mtime_nsec: now.subsec_nanos(),
+        ctime: 0,
+        ctime_nsec: 0,
+        ino: 0,
+        size,
+        hash: None,
+        blobs: Vec::new(),
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    }
 }
 
 /// A finished entry with its extended attributes read from `abs`.

@@ -1,4 +1,6 @@
 //! Collectors turn part of the machine into snapshot entries. They know
 //! nothing of storage: they yield paths and metadata in manifest order.
 
+pub mod command;
+pub mod env;
 pub mod tree;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use cairn::backup::{self, BackupOptions};
 use cairn::profile::expand::expand_path;
-use cairn::profile::resolve::resolve;
+use cairn::profile::resolve::{resolve, ResolveOptions};
 use cairn::profile::{self, Profile, SinkSpec};
 use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
@@ -69,8 +69,22 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     if profiles.is_empty() {
         runs.push(base.clone());
     }
+    // Env fingerprints are keyed by the repository, so they compare equal
+    // across its snapshots and differ between repositories.
+    let fingerprint_key = blake3::derive_key("cairn env fingerprint v1", repo.config().id.as_bytes());
+    let vars = || {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    };
+    let options = ResolveOptions {
+        lookup: &env_lookup,
+        vars: &vars,
+        run_commands: true,
+        fingerprint_key,
+    };
     for p in &profiles {
-        let resolved = resolve(p, &env_lookup)?;
+        let resolved = resolve(p, &options)?;
         for note in &resolved.notes {
             eprintln!("note: profile {}: {note}", p.name);
         }

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use cairn::profile::resolve::resolve;
+use cairn::profile::resolve::{resolve, ResolveOptions};
 use cairn::profile::{self, Collector, Profile};
 use serde::Serialize;
 
@@ -74,7 +74,14 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
         }
         ProfilesCommand::Show { profile: name, json } => {
             let p = profile::find(&name)?;
-            let (roots, notes, error) = match resolve(&p, &env_lookup) {
+            let vars = || Vec::new();
+            let options = ResolveOptions {
+                lookup: &env_lookup,
+                vars: &vars,
+                run_commands: false,
+                fingerprint_key: [0; 32],
+            };
+            let (roots, notes, error) = match resolve(&p, &options) {
                 Ok(r) => (
                     r.roots
                         .into_iter()
@@ -107,6 +114,12 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
                         Collector::Tree { name, path, .. } => println!("  tree {name}: {path}"),
                         Collector::Files { name, files } => {
                             println!("  files {name}: {} paths", files.len())
+                        }
+                        Collector::Env { name, include, .. } => {
+                            println!("  env {name}: {}", include.join(" "))
+                        }
+                        Collector::Command { name, argv, .. } => {
+                            println!("  command {name}: {}", argv.join(" "))
                         }
                     }
                 }

@@ -51,6 +51,18 @@ struct RawCollector {
     exclude: Vec<Spanned<String>>,
     optional: Option<bool>,
     files: Option<Vec<Spanned<RawFile>>>,
+    /// env: variable names or globs to take.
+    include: Option<Vec<Spanned<String>>>,
+    /// env: names whose values are kept even though they look secret.
+    reveal: Option<Vec<String>>,
+    /// env: more name globs to treat as secret.
+    secret: Option<Vec<Spanned<String>>>,
+    /// command: the program and its arguments, run without a shell.
+    argv: Option<Vec<String>>,
+    /// command: a command line for `sh -c` (`cmd /C` on Windows) instead.
+    shell: Option<String>,
+    timeout_secs: Option<u64>,
+    required: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +130,20 @@ pub enum Collector {
     },
     /// Listed files and globs saved under `files/<name>/<absolute path>`.
     Files { name: String, files: Vec<FileSpec> },
+    /// Environment variables saved as `env/<name>.json`, secrets redacted.
+    Env {
+        name: String,
+        include: Vec<String>,
+        reveal: Vec<String>,
+        secret: Vec<String>,
+    },
+    /// A program's output saved as `cmd/<name>/stdout`, `stderr`, `status`.
+    Command {
+        name: String,
+        argv: Vec<String>,
+        timeout_secs: u64,
+        required: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,7 +161,10 @@ pub enum SinkSpec {
 impl Collector {
     pub fn name(&self) -> &str {
         match self {
-            Collector::Tree { name, .. } | Collector::Files { name, .. } => name,
+            Collector::Tree { name, .. }
+            | Collector::Files { name, .. }
+            | Collector::Env { name, .. }
+            | Collector::Command { name, .. } => name,
         }
     }
 }
@@ -176,63 +205,7 @@ impl Profile {
                     format!("two {} collectors are named {name:?}", c.kind.get_ref()),
                 ));
             }
-            let refuse = |key: &str| {
-                at(
-                    c.kind.span(),
-                    format!("`{key}` does not apply to a {} collector", c.kind.get_ref()),
-                )
-            };
-            let collector = match c.kind.get_ref().as_str() {
-                "tree" => {
-                    if c.files.is_some() {
-                        return Err(refuse("files"));
-                    }
-                    let path = c
-                        .path
-                        .ok_or_else(|| at(c.kind.span(), "a tree collector needs `path`".into()))?;
-                    for pattern in &c.exclude {
-                        glob(pattern.get_ref()).map_err(|e| at(pattern.span(), e.to_string()))?;
-                    }
-                    Collector::Tree {
-                        name,
-                        path: path.into_inner(),
-                        exclude: c.exclude.into_iter().map(Spanned::into_inner).collect(),
-                        optional: c.optional.unwrap_or(false),
-                    }
-                }
-                "files" => {
-                    for (key, present) in [
-                        ("path", c.path.is_some()),
-                        ("exclude", !c.exclude.is_empty()),
-                        ("optional", c.optional.is_some()),
-                    ] {
-                        if present {
-                            return Err(refuse(key));
-                        }
-                    }
-                    let files = c
-                        .files
-                        .ok_or_else(|| at(c.kind.span(), "a files collector needs `files`".into()))?;
-                    let mut specs = Vec::new();
-                    for f in files {
-                        let span = f.span();
-                        let (path, optional) = match f.into_inner() {
-                            RawFile::Path(path) => (path, false),
-                            RawFile::Table { path, optional } => (path, optional),
-                        };
-                        glob(&path).map_err(|e| at(span, e.to_string()))?;
-                        specs.push(FileSpec { path, optional });
-                    }
-                    Collector::Files { name, files: specs }
-                }
-                other => {
-                    return Err(at(
-                        c.kind.span(),
-                        format!("unknown collector kind {other:?} (expected \"tree\" or \"files\")"),
-                    ))
-                }
-            };
-            collectors.push(collector);
+            collectors.push(parse_collector(c, name, &at)?);
         }
         let mut sinks = Vec::new();
         for s in raw.sinks {
@@ -323,6 +296,107 @@ pub fn list_user() -> Vec<(String, Result<Profile, ProfileError>)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// Checks one `[[collector]]` table against its kind.
+fn parse_collector(
+    c: RawCollector,
+    name: String,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ProfileError,
+) -> Result<Collector, ProfileError> {
+    let kind = c.kind.get_ref().clone();
+    let kind_span = c.kind.span();
+    // The keys each kind takes; any other key that is set is refused.
+    let set = [
+        ("path", c.path.is_some()),
+        ("exclude", !c.exclude.is_empty()),
+        ("optional", c.optional.is_some()),
+        ("files", c.files.is_some()),
+        ("include", c.include.is_some()),
+        ("reveal", c.reveal.is_some()),
+        ("secret", c.secret.is_some()),
+        ("argv", c.argv.is_some()),
+        ("shell", c.shell.is_some()),
+        ("timeout_secs", c.timeout_secs.is_some()),
+        ("required", c.required.is_some()),
+    ];
+    let allowed: &[&str] =
+        match kind.as_str() {
+            "tree" => &["path", "exclude", "optional"],
+            "files" => &["files"],
+            "env" => &["include", "reveal", "secret"],
+            "command" => &["argv", "shell", "timeout_secs", "required"],
+            other => return Err(at(
+                kind_span,
+                format!(
+                    "unknown collector kind {other:?} (expected \"tree\", \"files\", \"env\" or \"command\")"
+                ),
+            )),
+        };
+    if let Some((key, _)) = set
+        .iter()
+        .find(|(key, present)| *present && !allowed.contains(key))
+    {
+        return Err(at(
+            kind_span,
+            format!("`{key}` does not apply to a {kind} collector"),
+        ));
+    }
+    let needs = |what: &str| at(kind_span.clone(), format!("a {kind} collector needs {what}"));
+    Ok(match kind.as_str() {
+        "tree" => {
+            let path = c.path.ok_or_else(|| needs("`path`"))?;
+            for pattern in &c.exclude {
+                glob(pattern.get_ref()).map_err(|e| at(pattern.span(), e.to_string()))?;
+            }
+            Collector::Tree {
+                name,
+                path: path.into_inner(),
+                exclude: c.exclude.into_iter().map(Spanned::into_inner).collect(),
+                optional: c.optional.unwrap_or(false),
+            }
+        }
+        "files" => {
+            let mut specs = Vec::new();
+            for f in c.files.ok_or_else(|| needs("`files`"))? {
+                let span = f.span();
+                let (path, optional) = match f.into_inner() {
+                    RawFile::Path(path) => (path, false),
+                    RawFile::Table { path, optional } => (path, optional),
+                };
+                glob(&path).map_err(|e| at(span, e.to_string()))?;
+                specs.push(FileSpec { path, optional });
+            }
+            Collector::Files { name, files: specs }
+        }
+        "env" => {
+            let include = c.include.ok_or_else(|| needs("`include`"))?;
+            let secret = c.secret.unwrap_or_default();
+            for p in include.iter().chain(&secret) {
+                glob(p.get_ref()).map_err(|e| at(p.span(), e.to_string()))?;
+            }
+            Collector::Env {
+                name,
+                include: include.into_iter().map(Spanned::into_inner).collect(),
+                reveal: c.reveal.unwrap_or_default(),
+                secret: secret.into_iter().map(Spanned::into_inner).collect(),
+            }
+        }
+        _ => {
+            let argv = match (c.argv, c.shell) {
+                (Some(argv), None) if !argv.is_empty() => argv,
+                (None, Some(line)) if cfg!(windows) => vec!["cmd".into(), "/C".into(), line],
+                (None, Some(line)) => vec!["sh".into(), "-c".into(), line],
+                _ => return Err(needs("either `argv` (a non-empty list) or `shell`")),
+            };
+            Collector::Command {
+                name,
+                argv,
+                timeout_secs: c.timeout_secs.unwrap_or(60),
+                required: c.required.unwrap_or(false),
+            }
+        }
+    })
 }
 
 fn valid_name(name: &str) -> bool {

@@ -17,6 +17,9 @@ pub struct RootSpec {
     pub prefix: String,
     /// Exclude patterns that apply to this root only.
     pub excludes: Vec<String>,
+    /// Contents made by the collector itself (environment, command output):
+    /// saved as one file at `prefix`; `path` then only describes the origin.
+    pub content: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +37,20 @@ pub struct ResolveError {
     pub message: String,
 }
 
-pub fn resolve(profile: &Profile, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, ResolveError> {
+/// What resolving may do beyond looking at files.
+pub struct ResolveOptions<'a> {
+    /// Values of variables for path expansion and the env collector.
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Every variable, for the env collector's globs.
+    pub vars: &'a dyn Fn() -> Vec<(String, String)>,
+    /// Run command collectors (`profiles show` does not).
+    pub run_commands: bool,
+    /// Key of the env collector's fingerprints (from the repository).
+    pub fingerprint_key: [u8; 32],
+}
+
+pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, ResolveError> {
+    let lookup = opts.lookup;
     let mut out = Resolved::default();
     for collector in &profile.collectors {
         let fail = |message: String| ResolveError {
@@ -72,7 +88,70 @@ pub fn resolve(profile: &Profile, lookup: &dyn Fn(&str) -> Option<String>) -> Re
                     path: expanded,
                     prefix: format!("tree/{name}"),
                     excludes: exclude.clone(),
+                    content: None,
                 });
+            }
+            Collector::Env {
+                name,
+                include,
+                reveal,
+                secret,
+            } => {
+                let json = crate::collect::env::collect(
+                    (opts.vars)().into_iter(),
+                    include,
+                    reveal,
+                    secret,
+                    &opts.fingerprint_key,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                out.roots.push(RootSpec {
+                    collector: "env".into(),
+                    path: PathBuf::from(format!("env:{}", include.join(","))),
+                    prefix: format!("env/{name}.json"),
+                    excludes: Vec::new(),
+                    content: Some(json),
+                });
+            }
+            Collector::Command {
+                name,
+                argv,
+                timeout_secs,
+                required,
+            } => {
+                let line = argv.join(" ");
+                if !opts.run_commands {
+                    out.notes.push(format!("command {name} would run: {line}"));
+                    continue;
+                }
+                let output =
+                    match crate::collect::command::run(argv, std::time::Duration::from_secs(*timeout_secs)) {
+                        Ok(output) => output,
+                        Err(e) if !*required => {
+                            out.notes.push(format!("skipping command {name}: {e}"));
+                            continue;
+                        }
+                        Err(e) => return Err(fail(e.to_string())),
+                    };
+                if !output.success {
+                    out.notes.push(format!(
+                        "command {name} ({line}) ended with {}",
+                        output.status.trim()
+                    ));
+                }
+                for (part, content) in [
+                    ("status", output.status.into_bytes()),
+                    ("stderr", output.stderr),
+                    ("stdout", output.stdout),
+                ] {
+                    out.roots.push(RootSpec {
+                        collector: "command".into(),
+                        path: PathBuf::from(&line),
+                        prefix: format!("cmd/{name}/{part}"),
+                        excludes: Vec::new(),
+                        content: Some(content),
+                    });
+                }
             }
             Collector::Files { name, files } => {
                 for spec in files {
@@ -106,6 +185,7 @@ pub fn resolve(profile: &Profile, lookup: &dyn Fn(&str) -> Option<String>) -> Re
                             path: file,
                             prefix,
                             excludes: Vec::new(),
+                            content: None,
                         });
                     }
                 }

@@ -205,3 +205,103 @@ fn profiles_are_found_by_name_listed_and_shown() {
         stderr(&out)
     );
 }
+
+/// Decompresses every pack and index file and reads every other object, so a
+/// test can say a value appears in no byte of the repository.
+fn repository_plaintext(repo: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in walkdir::WalkDir::new(repo).into_iter().filter_map(Result::ok) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = fs::read(entry.path()).unwrap();
+        let name = entry.file_name().to_string_lossy();
+        if name.ends_with(".zst") {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut zstd::stream::Decoder::new(&bytes[..]).unwrap(), &mut plain)
+                .unwrap();
+            all.extend(plain);
+        }
+        all.extend(bytes);
+    }
+    all
+}
+
+#[test]
+fn env_and_command_collectors_save_values_but_never_secrets() {
+    let env = Env::with_repo();
+    let profile = write_profile(
+        &env,
+        "go",
+        r#"
+[[collector]]
+kind = "env"
+name = "go"
+include = ["CAIRNTEST_*"]
+reveal = ["CAIRNTEST_PUBLIC_KEY"]
+
+[[collector]]
+kind = "command"
+name = "version"
+argv = ["sh", "-c", "echo go version go1.22.5 linux/amd64; echo warn >&2"]
+
+[[collector]]
+kind = "command"
+name = "absent"
+argv = ["cairn-test-no-such-program"]
+"#,
+    );
+    let secret = "s3cr3t-value-that-must-not-leak";
+    let out = env
+        .cmd()
+        .env("CAIRNTEST_GOFLAGS", "-mod=mod")
+        .env("CAIRNTEST_API_TOKEN", secret)
+        .env("CAIRNTEST_PUBLIC_KEY", "shown-on-purpose")
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipping command absent"),
+        "{}",
+        stderr(&out)
+    );
+
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&fs::read(target.join("env/go.json")).unwrap()).unwrap();
+    assert_eq!(saved["CAIRNTEST_GOFLAGS"], "-mod=mod");
+    assert_eq!(saved["CAIRNTEST_PUBLIC_KEY"], "shown-on-purpose");
+    assert!(saved["CAIRNTEST_API_TOKEN"]["redacted"].is_string(), "{saved}");
+    assert_eq!(
+        fs::read(target.join("cmd/version/stdout")).unwrap(),
+        b"go version go1.22.5 linux/amd64\n"
+    );
+    assert_eq!(fs::read(target.join("cmd/version/stderr")).unwrap(), b"warn\n");
+    assert_eq!(fs::read(target.join("cmd/version/status")).unwrap(), b"exit 0\n");
+
+    let plain = repository_plaintext(&env.repo);
+    let leaked = plain.windows(secret.len()).any(|w| w == secret.as_bytes());
+    assert!(!leaked, "the secret is in the repository");
+    let shown = plain.windows(16).any(|w| w == b"shown-on-purpose");
+    assert!(shown, "the search itself must find what is there");
+}
+
+#[test]
+fn a_required_command_that_is_missing_stops_the_backup() {
+    let env = Env::with_repo();
+    let profile = write_profile(
+        &env,
+        "req",
+        "[[collector]]\nkind = \"command\"\nname = \"dump\"\nargv = [\"cairn-test-no-such-program\"]\nrequired = true\n",
+    );
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("collector dump: cairn-test-no-such-program: program not found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
+}
