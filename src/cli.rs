@@ -33,6 +33,8 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// List the entries of a snapshot
     Ls(LsArgs),
+    /// The facts a snapshot recorded about the machine (tool versions ...)
+    Facts(FactsArgs),
     /// Rebuild a snapshot under a directory
     Restore(RestoreArgs),
     /// Verify the repository
@@ -90,6 +92,18 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
+    /// Add a column with this fact (repeatable), e.g. --fact go.version
+    #[arg(long = "fact", value_name = "NAME")]
+    pub facts: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FactsArgs {
+    /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
     #[arg(long)]
     pub json: bool,
 }

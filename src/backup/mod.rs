@@ -54,6 +54,8 @@ pub struct BackupOptions {
     pub roots: Vec<RootSpec>,
     /// The profile the snapshot is made for.
     pub profile: Option<String>,
+    /// Facts the profile's collectors found.
+    pub facts: std::collections::BTreeMap<String, String>,
     /// Absolute paths to leave out whatever the patterns say (the repository).
     pub skip: Vec<PathBuf>,
     pub excludes: Vec<String>,
@@ -267,6 +269,7 @@ pub fn run(
         parent: parent.map(|p| p.id),
         partial: tally.partial,
         warnings: recorded,
+        facts: opts.facts.clone(),
         stats: tally.stats,
         tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };

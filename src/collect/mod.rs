@@ -3,4 +3,5 @@
 
 pub mod command;
 pub mod env;
+pub mod facts;
 pub mod tree;

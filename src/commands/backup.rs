@@ -92,6 +92,7 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         tags.extend(base.tags.iter().cloned());
         runs.push(BackupOptions {
             roots: resolved.roots,
+            facts: resolved.facts,
             profile: Some(p.name.clone()),
             tags,
             ..base.clone()

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod facts;
 pub mod init;
 pub mod ls;
 pub mod profiles;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Backup(args) => backup::run(repo, args),
         Command::Snapshots(args) => snapshots::run(repo, args),
         Command::Ls(args) => ls::run(repo, args),
+        Command::Facts(args) => facts::run(repo, args),
         Command::Restore(args) => restore::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),

@@ -29,8 +29,9 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
             .collect();
         return print_json(&listed).map(|_| exit::OK);
     }
+    let fact_columns: String = args.facts.iter().map(|f| format!("  {f:<12}")).collect();
     println!(
-        "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}  PATHS",
+        "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}{fact_columns}  PATHS",
         "ID", "TIME", "HOST", "FILES", "SIZE"
     );
     for s in &snapshots {
@@ -43,8 +44,13 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
         if r.partial {
             paths.push_str(" (partial)");
         }
+        let facts: String = args
+            .facts
+            .iter()
+            .map(|f| format!("  {:<12}", r.facts.get(f).map(String::as_str).unwrap_or("-")))
+            .collect();
         println!(
-            "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}{facts}  {}",
             s.id.short(),
             r.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
             r.host,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::collect::facts::{FactSource, FactSpec};
 use crate::collect::tree::glob;
 
 /// A problem with a profile, located in its file.
@@ -63,6 +64,16 @@ struct RawCollector {
     shell: Option<String>,
     timeout_secs: Option<u64>,
     required: Option<bool>,
+    /// command: named values to take from its stdout.
+    facts: Option<Vec<RawFact>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFact {
+    name: Spanned<String>,
+    json: Option<String>,
+    regex: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +154,7 @@ pub enum Collector {
         argv: Vec<String>,
         timeout_secs: u64,
         required: bool,
+        facts: Vec<FactSpec>,
     },
 }
 
@@ -319,20 +331,22 @@ fn parse_collector(
         ("shell", c.shell.is_some()),
         ("timeout_secs", c.timeout_secs.is_some()),
         ("required", c.required.is_some()),
+        ("facts", c.facts.is_some()),
     ];
-    let allowed: &[&str] =
-        match kind.as_str() {
-            "tree" => &["path", "exclude", "optional"],
-            "files" => &["files"],
-            "env" => &["include", "reveal", "secret"],
-            "command" => &["argv", "shell", "timeout_secs", "required"],
-            other => return Err(at(
+    let allowed: &[&str] = match kind.as_str() {
+        "tree" => &["path", "exclude", "optional"],
+        "files" => &["files"],
+        "env" => &["include", "reveal", "secret"],
+        "command" => &["argv", "shell", "timeout_secs", "required", "facts"],
+        other => {
+            return Err(at(
                 kind_span,
                 format!(
                     "unknown collector kind {other:?} (expected \"tree\", \"files\", \"env\" or \"command\")"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if let Some((key, _)) = set
         .iter()
         .find(|(key, present)| *present && !allowed.contains(key))
@@ -389,11 +403,37 @@ fn parse_collector(
                 (None, Some(line)) => vec!["sh".into(), "-c".into(), line],
                 _ => return Err(needs("either `argv` (a non-empty list) or `shell`")),
             };
+            let mut facts = Vec::new();
+            for f in c.facts.unwrap_or_default() {
+                let source = match (f.json, f.regex) {
+                    (Some(path), None) => FactSource::Json(path),
+                    (None, Some(re)) => {
+                        regex::Regex::new(re.get_ref()).map_err(|e| {
+                            at(
+                                re.span(),
+                                format!("bad regex: {}", e.to_string().lines().last().unwrap_or("")),
+                            )
+                        })?;
+                        FactSource::Regex(re.into_inner())
+                    }
+                    _ => {
+                        return Err(at(
+                            f.name.span(),
+                            "a fact needs exactly one of `json` or `regex`".into(),
+                        ))
+                    }
+                };
+                facts.push(FactSpec {
+                    name: f.name.into_inner(),
+                    source,
+                });
+            }
             Collector::Command {
                 name,
                 argv,
                 timeout_secs: c.timeout_secs.unwrap_or(60),
                 required: c.required.unwrap_or(false),
+                facts,
             }
         }
     })

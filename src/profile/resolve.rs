@@ -25,6 +25,8 @@ pub struct RootSpec {
 #[derive(Debug, Default)]
 pub struct Resolved {
     pub roots: Vec<RootSpec>,
+    /// Named values read from collectors' output.
+    pub facts: std::collections::BTreeMap<String, String>,
     /// Optional sources that are absent here, each said once.
     pub notes: Vec<String>,
 }
@@ -105,6 +107,22 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     &opts.fingerprint_key,
                 )
                 .map_err(|e| fail(e.to_string()))?;
+                // Each variable is a fact too: `env.NAME`, its value or, for
+                // a secret, only its fingerprint.
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&json)
+                {
+                    for (var, value) in map {
+                        let value = match value {
+                            serde_json::Value::String(s) => s,
+                            other => other
+                                .get("redacted")
+                                .and_then(|f| f.as_str())
+                                .map(|f| format!("redacted:{f}"))
+                                .unwrap_or_default(),
+                        };
+                        out.facts.insert(format!("env.{var}"), value);
+                    }
+                }
                 out.roots.push(RootSpec {
                     collector: "env".into(),
                     path: PathBuf::from(format!("env:{}", include.join(","))),
@@ -118,6 +136,7 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                 argv,
                 timeout_secs,
                 required,
+                facts,
             } => {
                 let line = argv.join(" ");
                 if !opts.run_commands {
@@ -138,6 +157,16 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                         "command {name} ({line}) ended with {}",
                         output.status.trim()
                     ));
+                }
+                for fact in facts {
+                    match crate::collect::facts::extract(fact, &output.stdout) {
+                        Some(value) => {
+                            out.facts.insert(fact.name.clone(), value);
+                        }
+                        None => out
+                            .notes
+                            .push(format!("fact {} not found in the output of {name}", fact.name)),
+                    }
                 }
                 for (part, content) in [
                     ("status", output.status.into_bytes()),

@@ -305,3 +305,74 @@ fn a_required_command_that_is_missing_stops_the_backup() {
     );
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn facts_are_recorded_listed_and_compared_across_snapshots() {
+    let env = Env::with_repo();
+    let bin = env.path("bin");
+    // A fake `go` program, as the go-toolchain profile would find on PATH.
+    write(
+        &bin.join("go"),
+        b"#!/bin/sh\nif [ \"$1\" = version ]; then echo \"go version $FAKE_GO linux/amd64\"; else echo '{\"GOROOT\": \"/opt/go\"}'; fi\n",
+    );
+    fs::set_permissions(
+        bin.join("go"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let profile = write_profile(
+        &env,
+        "gofacts",
+        r#"
+[[collector]]
+kind = "command"
+name = "go-version"
+argv = ["go", "version"]
+facts = [{ name = "go.version", regex = 'go version (\S+)' }]
+
+[[collector]]
+kind = "command"
+name = "go-env"
+argv = ["go", "env", "-json"]
+facts = [{ name = "go.env.GOROOT", json = "GOROOT" }]
+
+[[collector]]
+kind = "env"
+name = "go"
+include = ["FAKE_GO"]
+"#,
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for version in ["go1.21.0", "go1.22.5"] {
+        let out = env
+            .cmd()
+            .env("PATH", &path)
+            .env("FAKE_GO", version)
+            .args(["backup", "--profile", profile.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let facts = env.json(&["facts", "latest"]);
+    assert_eq!(facts["go.version"], "go1.22.5");
+    assert_eq!(facts["go.env.GOROOT"], "/opt/go");
+    assert_eq!(facts["env.FAKE_GO"], "go1.22.5");
+    let table = env.ok(&["snapshots", "--fact", "go.version"]);
+    assert!(
+        table.contains("go.version") && table.contains("go1.21.0") && table.contains("go1.22.5"),
+        "{table}"
+    );
+
+    let bad = write_profile(
+        &env,
+        "badfact",
+        "[[collector]]\nkind = \"command\"\nname = \"x\"\nargv = [\"true\"]\nfacts = [{ name = \"f\", regex = \"(unclosed\" }]\n",
+    );
+    let out = env.run(&["profiles", "validate", bad.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("badfact.toml:5:") && stderr(&out).contains("bad regex"),
+        "{}",
+        stderr(&out)
+    );
+}
