@@ -65,6 +65,14 @@ pub enum ProfilesCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Write an editable copy of a built-in profile into ~/.config/cairn/profiles
+    New {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The built-in profile to start from
+        #[arg(long, value_name = "BUILTIN")]
+        from: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -88,6 +88,12 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         for note in &resolved.notes {
             eprintln!("note: profile {}: {note}", p.name);
         }
+        if resolved.roots.is_empty() && base.paths.is_empty() {
+            anyhow::bail!(
+                "profile {}: none of its sources exists on this machine; nothing saved",
+                p.name
+            );
+        }
         let mut tags = p.tags.clone();
         tags.extend(base.tags.iter().cloned());
         runs.push(BackupOptions {

@@ -1,4 +1,4 @@
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cairn::profile::resolve::{resolve, ResolveOptions};
 use cairn::profile::{self, Collector, Profile};
 use serde::Serialize;
@@ -13,6 +13,8 @@ fn env_lookup(name: &str) -> Option<String> {
 #[derive(Serialize)]
 struct Listed {
     name: String,
+    /// `user` (in the config dir) or `builtin`.
+    kind: &'static str,
     description: String,
     collectors: usize,
     error: Option<String>,
@@ -38,17 +40,25 @@ struct ShownRoot {
 pub fn run(command: ProfilesCommand) -> Result<u8> {
     match command {
         ProfilesCommand::List { json } => {
-            let listed: Vec<Listed> = profile::list_user()
+            let user = profile::list_user()
                 .into_iter()
-                .map(|(name, p)| match p {
+                .map(|(name, p)| ("user", name, p));
+            let builtin = profile::BUILTIN
+                .iter()
+                .filter_map(|(name, _)| profile::builtin(name).map(|p| ("builtin", name.to_string(), p)));
+            let listed: Vec<Listed> = user
+                .chain(builtin)
+                .map(|(kind, name, p)| match p {
                     Ok(p) => Listed {
                         name,
+                        kind,
                         description: p.description,
                         collectors: p.collectors.len(),
                         error: None,
                     },
                     Err(e) => Listed {
                         name,
+                        kind,
                         description: String::new(),
                         collectors: 0,
                         error: Some(e.to_string()),
@@ -57,16 +67,11 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
                 .collect();
             if json {
                 print_json(&listed)?;
-            } else if listed.is_empty() {
-                let dir = profile::user_dir()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                println!("no profiles in {dir}");
             } else {
                 for l in &listed {
                     match &l.error {
-                        None => println!("{:<20} {:>2} collectors  {}", l.name, l.collectors, l.description),
-                        Some(e) => println!("{:<20} invalid: {e}", l.name),
+                        None => println!("{:<16} {:<8} {}", l.name, l.kind, l.description),
+                        Some(e) => println!("{:<16} {:<8} invalid: {e}", l.name, l.kind),
                     }
                 }
             }
@@ -128,13 +133,39 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
                     println!("  {} -> {}", r.path, r.prefix);
                 }
                 for n in &notes {
-                    println!("  absent: {n}");
+                    println!("  note: {n}");
                 }
                 if let Some(e) = &error {
                     println!("  error: {e}");
                 }
             }
             Ok(if failed { exit::FAILED } else { exit::OK })
+        }
+        ProfilesCommand::New { name, from } => {
+            let Some((_, text)) = profile::BUILTIN.iter().find(|(n, _)| *n == from) else {
+                let names: Vec<&str> = profile::BUILTIN.iter().map(|(n, _)| *n).collect();
+                anyhow::bail!("no built-in profile {from:?} (there are: {})", names.join(", "));
+            };
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                || name.is_empty()
+            {
+                anyhow::bail!("profile name {name:?} must be letters, digits, '-' or '_'");
+            }
+            let dir = profile::user_dir()
+                .ok_or_else(|| anyhow::anyhow!("no config directory is known for this user"))?;
+            let file = dir.join(format!("{name}.toml"));
+            if file.exists() {
+                anyhow::bail!("{} exists already; not overwriting it", file.display());
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+            println!(
+                "wrote {} (from built-in {from}); edit it, then: cairn backup --profile {name}",
+                file.display()
+            );
+            Ok(exit::OK)
         }
         ProfilesCommand::Validate { files } => {
             let mut bad = 0;

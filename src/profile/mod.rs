@@ -38,6 +38,20 @@ struct RawProfile {
     sinks: Vec<RawSink>,
     #[serde(default)]
     retention: Retention,
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, Var>,
+}
+
+/// A variable a profile computes: the trimmed output of a command (which
+/// wins over the environment when it succeeds), else the first of `default`
+/// that exists on this machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Var {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default: Vec<String>,
 }
 
 /// One `[[collector]]` table. The keys that apply depend on `kind`; the
@@ -127,6 +141,7 @@ pub struct Profile {
     pub collectors: Vec<Collector>,
     pub sinks: Vec<SinkSpec>,
     pub retention: Retention,
+    pub vars: std::collections::BTreeMap<String, Var>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +257,7 @@ impl Profile {
             collectors,
             sinks,
             retention: raw.retention,
+            vars: raw.vars,
         })
     }
 
@@ -265,15 +281,31 @@ pub fn user_dir() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("cairn").join("profiles"))
 }
 
-/// Finds a profile by file path (anything with a `/` or ending in `.toml`)
-/// or by name in the user's profile directory.
+/// The profiles that ship inside the binary, by name.
+pub const BUILTIN: [(&str, &str); 5] = [
+    ("dotfiles", include_str!("../../profiles/dotfiles.toml")),
+    ("go-toolchain", include_str!("../../profiles/go-toolchain.toml")),
+    ("node", include_str!("../../profiles/node.toml")),
+    ("python", include_str!("../../profiles/python.toml")),
+    ("web-app", include_str!("../../profiles/web-app.toml")),
+];
+
+/// A built-in profile, parsed. Relative paths in it are anchored at the
+/// current directory.
+pub fn builtin(name: &str) -> Option<Result<Profile, ProfileError>> {
+    let (name, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+    let base = std::env::current_dir().unwrap_or_default();
+    Some(
+        Profile::parse(text, &format!("builtin:{name}"), &base).map(|mut p| {
+            p.name = name.to_string();
+            p
+        }),
+    )
+}
+
+/// Finds a profile by file path (anything with a `/` or ending in `.toml`),
+/// else by name in the user's profile directory, then among the built-ins.
 pub fn find(name_or_path: &str) -> Result<Profile, ProfileError> {
-    let not_found = |message: String| ProfileError {
-        file: name_or_path.to_string(),
-        line: 0,
-        column: 0,
-        message,
-    };
     let as_path = Path::new(name_or_path);
     if name_or_path.contains(['/', '\\']) || name_or_path.ends_with(".toml") {
         return Profile::load_file(as_path);
@@ -284,8 +316,20 @@ pub fn find(name_or_path: &str) -> Result<Profile, ProfileError> {
             return Profile::load_file(&file);
         }
     }
+    if let Some(found) = builtin(name_or_path) {
+        return found;
+    }
     let looked = user_dir().map(|d| d.display().to_string()).unwrap_or_default();
-    Err(not_found(format!("no profile of that name (looked in {looked})")))
+    let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+    Err(ProfileError {
+        file: name_or_path.to_string(),
+        line: 0,
+        column: 0,
+        message: format!(
+            "no profile of that name in {looked}, nor built in ({})",
+            names.join(", ")
+        ),
+    })
 }
 
 /// Every profile in the user's directory, by name.

@@ -52,8 +52,9 @@ pub struct ResolveOptions<'a> {
 }
 
 pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, ResolveError> {
-    let lookup = opts.lookup;
     let mut out = Resolved::default();
+    let computed = compute_vars(profile, opts, &mut out.notes);
+    let lookup = &|name: &str| computed.get(name).cloned().or_else(|| (opts.lookup)(name));
     for collector in &profile.collectors {
         let fail = |message: String| ResolveError {
             profile: profile.name.clone(),
@@ -222,6 +223,37 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
         }
     }
     Ok(out)
+}
+
+/// The profile's `[vars]`: a command's trimmed output when it succeeds,
+/// else the environment's value, else the first `default` that exists.
+fn compute_vars(
+    profile: &Profile,
+    opts: &ResolveOptions,
+    notes: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut values = std::collections::BTreeMap::new();
+    for (name, var) in &profile.vars {
+        let from_command = (!var.command.is_empty())
+            .then(|| crate::collect::command::run(&var.command, std::time::Duration::from_secs(30)).ok())
+            .flatten()
+            .filter(|out| out.success)
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|v| !v.is_empty());
+        let value = from_command.or_else(|| (opts.lookup)(name)).or_else(|| {
+            var.default.iter().find_map(|d| {
+                let path = expand_path(d, &profile.base, opts.lookup).ok()?;
+                path.exists().then(|| path.display().to_string())
+            })
+        });
+        match value {
+            Some(v) => {
+                values.insert(name.clone(), v);
+            }
+            None => notes.push(format!("variable {name} has no value on this machine")),
+        }
+    }
+    values
 }
 
 /// The absolute path as manifest components: `/etc/nginx/x` gives

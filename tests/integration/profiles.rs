@@ -376,3 +376,131 @@ include = ["FAKE_GO"]
         stderr(&out)
     );
 }
+
+#[test]
+fn every_builtin_profile_validates_and_runs_where_its_sources_are_absent() {
+    let env = Env::with_repo();
+    let home = env.path("empty-home");
+    // One dotfile exists, all the rest of every profile is absent.
+    write(&home.join(".gitconfig"), b"[user]\n\tname = test\n");
+    let list = env.json(&["profiles", "list"]);
+    let builtins: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "builtin")
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        builtins,
+        ["dotfiles", "go-toolchain", "node", "python", "web-app"]
+    );
+    for name in &builtins {
+        assert!(list.to_string().contains(name));
+        let out = env
+            .cmd()
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("DATABASE_URL")
+            .args(["backup", "--profile", name, "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{name}: {}", stderr(&out));
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(record["profile"], name.as_str());
+    }
+    // With nothing of it present, a profile saves nothing and says so.
+    fs::remove_file(home.join(".gitconfig")).unwrap();
+    let out = env
+        .cmd()
+        .env("HOME", &home)
+        .args(["backup", "--profile", "dotfiles"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("none of its sources exists"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn go_toolchain_saves_the_toolchain_its_tools_and_what_go_says() {
+    let env = Env::with_repo();
+    let goroot = env.path("fake-goroot");
+    let gopath = env.path("fake-gopath");
+    write(&goroot.join("VERSION"), b"go1.21.0");
+    write(&goroot.join("src/fmt/print.go"), b"package fmt");
+    write(&gopath.join("bin/gopls"), b"a tool");
+    write(&env.path("config/go/env"), b"GOPROXY=direct\n");
+    let bin = env.path("bin");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1 $2\" in\n\
+         'version '*) echo 'go version go1.21.0 linux/amd64' ;;\n\
+         'env GOROOT') echo '{goroot}' ;;\n\
+         'env GOPATH') echo '{gopath}' ;;\n\
+         'env GOENV') echo '{goenv}' ;;\n\
+         'env -json') echo '{{\"GOROOT\": \"{goroot}\", \"GOVERSION\": \"go1.21.0\"}}' ;;\n\
+         esac\n",
+        goroot = goroot.display(),
+        gopath = gopath.display(),
+        goenv = env.path("config/go/env").display()
+    );
+    write(&bin.join("go"), script.as_bytes());
+    fs::set_permissions(
+        bin.join("go"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    write(&env.path("project/main.go"), b"package main");
+    let out = env
+        .cmd()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("GOFLAGS", "-mod=mod")
+        .env_remove("GOROOT")
+        .args([
+            "backup",
+            "--profile",
+            "go-toolchain",
+            env.path("project").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = env.ok(&["ls", "latest"]);
+    let goenv_tail = env.path("config/go/env").display().to_string();
+    for expected in [
+        "tree/goroot/src/fmt/print.go".to_string(),
+        "tree/gopath-bin/gopls".to_string(),
+        format!("files/go-env-file/{}", goenv_tail.trim_start_matches('/')),
+        "cmd/go-version/stdout".to_string(),
+        "cmd/go-env/stdout".to_string(),
+        "env/go.json".to_string(),
+        "tree/project/main.go".to_string(),
+    ] {
+        assert!(listing.contains(&expected), "{expected} missing from:\n{listing}");
+    }
+    let facts = env.json(&["facts", "latest"]);
+    assert_eq!(facts["go.version"], "go1.21.0");
+    assert_eq!(facts["go.env.GOVERSION"], "go1.21.0");
+    assert_eq!(facts["env.GOFLAGS"], "-mod=mod");
+
+    let config = env.path("userconfig");
+    let out = env
+        .cmd()
+        .env("XDG_CONFIG_HOME", &config)
+        .args(["profiles", "new", "mygo", "--from", "go-toolchain"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let copy = config.join("cairn/profiles/mygo.toml");
+    assert!(
+        fs::read_to_string(&copy).unwrap().contains("go env -json")
+            || fs::read_to_string(&copy).unwrap().contains("\"-json\"")
+    );
+    assert!(env
+        .ok(&["profiles", "validate", copy.to_str().unwrap()])
+        .contains("ok"));
+}
