@@ -29,13 +29,23 @@ pub enum CommandError {
 }
 
 pub fn run(argv: &[String], timeout: Duration) -> Result<CommandOutput, CommandError> {
+    run_with_env(argv, timeout, &[])
+}
+
+/// Like [`run`], with extra environment variables for the program.
+pub fn run_with_env(
+    argv: &[String],
+    timeout: Duration,
+    env: &[(String, String)],
+) -> Result<CommandOutput, CommandError> {
     let program = argv.first().cloned().unwrap_or_default();
     let io_err = |source| CommandError::Io {
         program: program.clone(),
         source,
     };
     let mut child = Command::new(&program)
-        .args(&argv[1..])
+        .args(argv.get(1..).unwrap_or(&[]))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

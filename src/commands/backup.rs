@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{exit, open_repo, print_json, repo_path};
 use crate::cli::BackupArgs;
+use cairn::profile::hooks;
 
 #[derive(Serialize)]
 struct BackupJson<'a> {
@@ -56,7 +57,6 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
 
     // One snapshot per profile; the paths given join each as trees.
-    let mut runs: Vec<BackupOptions> = Vec::new();
     let base = BackupOptions {
         paths: args.paths.clone(),
         // A repository inside a source is never saved into itself.
@@ -67,7 +67,7 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         ..Default::default()
     };
     if profiles.is_empty() {
-        runs.push(base.clone());
+        return save(&repo, &base, args.json).map(|(code, _)| code);
     }
     // Env fingerprints are keyed by the repository, so they compare equal
     // across its snapshots and differ between repositories.
@@ -83,68 +83,101 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         run_commands: true,
         fingerprint_key,
     };
-    for p in &profiles {
-        let resolved = resolve(p, &options)?;
-        for note in &resolved.notes {
-            eprintln!("note: profile {}: {note}", p.name);
-        }
-        if resolved.roots.is_empty() && base.paths.is_empty() {
-            anyhow::bail!(
-                "profile {}: none of its sources exists on this machine; nothing saved",
-                p.name
-            );
-        }
-        let mut tags = p.tags.clone();
-        tags.extend(base.tags.iter().cloned());
-        runs.push(BackupOptions {
-            roots: resolved.roots,
-            facts: resolved.facts,
-            profile: Some(p.name.clone()),
-            tags,
-            ..base.clone()
-        });
-    }
-
     let mut code = exit::OK;
-    for opts in &runs {
-        let progress = Progress::bytes("backup", None);
-        let outcome = backup::run(&repo, opts, &progress);
-        progress.finish();
-        let what = opts
-            .profile
-            .as_deref()
-            .map(|p| format!("profile {p}: "))
-            .unwrap_or_default();
-        let outcome =
-            outcome.with_context(|| format!("{what}backup into {} failed", repo.sink().location()))?;
-        for w in &outcome.warnings {
-            eprintln!("warning: {w}");
+    for p in &profiles {
+        // A failing `before` hook stops this profile before anything is read.
+        let result = hooks::run_before(p)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| resolve_and_save(&repo, p, &base, &options, args.json));
+        let outcome = match &result {
+            Ok((code, id)) => hooks::Outcome {
+                status: if *code == exit::PARTIAL {
+                    "partial"
+                } else {
+                    "success"
+                },
+                snapshot: id.clone(),
+                error: None,
+            },
+            Err(e) => hooks::Outcome {
+                status: "failed",
+                snapshot: None,
+                error: Some(format!("{e:#}")),
+            },
+        };
+        for warning in hooks::run_after(p, &outcome) {
+            eprintln!("warning: {warning}");
         }
-        let r = &outcome.record;
-        if args.json {
-            print_json(&BackupJson {
-                id: outcome.id.to_hex(),
-                record: r,
-            })?;
-        } else {
-            let s = &r.stats;
-            println!(
-                "{what}snapshot {} saved{}: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.2}s",
-                outcome.id.short(),
-                if r.partial { " (partial: some files could not be read)" } else { "" },
-                s.files,
-                s.files_new,
-                s.files_changed,
-                s.files_unchanged,
-                HumanBytes(s.bytes_read),
-                HumanBytes(s.bytes_added),
-                HumanBytes(s.bytes_stored),
-                s.duration_secs
-            );
-        }
-        if r.partial {
-            code = exit::PARTIAL;
-        }
+        code = code.max(result?.0);
     }
     Ok(code)
+}
+
+fn resolve_and_save(
+    repo: &cairn::repo::Repository,
+    p: &Profile,
+    base: &BackupOptions,
+    options: &ResolveOptions,
+    json: bool,
+) -> Result<(u8, Option<String>)> {
+    let resolved = resolve(p, options)?;
+    for note in &resolved.notes {
+        eprintln!("note: profile {}: {note}", p.name);
+    }
+    if resolved.roots.is_empty() && base.paths.is_empty() {
+        anyhow::bail!(
+            "profile {}: none of its sources exists on this machine; nothing saved",
+            p.name
+        );
+    }
+    let mut tags = p.tags.clone();
+    tags.extend(base.tags.iter().cloned());
+    let opts = BackupOptions {
+        roots: resolved.roots,
+        facts: resolved.facts,
+        profile: Some(p.name.clone()),
+        tags,
+        ..base.clone()
+    };
+    save(repo, &opts, json)
+}
+
+/// Runs one backup and reports it; returns the exit code and the snapshot id.
+fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Result<(u8, Option<String>)> {
+    let progress = Progress::bytes("backup", None);
+    let outcome = backup::run(repo, opts, &progress);
+    progress.finish();
+    let what = opts
+        .profile
+        .as_deref()
+        .map(|p| format!("profile {p}: "))
+        .unwrap_or_default();
+    let outcome = outcome.with_context(|| format!("{what}backup into {} failed", repo.sink().location()))?;
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    let r = &outcome.record;
+    if json {
+        print_json(&BackupJson {
+            id: outcome.id.to_hex(),
+            record: r,
+        })?;
+    } else {
+        let s = &r.stats;
+        println!(
+            "{what}snapshot {} saved{}: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.2}s",
+            outcome.id.short(),
+            if r.partial { " (partial: some files could not be read)" } else { "" },
+            s.files,
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            HumanBytes(s.bytes_read),
+            HumanBytes(s.bytes_added),
+            HumanBytes(s.bytes_stored),
+            s.duration_secs
+        );
+    }
+    let code = if r.partial { exit::PARTIAL } else { exit::OK };
+    Ok((code, Some(outcome.id.to_hex())))
 }

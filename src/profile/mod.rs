@@ -4,6 +4,7 @@
 //! names the file, line and column, and nothing runs.
 
 pub mod expand;
+pub mod hooks;
 pub mod resolve;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,21 @@ struct RawProfile {
     retention: Retention,
     #[serde(default)]
     vars: std::collections::BTreeMap<String, Var>,
+    #[serde(default)]
+    hooks: Hooks,
+}
+
+/// Shell command lines run around a profile's backup: a failing `before`
+/// hook stops it with the hook's output shown; `after` hooks run whatever
+/// happened and are told the outcome in CAIRN_OUTCOME (success, partial,
+/// failed), CAIRN_SNAPSHOT and CAIRN_ERROR.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 /// A variable a profile computes: the trimmed output of a command (which
@@ -142,6 +158,7 @@ pub struct Profile {
     pub sinks: Vec<SinkSpec>,
     pub retention: Retention,
     pub vars: std::collections::BTreeMap<String, Var>,
+    pub hooks: Hooks,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -258,6 +275,7 @@ impl Profile {
             sinks,
             retention: raw.retention,
             vars: raw.vars,
+            hooks: raw.hooks,
         })
     }
 

@@ -504,3 +504,83 @@ fn go_toolchain_saves_the_toolchain_its_tools_and_what_go_says() {
         .ok(&["profiles", "validate", copy.to_str().unwrap()])
         .contains("ok"));
 }
+
+#[test]
+fn hooks_run_around_the_backup_and_are_told_the_outcome() {
+    let env = Env::with_repo();
+    let data = env.path("data");
+    fs::create_dir_all(&data).unwrap();
+    let log = env.path("after.log");
+    let profile = write_profile(
+        &env,
+        "hooked",
+        &format!(
+            r#"
+[hooks]
+before = ["echo dumped > '{data}/dump.sql'"]
+after = ["echo \"$CAIRN_OUTCOME $CAIRN_SNAPSHOT $CAIRN_PROFILE\" >> '{log}'"]
+
+[[collector]]
+kind = "tree"
+name = "data"
+path = "{data}"
+"#,
+            data = data.display(),
+            log = log.display()
+        ),
+    );
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        env.ok(&["ls", "latest"]).contains("tree/data/dump.sql"),
+        "the before hook ran first"
+    );
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        format!("success {id} hooked\n")
+    );
+
+    // A failing before hook stops the backup and shows why; after hooks
+    // still run and hear that it failed.
+    let failing = write_profile(
+        &env,
+        "failing",
+        &format!(
+            "[hooks]\nbefore = [\"echo cannot reach the database >&2; exit 4\"]\nafter = [\"echo \\\"$CAIRN_OUTCOME\\\" >> '{log}'\"]\n\
+             [[collector]]\nkind = \"tree\"\nname = \"data\"\npath = \"{data}\"\n",
+            data = data.display(),
+            log = log.display()
+        ),
+    );
+    let snapshots = env.json(&["snapshots"]).as_array().unwrap().len();
+    let out = env.run(&["backup", "--profile", failing.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("before hook") && err.contains("exit 4") && err.contains("cannot reach the database"),
+        "{err}"
+    );
+    assert_eq!(
+        env.json(&["snapshots"]).as_array().unwrap().len(),
+        snapshots,
+        "nothing saved"
+    );
+
+    let broken = write_profile(
+        &env,
+        "broken",
+        &format!(
+            "[hooks]\nafter = [\"echo \\\"$CAIRN_OUTCOME: $CAIRN_ERROR\\\" >> '{log}'\"]\n\
+             [[collector]]\nkind = \"command\"\nname = \"c\"\nargv = [\"cairn-test-no-such-program\"]\nrequired = true\n",
+            log = log.display()
+        ),
+    );
+    let out = env.run(&["backup", "--profile", broken.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("failed: profile broken, collector c"), "{logged}");
+}
