@@ -297,7 +297,13 @@ fn sources(
             abs: normalize(&std::path::absolute(&root.path).unwrap_or_else(|_| root.path.clone())),
             prefix: root.prefix.clone(),
             collector: root.collector.clone(),
-            excludes: make_excludes(&root.excludes)?,
+            excludes: {
+                let mut excludes = make_excludes(&root.excludes)?;
+                excludes.gitignore = root.gitignore;
+                excludes.one_file_system = root.one_file_system;
+                excludes.markers = root.exclude_if_present.iter().map(Into::into).collect();
+                excludes
+            },
             content: root.content.clone().map(Arc::new),
         });
     }

@@ -21,6 +21,12 @@ pub struct Excludes {
     /// by identity (a path spelled through a symlink still matches).
     absolute: Vec<PathBuf>,
     identities: Vec<(u64, u64)>,
+    /// Honour `.gitignore` and `.ignore` files found in the tree.
+    pub gitignore: bool,
+    /// Do not descend into directories on another filesystem than the root.
+    pub one_file_system: bool,
+    /// Leave out a directory that holds a file of one of these names.
+    pub markers: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +71,9 @@ impl Excludes {
             paths: build(paths, &patterns.join(" "))?,
             absolute: Vec::new(),
             identities: Vec::new(),
+            gitignore: false,
+            one_file_system: false,
+            markers: Vec::new(),
         })
     }
 
@@ -119,6 +128,7 @@ pub fn walk<'a>(root: &'a Path, prefix: &'a str, excludes: &'a Excludes) -> Tree
         stack: Vec::new(),
         pending: Vec::new(),
         started: false,
+        root_dev: 0,
     }
 }
 
@@ -132,6 +142,8 @@ pub struct TreeWalk<'a> {
     /// listed is reported right after the directory itself).
     pending: Vec<TreeItem>,
     started: bool,
+    /// The root's device, for `one_file_system`.
+    root_dev: u64,
 }
 
 /// One open directory: its children still to visit, and the manifest path
@@ -140,6 +152,8 @@ struct Level {
     dir: PathBuf,
     children: std::vec::IntoIter<fs::DirEntry>,
     path_len: usize,
+    /// This directory's `.gitignore`/`.ignore` rules, when asked for.
+    ignore: Option<ignore::gitignore::Gitignore>,
 }
 
 impl TreeWalk<'_> {
@@ -147,7 +161,15 @@ impl TreeWalk<'_> {
     /// error. The directory is opened without following a symlink and must
     /// still be the one the walk saw, so a directory swapped for a link
     /// cannot lead the walk outside the tree.
-    fn descend(&mut self, dir: &Path, seen: &Metadata) {
+    /// Lists a directory's children sorted by name; on failure, queues the
+    /// error. The directory is opened without following a symlink and must
+    /// still be the one the walk saw, so a directory swapped for a link
+    /// cannot lead the walk outside the tree. Returns false when the
+    /// directory is to be left out whole (it holds a marker file).
+    fn descend(&mut self, dir: &Path, seen: &Metadata) -> bool {
+        if self.excludes.one_file_system && crate::meta::identity(seen).0 != self.root_dev {
+            return true;
+        }
         let listed = crate::meta::open_same(dir, crate::meta::identity(seen), true).and_then(|handle| {
             // On Linux the listing goes through the open handle itself.
             let source = if proc_fds() {
@@ -161,11 +183,24 @@ impl TreeWalk<'_> {
         });
         match listed {
             Ok(mut children) => {
+                if !self.excludes.markers.is_empty()
+                    && children
+                        .iter()
+                        .any(|c| self.excludes.markers.contains(&c.file_name()))
+                {
+                    return false;
+                }
+                let ignore = self
+                    .excludes
+                    .gitignore
+                    .then(|| ignore_rules(dir, &children))
+                    .flatten();
                 children.sort_by_cached_key(|c| c.file_name());
                 self.stack.push(Level {
                     dir: dir.to_path_buf(),
                     children: children.into_iter(),
                     path_len: self.path.len(),
+                    ignore,
                 });
             }
             Err(error) => self.pending.push(TreeItem::Unreadable {
@@ -173,6 +208,40 @@ impl TreeWalk<'_> {
                 error,
             }),
         }
+        true
+    }
+
+    /// Whether the `.gitignore`/`.ignore` rules of the directories above
+    /// leave a path out; the deepest rule that speaks decides.
+    fn ignored(&self, abs: &Path, is_dir: bool) -> bool {
+        for level in self.stack.iter().rev() {
+            if let Some(rules) = &level.ignore {
+                match rules.matched(abs, is_dir) {
+                    ignore::Match::Ignore(_) => return true,
+                    ignore::Match::Whitelist(_) => return false,
+                    ignore::Match::None => {}
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The rules of a directory's `.gitignore` and `.ignore` (the latter wins).
+fn ignore_rules(dir: &Path, children: &[fs::DirEntry]) -> Option<ignore::gitignore::Gitignore> {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
+    let mut any = false;
+    for name in [".gitignore", ".ignore"] {
+        if children.iter().any(|c| c.file_name() == name) {
+            any = true;
+            // A malformed line is skipped, as git does.
+            let _ = builder.add(dir.join(name));
+        }
+    }
+    if any {
+        builder.build().ok()
+    } else {
+        None
     }
 }
 
@@ -187,8 +256,9 @@ impl Iterator for TreeWalk<'_> {
             self.started = true;
             return Some(match fs::symlink_metadata(self.root) {
                 Ok(meta) => {
-                    if meta.is_dir() {
-                        self.descend(self.root, &meta);
+                    self.root_dev = crate::meta::identity(&meta).0;
+                    if meta.is_dir() && !self.descend(self.root, &meta) {
+                        return None;
                     }
                     TreeItem::Entry {
                         path: self.path.clone(),
@@ -231,8 +301,11 @@ impl Iterator for TreeWalk<'_> {
             self.path.truncate(parent_len);
             self.path.push(b'/');
             self.path.extend_from_slice(&os_bytes(&name));
-            if meta.is_dir() {
-                self.descend(&abs, &meta);
+            if self.excludes.gitignore && self.ignored(&abs, meta.is_dir()) {
+                continue;
+            }
+            if meta.is_dir() && !self.descend(&abs, &meta) {
+                continue;
             }
             return Some(TreeItem::Entry {
                 path: self.path.clone(),

@@ -96,6 +96,12 @@ struct RawCollector {
     required: Option<bool>,
     /// command: named values to take from its stdout.
     facts: Option<Vec<RawFact>>,
+    /// tree: honour .gitignore and .ignore files.
+    gitignore: Option<bool>,
+    /// tree: stay on the root's filesystem.
+    one_file_system: Option<bool>,
+    /// tree: leave out directories holding one of these files (CACHEDIR.TAG).
+    exclude_if_present: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +176,9 @@ pub enum Collector {
         path: String,
         exclude: Vec<String>,
         optional: bool,
+        gitignore: bool,
+        one_file_system: bool,
+        exclude_if_present: Vec<String>,
     },
     /// Listed files and globs saved under `files/<name>/<absolute path>`.
     Files { name: String, files: Vec<FileSpec> },
@@ -394,9 +403,19 @@ fn parse_collector(
         ("timeout_secs", c.timeout_secs.is_some()),
         ("required", c.required.is_some()),
         ("facts", c.facts.is_some()),
+        ("gitignore", c.gitignore.is_some()),
+        ("one_file_system", c.one_file_system.is_some()),
+        ("exclude_if_present", c.exclude_if_present.is_some()),
     ];
     let allowed: &[&str] = match kind.as_str() {
-        "tree" => &["path", "exclude", "optional"],
+        "tree" => &[
+            "path",
+            "exclude",
+            "optional",
+            "gitignore",
+            "one_file_system",
+            "exclude_if_present",
+        ],
         "files" => &["files"],
         "env" => &["include", "reveal", "secret"],
         "command" => &["argv", "shell", "timeout_secs", "required", "facts"],
@@ -430,6 +449,9 @@ fn parse_collector(
                 path: path.into_inner(),
                 exclude: c.exclude.into_iter().map(Spanned::into_inner).collect(),
                 optional: c.optional.unwrap_or(false),
+                gitignore: c.gitignore.unwrap_or(false),
+                one_file_system: c.one_file_system.unwrap_or(false),
+                exclude_if_present: c.exclude_if_present.unwrap_or_default(),
             }
         }
         "files" => {

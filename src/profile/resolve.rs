@@ -17,6 +17,11 @@ pub struct RootSpec {
     pub prefix: String,
     /// Exclude patterns that apply to this root only.
     pub excludes: Vec<String>,
+    /// Tree options: honour .gitignore/.ignore, stay on one filesystem,
+    /// leave out directories that hold one of these marker files.
+    pub gitignore: bool,
+    pub one_file_system: bool,
+    pub exclude_if_present: Vec<String>,
     /// Contents made by the collector itself (environment, command output):
     /// saved as one file at `prefix`; `path` then only describes the origin.
     pub content: Option<Vec<u8>>,
@@ -67,6 +72,9 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                 path,
                 exclude,
                 optional,
+                gitignore,
+                one_file_system,
+                exclude_if_present,
             } => {
                 let expanded = match expand_path(path, &profile.base, lookup) {
                     Ok(p) => p,
@@ -91,6 +99,9 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     path: expanded,
                     prefix: format!("tree/{name}"),
                     excludes: exclude.clone(),
+                    gitignore: *gitignore,
+                    one_file_system: *one_file_system,
+                    exclude_if_present: exclude_if_present.clone(),
                     content: None,
                 });
             }
@@ -129,6 +140,9 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     path: PathBuf::from(format!("env:{}", include.join(","))),
                     prefix: format!("env/{name}.json"),
                     excludes: Vec::new(),
+                    gitignore: false,
+                    one_file_system: false,
+                    exclude_if_present: Vec::new(),
                     content: Some(json),
                 });
             }
@@ -179,6 +193,9 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                         path: PathBuf::from(&line),
                         prefix: format!("cmd/{name}/{part}"),
                         excludes: Vec::new(),
+                        gitignore: false,
+                        one_file_system: false,
+                        exclude_if_present: Vec::new(),
                         content: Some(content),
                     });
                 }
@@ -215,6 +232,9 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                             path: file,
                             prefix,
                             excludes: Vec::new(),
+                            gitignore: false,
+                            one_file_system: false,
+                            exclude_if_present: Vec::new(),
                             content: None,
                         });
                     }

@@ -584,3 +584,39 @@ path = "{data}"
     let logged = fs::read_to_string(&log).unwrap();
     assert!(logged.contains("failed: profile broken, collector c"), "{logged}");
 }
+
+#[test]
+fn tree_options_gitignore_and_marker_files() {
+    let env = Env::with_repo();
+    let project = env.path("project");
+    write(&project.join(".gitignore"), b"*.o\nbuild/\n!keep.o\n");
+    write(&project.join("src/.ignore"), b"generated.rs\n");
+    write(&project.join("src/main.rs"), b"fn main() {}");
+    write(&project.join("src/generated.rs"), b"// made");
+    write(&project.join("main.o"), b"object");
+    write(&project.join("keep.o"), b"kept on purpose");
+    write(&project.join("build/out"), b"artifact");
+    write(
+        &project.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55",
+    );
+    write(&project.join("cache/blob"), b"cached");
+    let profile = write_profile(
+        &env,
+        "opts",
+        &format!(
+            "[[collector]]\nkind = \"tree\"\nname = \"p\"\npath = \"{}\"\ngitignore = true\none_file_system = true\n\
+             exclude_if_present = [\"CACHEDIR.TAG\"]\n",
+            project.display()
+        ),
+    );
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listing = env.ok(&["ls", "latest"]);
+    for kept in ["tree/p/src/main.rs", "tree/p/keep.o", "tree/p/.gitignore"] {
+        assert!(listing.contains(kept), "{kept} missing:\n{listing}");
+    }
+    for left in ["main.o", "build", "generated.rs", "cache"] {
+        assert!(!listing.contains(left), "{left} saved:\n{listing}");
+    }
+}
