@@ -138,6 +138,14 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
                 if let Some(e) = &error {
                     println!("  error: {e}");
                 }
+                let sensitive = p.sensitive();
+                if !sensitive.is_empty() {
+                    eprintln!(
+                        "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
+                        p.name,
+                        sensitive.join(", ")
+                    );
+                }
             }
             Ok(if failed { exit::FAILED } else { exit::OK })
         }

@@ -302,6 +302,38 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// The paths and patterns this profile names that look sensitive:
+    /// private keys, certificates' keys, `.env` files. Cairn does not encrypt
+    /// repositories yet, so `profiles show` warns about them.
+    pub fn sensitive(&self) -> Vec<String> {
+        let looks_sensitive = |path: &str| {
+            let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+            matches!(name, "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519")
+                || [".pem", ".key", ".p12", ".pfx"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
+                || name.starts_with(".env")
+                || path.contains("letsencrypt")
+                || path.contains("/private")
+        };
+        let mut out = Vec::new();
+        for c in &self.collectors {
+            match c {
+                Collector::Tree { path, .. } if looks_sensitive(path) => out.push(path.clone()),
+                Collector::Files { files, .. } => out.extend(
+                    files
+                        .iter()
+                        .filter(|f| looks_sensitive(&f.path))
+                        .map(|f| f.path.clone()),
+                ),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// Where users keep their profiles: `~/.config/cairn/profiles` on Linux,
 /// `%APPDATA%\cairn\profiles` on Windows.
 pub fn user_dir() -> Option<PathBuf> {

@@ -410,6 +410,16 @@ fn every_builtin_profile_validates_and_runs_where_its_sources_are_absent() {
         let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(record["profile"], name.as_str());
     }
+    // Profiles naming private keys or .env files warn: nothing is encrypted yet.
+    let out = env.run(&["profiles", "show", "web-app"]);
+    assert!(
+        stderr(&out).contains("sensitive files (.env*"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["profiles", "show", "dotfiles"]);
+    assert!(!stderr(&out).contains("sensitive"), "{}", stderr(&out));
+
     // With nothing of it present, a profile saves nothing and says so.
     fs::remove_file(home.join(".gitconfig")).unwrap();
     let out = env
