@@ -140,6 +140,27 @@ fn replaced() -> io::Error {
     io::Error::other("replaced by something else while being saved; skipped")
 }
 
+/// Bytes in use on the filesystem holding `path`: an upper bound of the size
+/// of any tree on it.
+#[cfg(unix)]
+pub fn fs_used(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `stat` is written by a successful call.
+    if unsafe { libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    Some((stat.f_blocks as u64).saturating_sub(stat.f_bfree as u64) * stat.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+pub fn fs_used(_path: &Path) -> Option<u64> {
+    None
+}
+
 /// Hard-link identity of a file with more than one name.
 pub fn hardlink_key(meta: &Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]

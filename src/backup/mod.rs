@@ -73,6 +73,12 @@ pub enum BackupError {
     NoPaths,
     #[error("nothing to back up: {0} cannot be found")]
     NoSources(String),
+    #[error("not enough space for this backup in {location}: it may add up to {needed}, and {free} is free; make room, or forget old snapshots and prune")]
+    NoSpace {
+        location: String,
+        needed: String,
+        free: String,
+    },
 }
 
 pub struct BackupOutcome {
@@ -168,13 +174,14 @@ pub fn run(
             prefix: s.prefix.clone(),
         })
         .collect();
-    let walked = walk::start(&sources);
-    let index = repo.load_index()?;
-    tracing::debug!("index loaded: {} blobs", index.len());
     let snapshots = repo.load_snapshots()?;
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);
+    check_space(repo, &sources, parent.map(|p| p.record.stats.bytes))?;
+    let walked = walk::start(&sources);
+    let index = repo.load_index()?;
+    tracing::debug!("index loaded: {} blobs", index.len());
     if let Some(p) = parent {
         tracing::info!("parent snapshot {}", p.id.short());
     }
@@ -352,6 +359,57 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Refuses to start a backup that may not fit: the bound is every byte of
+/// every source stored anew, plus a margin for index and manifest. When the
+/// parent snapshot, or the space in use on the sources' filesystems, shows
+/// that it fits, the sources are not walked twice.
+fn check_space(repo: &Repository, sources: &[Source], guess: Option<u64>) -> Result<(), BackupError> {
+    const MARGIN: u64 = 64 << 20;
+    let Some(free) = repo.sink().free_space() else {
+        return Ok(());
+    };
+    if guess.is_some_and(|g| free > 2 * g + MARGIN) {
+        return Ok(());
+    }
+    // Nothing on the sources' filesystems can be larger than what is in use
+    // on them: when that fits, no walk is needed.
+    let mut devices = HashSet::new();
+    let mut used = 0u64;
+    for s in sources.iter().filter(|s| s.content.is_none()) {
+        if let Ok(meta) = std::fs::metadata(&s.abs) {
+            if devices.insert(meta::identity(&meta).0) {
+                used = used.saturating_add(meta::fs_used(&s.abs).unwrap_or(u64::MAX));
+            }
+        }
+    }
+    if free > used.saturating_add(MARGIN) {
+        return Ok(());
+    }
+    let mut needed = MARGIN;
+    for s in sources {
+        match &s.content {
+            Some(content) => needed += content.len() as u64,
+            None => {
+                for item in tree::walk(&s.abs, &s.prefix, &s.excludes) {
+                    if let TreeItem::Entry { meta, .. } = item {
+                        if meta.is_file() {
+                            needed += meta.len();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if needed > free {
+        return Err(BackupError::NoSpace {
+            location: repo.sink().location(),
+            needed: indicatif::HumanBytes(needed).to_string(),
+            free: indicatif::HumanBytes(free).to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The newest snapshot of the same sources from this host.

@@ -16,6 +16,8 @@ pub enum Fault {
     CorruptRead(ObjectKind),
     /// The next read of this kind fails with a transient I/O error.
     TransientRead(ObjectKind),
+    /// The store reports this many bytes free (a nearly full disk).
+    FreeSpace(u64),
 }
 
 pub struct FaultySink {
@@ -134,5 +136,14 @@ impl Sink for FaultySink {
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
         self.inner.delete(kind, name)
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let injected = faults.iter().find_map(|f| match f {
+            Fault::FreeSpace(bytes) => Some(*bytes),
+            _ => None,
+        });
+        injected.or_else(|| self.inner.free_space())
     }
 }

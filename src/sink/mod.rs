@@ -171,6 +171,11 @@ pub trait Sink: Send + Sync {
     fn write_bytes(&self, kind: ObjectKind, name: &str, mut data: &[u8]) -> Result<u64, SinkError> {
         self.write(kind, name, &mut data)
     }
+
+    /// Bytes free for new objects, where the store can tell (local disks).
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Object names are lowercase hex digits and dashes, so they are safe as file

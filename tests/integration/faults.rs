@@ -525,3 +525,32 @@ fn a_pack_that_cannot_be_read_is_reported_and_check_goes_on() {
         "the snapshot is named: {report:?}"
     );
 }
+
+/// A backup that may not fit in what the repository's disk has free is
+/// refused before anything is written, with the sizes in the message.
+#[test]
+fn a_backup_that_may_not_fit_is_refused_before_writing() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("big"), &noise(3 << 20, 3));
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    faulty.inject(Fault::FreeSpace(32 << 20));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let before = du(&env.repo);
+    let opts = BackupOptions {
+        paths: vec![src.clone()],
+        ..Default::default()
+    };
+    let err = backup::run(&repo, &opts, &Progress::hidden())
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not enough space") && msg.contains("32.00 MiB is free"),
+        "{msg}"
+    );
+    assert_eq!(du(&env.repo), before, "nothing written");
+    // With room enough, the same backup goes through.
+    let roomy = Repository::open(Arc::new(LocalSink::new(&env.repo)) as Arc<dyn Sink>).unwrap();
+    backup::run(&roomy, &opts, &Progress::hidden()).expect("fits");
+}
