@@ -143,6 +143,8 @@ fn replaced() -> io::Error {
 /// Bytes in use on the filesystem holding `path`: an upper bound of the size
 /// of any tree on it.
 #[cfg(unix)]
+// statvfs field types differ between platforms; the casts are not no-ops everywhere.
+#[allow(clippy::unnecessary_cast)]
 pub fn fs_used(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;

@@ -236,6 +236,8 @@ impl Sink for LocalSink {
 
 /// Space available to this user on the filesystem holding `path`.
 #[cfg(unix)]
+// statvfs field types differ between platforms; the casts are not no-ops everywhere.
+#[allow(clippy::unnecessary_cast)]
 fn free_space(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
