@@ -128,6 +128,8 @@ struct Source {
     excludes: Excludes,
     /// Made by a collector rather than read from `abs`.
     content: Option<Arc<Vec<u8>>>,
+    /// Recorded instead of `abs` as where the root came from.
+    origin: Option<String>,
 }
 
 /// What the walk and the assembler found, besides the manifest.
@@ -170,7 +172,10 @@ pub fn run(
         .iter()
         .map(|s| Root {
             collector: s.collector.clone(),
-            path: RawBytes(os_bytes(s.abs.as_os_str())),
+            path: match &s.origin {
+                Some(origin) => RawBytes(origin.as_bytes().to_vec()),
+                None => RawBytes(os_bytes(s.abs.as_os_str())),
+            },
             prefix: s.prefix.clone(),
         })
         .collect();
@@ -312,6 +317,7 @@ fn sources(
                 excludes
             },
             content: root.content.clone().map(Arc::new),
+            origin: root.origin.clone(),
         });
     }
     for p in paths {
@@ -339,6 +345,7 @@ fn sources(
             collector: "tree".into(),
             excludes: make_excludes(&[])?,
             content: None,
+            origin: None,
         });
     }
     out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));

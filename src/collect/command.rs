@@ -1,14 +1,65 @@
 //! The `command` collector: runs a program (no shell unless the profile asks
 //! for one) with a timeout and keeps its stdout, stderr and exit status.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Output past this size goes to a temporary file rather than memory, so a
+/// database dump of any size costs no more RAM than a small one.
+pub const SPILL_AT: usize = 16 << 20;
+
+/// How much of a spilled output is kept in memory to read facts from.
+const HEAD: usize = 1 << 20;
+
+/// A stream's output: in memory, or in a temporary file (deleted when the
+/// last handle on it goes) with its first bytes in memory.
+#[derive(Debug)]
+pub enum Captured {
+    Memory(Vec<u8>),
+    File { path: tempfile::TempPath, head: Vec<u8> },
+}
+
+impl Captured {
+    /// All of the output if it is in memory, else its first MiB.
+    pub fn head(&self) -> &[u8] {
+        match self {
+            Captured::Memory(bytes) => bytes,
+            Captured::File { head, .. } => head,
+        }
+    }
+
+    fn capture(mut pipe: impl Read) -> io::Result<Captured> {
+        let mut memory = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => return Ok(Captured::Memory(memory)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            memory.extend_from_slice(&buf[..n]);
+            if memory.len() > SPILL_AT {
+                break;
+            }
+        }
+        let mut file = tempfile::Builder::new().prefix("cairn-cmd-").tempfile()?;
+        file.write_all(&memory)?;
+        io::copy(&mut pipe, &mut file)?;
+        file.flush()?;
+        memory.truncate(HEAD);
+        Ok(Captured::File {
+            path: file.into_temp_path(),
+            head: memory,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct CommandOutput {
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+    pub stdout: Captured,
+    pub stderr: Captured,
     /// `exit 0`, `exit 2`, or `signal 9`, with a newline.
     pub status: String,
     pub success: bool,
@@ -60,12 +111,9 @@ pub fn run_with_env(
     // Both pipes are drained on threads of their own, so a program that
     // fills one of them never blocks waiting for us.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
+        std::thread::spawn(move || match pipe {
+            Some(pipe) => Captured::capture(pipe),
+            None => Ok(Captured::Memory(Vec::new())),
         })
     };
     let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
@@ -85,8 +133,13 @@ pub fn run_with_env(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
+    let joined = |h: std::thread::JoinHandle<io::Result<Captured>>| {
+        h.join()
+            .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
+            .map_err(io_err)
+    };
+    let stdout = joined(out)?;
+    let stderr = joined(err)?;
     let text = match status.code() {
         Some(code) => format!("exit {code}\n"),
         None => {
@@ -124,8 +177,8 @@ mod tests {
             Duration::from_secs(10),
         )
         .unwrap();
-        assert_eq!(out.stdout, b"out\n");
-        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.stdout.head(), b"out\n");
+        assert_eq!(out.stderr.head(), b"err\n");
         assert_eq!(out.status, "exit 3\n");
         assert!(!out.success);
         assert!(matches!(

@@ -36,7 +36,8 @@ fn shell(line: &str) -> Vec<String> {
 }
 
 fn tail(out: &CommandOutput) -> String {
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(out.stderr.head()).into_owned() + &String::from_utf8_lossy(out.stdout.head());
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let last = &lines[lines.len().saturating_sub(3)..];
     if last.is_empty() {

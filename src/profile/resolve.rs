@@ -9,7 +9,7 @@ use super::{Collector, Profile};
 use crate::collect::tree::glob;
 
 /// One source to save, with the manifest prefix it is saved under.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RootSpec {
     /// `tree` or `files`.
     pub collector: String,
@@ -22,6 +22,11 @@ pub struct RootSpec {
     pub gitignore: bool,
     pub one_file_system: bool,
     pub exclude_if_present: Vec<String>,
+    /// What the snapshot records as the root's origin when `path` is only
+    /// where the bytes are read from (a command's spilled output).
+    pub origin: Option<String>,
+    /// Keeps a temporary file at `path` alive until the backup is done.
+    pub keep: Option<std::sync::Arc<tempfile::TempPath>>,
     /// Contents made by the collector itself (environment, command output):
     /// saved as one file at `prefix`; `path` then only describes the origin.
     pub content: Option<Vec<u8>>,
@@ -102,6 +107,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     gitignore: *gitignore,
                     one_file_system: *one_file_system,
                     exclude_if_present: exclude_if_present.clone(),
+                    origin: None,
+                    keep: None,
                     content: None,
                 });
             }
@@ -143,6 +150,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     gitignore: false,
                     one_file_system: false,
                     exclude_if_present: Vec::new(),
+                    origin: None,
+                    keep: None,
                     content: Some(json),
                 });
             }
@@ -174,7 +183,7 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     ));
                 }
                 for fact in facts {
-                    match crate::collect::facts::extract(fact, &output.stdout) {
+                    match crate::collect::facts::extract(fact, output.stdout.head()) {
                         Some(value) => {
                             out.facts.insert(fact.name.clone(), value);
                         }
@@ -183,20 +192,32 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                             .push(format!("fact {} not found in the output of {name}", fact.name)),
                     }
                 }
-                for (part, content) in [
-                    ("status", output.status.into_bytes()),
+                let status = crate::collect::command::Captured::Memory(output.status.into_bytes());
+                for (part, captured) in [
+                    ("status", status),
                     ("stderr", output.stderr),
                     ("stdout", output.stdout),
                 ] {
+                    let (path, content, keep) = match captured {
+                        crate::collect::command::Captured::Memory(bytes) => {
+                            (PathBuf::from(&line), Some(bytes), None)
+                        }
+                        // Too large for memory: read from its temporary file.
+                        crate::collect::command::Captured::File { path, .. } => {
+                            (path.to_path_buf(), None, Some(std::sync::Arc::new(path)))
+                        }
+                    };
                     out.roots.push(RootSpec {
                         collector: "command".into(),
-                        path: PathBuf::from(&line),
+                        path,
                         prefix: format!("cmd/{name}/{part}"),
                         excludes: Vec::new(),
                         gitignore: false,
                         one_file_system: false,
                         exclude_if_present: Vec::new(),
-                        content: Some(content),
+                        origin: Some(line.clone()),
+                        keep,
+                        content,
                     });
                 }
             }
@@ -235,6 +256,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                             gitignore: false,
                             one_file_system: false,
                             exclude_if_present: Vec::new(),
+                            origin: None,
+                            keep: None,
                             content: None,
                         });
                     }
@@ -258,7 +281,7 @@ fn compute_vars(
             .then(|| crate::collect::command::run(&var.command, std::time::Duration::from_secs(30)).ok())
             .flatten()
             .filter(|out| out.success)
-            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .map(|out| String::from_utf8_lossy(out.stdout.head()).trim().to_string())
             .filter(|v| !v.is_empty());
         let value = from_command.or_else(|| (opts.lookup)(name)).or_else(|| {
             var.default.iter().find_map(|d| {

@@ -630,3 +630,44 @@ fn tree_options_gitignore_and_marker_files() {
         assert!(!listing.contains(left), "{left} saved:\n{listing}");
     }
 }
+
+/// A command whose output is larger than what is kept in memory (a database
+/// dump) goes through a temporary file, is saved whole, and the file is gone
+/// afterwards.
+#[test]
+fn a_large_command_output_is_saved_through_a_temporary_file() {
+    let env = Env::with_repo();
+    let tmp = env.path("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let profile = write_profile(
+        &env,
+        "dump",
+        "[[collector]]\nkind = \"command\"\nname = \"dump\"\nshell = \"yes cairn-dump-line | head -c 25000000\"\n\
+         facts = [{ name = \"first\", regex = '^(\\S+)' }]\n",
+    );
+    let out = env
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .args(["backup", "--profile", profile.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roots = record["roots"].to_string();
+    assert!(
+        roots.contains("yes cairn-dump-line"),
+        "the command is the recorded origin: {roots}"
+    );
+    assert!(!roots.contains("cairn-cmd-"), "not the temporary file: {roots}");
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the temporary file is removed"
+    );
+    assert_eq!(env.json(&["facts", "latest"])["first"], "cairn-dump-line");
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let dumped = fs::read(target.join("cmd/dump/stdout")).unwrap();
+    assert_eq!(dumped.len(), 25_000_000);
+    assert!(dumped.starts_with(b"cairn-dump-line\ncairn-dump-line\n"));
+}
