@@ -56,6 +56,8 @@ pub struct BackupOptions {
     pub profile: Option<String>,
     /// Facts the profile's collectors found.
     pub facts: std::collections::BTreeMap<String, String>,
+    /// What the profile named that is absent here.
+    pub notes: Vec<String>,
     /// Absolute paths to leave out whatever the patterns say (the repository).
     pub skip: Vec<PathBuf>,
     pub excludes: Vec<String>,
@@ -281,6 +283,7 @@ pub fn run(
         parent: parent.map(|p| p.id),
         partial: tally.partial,
         warnings: recorded,
+        notes: opts.notes.clone(),
         facts: opts.facts.clone(),
         stats: tally.stats,
         tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),

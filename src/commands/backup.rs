@@ -135,6 +135,7 @@ fn resolve_and_save(
     let opts = BackupOptions {
         roots: resolved.roots,
         facts: resolved.facts,
+        notes: resolved.notes,
         profile: Some(p.name.clone()),
         tags,
         ..base.clone()

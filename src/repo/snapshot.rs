@@ -26,6 +26,9 @@ pub struct SnapshotRecord {
     pub partial: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What a profile named that is absent here (optional files, programs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Named values about the machine, from the profile's collectors.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub facts: std::collections::BTreeMap<String, String>,
@@ -200,6 +203,7 @@ mod tests {
                 parent: None,
                 partial: false,
                 warnings: vec![],
+                notes: vec![],
                 facts: Default::default(),
                 stats: SnapshotStats::default(),
                 tool_version: "t".into(),

@@ -193,6 +193,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         parent: None,
         partial: false,
         warnings: vec![],
+        notes: vec![],
         facts: Default::default(),
         stats: SnapshotStats::default(),
         tool_version: "test".into(),
