@@ -197,6 +197,12 @@ fn profiles_are_found_by_name_listed_and_shown() {
         "{listing}"
     );
 
+    // Several profiles: one snapshot each.
+    let before = env.json(&["snapshots"]).as_array().unwrap().len();
+    let out = with_config(&["backup", "--profile", "dots", "--profile", "dots"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), before + 2);
+
     let out = with_config(&["backup", "--profile", "nosuch"]);
     assert_eq!(code(&out), 1);
     assert!(
