@@ -46,6 +46,38 @@ struct Buffers {
     window: Vec<u8>,
 }
 
+/// Cuts what `reader` yields into blobs and stores the new ones; returns the
+/// bytes read, the blob list and the whole content's hash.
+#[allow(clippy::too_many_arguments)]
+fn store_stream(
+    reader: &mut dyn std::io::Read,
+    size_hint: u64,
+    packer: &Packer,
+    frames: &mut FrameBuilder,
+    chunker: &Chunker,
+    bufs: &mut Buffers,
+    progress: &Progress,
+) -> Result<(u64, Vec<ObjectId>, ObjectId), StoreError> {
+    let mut blobs = Vec::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut only_chunk = None;
+    let read = chunker.chunk_reader::<StoreError>(reader, size_hint, &mut bufs.window, |chunk, whole| {
+        let id = ObjectId::of(chunk);
+        // Content that is one chunk is hashed once: its id is its hash.
+        if whole {
+            only_chunk = Some(id);
+        } else {
+            hasher.update(chunk);
+        }
+        packer.add(frames, id, chunk)?;
+        blobs.push(id);
+        progress.add(chunk.len() as u64);
+        Ok(())
+    })?;
+    let hash = only_chunk.unwrap_or_else(|| ObjectId::from_hash(hasher.finalize()));
+    Ok((read, blobs, hash))
+}
+
 /// Stores contents a collector made (no file to open, nothing to re-check).
 fn store_content(
     mut entry: Entry,
@@ -56,28 +88,18 @@ fn store_content(
     chunker: &Chunker,
     bufs: &mut Buffers,
 ) -> Result<Done, RepoError> {
-    let mut blobs = Vec::new();
-    let mut hasher = blake3::Hasher::new();
-    let mut only_chunk = None;
     let mut reader: &[u8] = content;
-    let stored = chunker.chunk_reader::<StoreError>(
+    let hidden = Progress::hidden();
+    let (_, blobs, hash) = match store_stream(
         &mut reader,
         content.len() as u64,
-        &mut bufs.window,
-        |chunk, whole| {
-            let id = ObjectId::of(chunk);
-            if whole {
-                only_chunk = Some(id);
-            } else {
-                hasher.update(chunk);
-            }
-            packer.add(frames, id, chunk)?;
-            blobs.push(id);
-            Ok(())
-        },
-    );
-    match stored {
-        Ok(_) => {}
+        packer,
+        frames,
+        chunker,
+        bufs,
+        &hidden,
+    ) {
+        Ok(stored) => stored,
         Err(StoreError::Repo(e)) => return Err(e),
         // Reading from memory cannot fail.
         Err(StoreError::Source(e)) => {
@@ -87,11 +109,8 @@ fn store_content(
                 source: e,
             }))
         }
-    }
-    entry.hash = match (blobs.len(), only_chunk) {
-        (1, Some(_)) => None,
-        _ => Some(ObjectId::from_hash(hasher.finalize())),
     };
+    entry.hash = if blobs.len() == 1 { None } else { Some(hash) };
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,
@@ -147,34 +166,12 @@ fn store_file(
         Ok(f) => f,
         Err(e) => return Ok(skipped(e)),
     };
-    let mut blobs = Vec::new();
-    let mut hasher = blake3::Hasher::new();
-    let mut only_chunk = None;
-    let read = chunker
-        .chunk_reader::<StoreError>(&mut file, entry.size, &mut bufs.window, |chunk, whole| {
-            let id = ObjectId::of(chunk);
-            // A file that is one chunk is hashed once: its id is the file's hash.
-            if whole {
-                only_chunk = Some(id);
-            } else {
-                hasher.update(chunk);
-            }
-            packer.add(frames, id, chunk)?;
-            blobs.push(id);
-            progress.add(chunk.len() as u64);
-            Ok(())
-        })
-        .map(|n| {
-            (
-                n,
-                only_chunk.unwrap_or_else(|| ObjectId::from_hash(hasher.finalize())),
-            )
-        });
-    let (size, hash) = match read {
-        Ok(r) => r,
-        Err(StoreError::Source(e)) => return Ok(skipped(e)),
-        Err(StoreError::Repo(e)) => return Err(e),
-    };
+    let (size, blobs, hash) =
+        match store_stream(&mut file, entry.size, packer, frames, chunker, bufs, progress) {
+            Ok(r) => r,
+            Err(StoreError::Source(e)) => return Ok(skipped(e)),
+            Err(StoreError::Repo(e)) => return Err(e),
+        };
     let mut warning = None;
     let after = file
         .metadata()

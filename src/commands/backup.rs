@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use cairn::backup::{self, BackupOptions};
 use cairn::profile::expand::expand_path;
-use cairn::profile::resolve::{resolve, ResolveOptions};
+use cairn::profile::resolve::{process_var, process_vars, resolve, ResolveOptions};
 use cairn::profile::{self, Profile, SinkSpec};
 use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
@@ -20,10 +20,6 @@ struct BackupJson<'a> {
     id: String,
     #[serde(flatten)]
     record: &'a cairn::repo::snapshot::SnapshotRecord,
-}
-
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
@@ -47,7 +43,7 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     ) {
         (Some(repo), _) => Some(repo),
         (None, Some((p, SinkSpec::Local { path }))) => Some(
-            expand_path(path, &p.base, &env_lookup)
+            expand_path(path, &p.base, &process_var)
                 .with_context(|| format!("profile {}: sink path {path}", p.name))?,
         ),
         (None, None) => None,
@@ -72,14 +68,9 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     // Env fingerprints are keyed by the repository, so they compare equal
     // across its snapshots and differ between repositories.
     let fingerprint_key = blake3::derive_key("cairn env fingerprint v1", repo.config().id.as_bytes());
-    let vars = || {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect()
-    };
     let options = ResolveOptions {
-        lookup: &env_lookup,
-        vars: &vars,
+        lookup: &process_var,
+        vars: &process_vars,
         run_commands: true,
         fingerprint_key,
     };

@@ -1,14 +1,10 @@
 use anyhow::{Context, Result};
-use cairn::profile::resolve::{resolve, ResolveOptions};
+use cairn::profile::resolve::{process_var, resolve, ResolveOptions};
 use cairn::profile::{self, Collector, Profile};
 use serde::Serialize;
 
 use super::{exit, print_json};
 use crate::cli::ProfilesCommand;
-
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
 
 #[derive(Serialize)]
 struct Listed {
@@ -79,10 +75,10 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
         }
         ProfilesCommand::Show { profile: name, json } => {
             let p = profile::find(&name)?;
-            let vars = || Vec::new();
+            // Show runs no collector: it needs no variables' values.
             let options = ResolveOptions {
-                lookup: &env_lookup,
-                vars: &vars,
+                lookup: &process_var,
+                vars: &Vec::new,
                 run_commands: false,
                 fingerprint_key: [0; 32],
             };

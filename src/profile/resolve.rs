@@ -9,7 +9,7 @@ use super::{Collector, Profile};
 use crate::collect::tree::glob;
 
 /// One source to save, with the manifest prefix it is saved under.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RootSpec {
     /// `tree` or `files`.
     pub collector: String,
@@ -47,6 +47,18 @@ pub struct ResolveError {
     pub profile: String,
     pub collector: String,
     pub message: String,
+}
+
+/// A variable of this process's environment (the usual `lookup`).
+pub fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Every variable of this process's environment that is valid Unicode.
+pub fn process_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// What resolving may do beyond looking at files.
@@ -107,9 +119,7 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     gitignore: *gitignore,
                     one_file_system: *one_file_system,
                     exclude_if_present: exclude_if_present.clone(),
-                    origin: None,
-                    keep: None,
-                    content: None,
+                    ..Default::default()
                 });
             }
             Collector::Env {
@@ -146,13 +156,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     collector: "env".into(),
                     path: PathBuf::from(format!("env:{}", include.join(","))),
                     prefix: format!("env/{name}.json"),
-                    excludes: Vec::new(),
-                    gitignore: false,
-                    one_file_system: false,
-                    exclude_if_present: Vec::new(),
-                    origin: None,
-                    keep: None,
                     content: Some(json),
+                    ..Default::default()
                 });
             }
             Collector::Command {
@@ -211,13 +216,10 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                         collector: "command".into(),
                         path,
                         prefix: format!("cmd/{name}/{part}"),
-                        excludes: Vec::new(),
-                        gitignore: false,
-                        one_file_system: false,
-                        exclude_if_present: Vec::new(),
                         origin: Some(line.clone()),
                         keep,
                         content,
+                        ..Default::default()
                     });
                 }
             }
@@ -252,13 +254,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                             collector: "files".into(),
                             path: file,
                             prefix,
-                            excludes: Vec::new(),
-                            gitignore: false,
-                            one_file_system: false,
-                            exclude_if_present: Vec::new(),
-                            origin: None,
-                            keep: None,
                             content: None,
+                            ..Default::default()
                         });
                     }
                 }
