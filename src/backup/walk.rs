@@ -81,6 +81,7 @@ pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
             }
         }
         let _ = tx.send(batch);
+        tracing::debug!("tree walk done");
     });
     rx
 }
@@ -122,6 +123,7 @@ pub(super) fn walk_sources(
                     }
                 }
                 let _ = tx.send(batch);
+                tracing::debug!("parent manifest read");
             });
         } else {
             drop(tx);
