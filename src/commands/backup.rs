@@ -11,7 +11,7 @@ use cairn::repo::snapshot::parse_time;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use super::{exit, open_repo, print_json, repo_path};
+use super::{exit, open_or_create, open_repo, print_json, repo_path};
 use crate::cli::BackupArgs;
 use cairn::profile::hooks;
 
@@ -36,20 +36,25 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         .iter()
         .map(|p| profile::find(p))
         .collect::<Result<_, _>>()?;
-    // Without --repo, a profile's own sink is used before the default one.
-    let repo = match (
-        repo,
+    // Without --repo, a profile's own sink is used before the default one,
+    // and is created on first use as the default one is.
+    let profile_sink = match (
+        &repo,
         profiles.first().and_then(|p| p.sinks.first().map(|s| (p, s))),
     ) {
-        (Some(repo), _) => Some(repo),
         (None, Some((p, SinkSpec::Local { path }))) => Some(
             expand_path(path, &p.base, &process_var)
                 .with_context(|| format!("profile {}: sink path {path}", p.name))?,
         ),
-        (None, None) => None,
+        _ => None,
     };
-    let (repo_dir, _) = repo_path(repo.clone())?;
-    let repo = open_repo(repo, true)?;
+    let (repo_dir, repo) = match profile_sink {
+        Some(dir) => (
+            dir.clone(),
+            open_or_create(dir, true, "the profile's repository")?,
+        ),
+        None => (repo_path(repo.clone())?.0, open_repo(repo, true)?),
+    };
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
 
     // One snapshot per profile; the paths given join each as trees.

@@ -90,15 +90,21 @@ pub fn repo_path(repo: Option<PathBuf>) -> Result<(PathBuf, bool)> {
 /// (`create_default`); one named with --repo must exist.
 pub fn open_repo(repo: Option<PathBuf>, create_default: bool) -> Result<Repository> {
     let (path, is_default) = repo_path(repo)?;
+    open_or_create(path, is_default && create_default, "the default repository")
+}
+
+/// Opens the repository at `path`, creating it first when `create` is set
+/// and nothing is there yet (`what` names it in messages).
+pub fn open_or_create(path: PathBuf, create: bool, what: &str) -> Result<Repository> {
     let sink = Arc::new(LocalSink::new(&path));
     match Repository::open(sink.clone()) {
         Ok(repo) => Ok(repo),
-        Err(RepoError::NotFound { .. }) if is_default && create_default && is_empty_or_missing(&path) => {
+        Err(RepoError::NotFound { .. }) if create && is_empty_or_missing(&path) => {
             std::fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create the default repository at {}", path.display()))?;
+                .with_context(|| format!("cannot create {what} at {}", path.display()))?;
             let repo = Repository::init(sink)
-                .with_context(|| format!("cannot create the default repository at {}", path.display()))?;
-            eprintln!("created the default repository at {}", path.display());
+                .with_context(|| format!("cannot create {what} at {}", path.display()))?;
+            eprintln!("created {what} at {}", path.display());
             Ok(repo)
         }
         Err(RepoError::NotFound { location }) if !is_empty_or_missing(&path) => {

@@ -677,3 +677,31 @@ fn a_large_command_output_is_saved_through_a_temporary_file() {
     assert_eq!(dumped.len(), 25_000_000);
     assert!(dumped.starts_with(b"cairn-dump-line\ncairn-dump-line\n"));
 }
+
+#[test]
+fn a_profile_sink_is_created_on_first_use() {
+    let env = Env::new();
+    write(&env.path("profiles/data/a"), b"a");
+    let profile = write_profile(
+        &env,
+        "sinky",
+        "[[sink]]\nkind = \"local\"\npath = \"backups\"\n[[collector]]\nkind = \"tree\"\nname = \"data\"\npath = \"data\"\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .env_remove("CAIRN_REPO")
+        .env("XDG_DATA_HOME", env.path("xdg"))
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("created the profile's repository"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.path("profiles/backups/config.json").exists());
+    assert!(
+        !env.path("xdg/cairn/repo").exists(),
+        "the default repository is not used"
+    );
+}
