@@ -50,18 +50,8 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     fs::set_permissions(src.join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::create_dir_all(&env.repo).unwrap();
     std::os::unix::fs::chown(&env.repo, Some(65534), Some(65534)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
-            .arg(&env.repo)
-            .args(args)
-            .env("TZ", "UTC")
-            .env("XDG_DATA_HOME", env.path("xdg"))
-            .output()
-            .unwrap()
-    };
-    assert_eq!(code(&as_nobody(&["init"])), 0);
-    let out = as_nobody(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code(&env.run_as_nobody(&["init"])), 0);
+    let out = env.run_as_nobody(&["backup", src.to_str().unwrap()]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -423,12 +413,7 @@ fn metadata_that_cannot_be_restored_is_a_warning_not_a_lost_file() {
     let target = env.path("out");
     fs::create_dir_all(&target).unwrap();
     std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
-        .arg(&env.repo)
-        .args(["restore", "latest", "--target", target.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = env.run_as_nobody(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot set extended attribute trusted.cairn"),

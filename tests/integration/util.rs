@@ -75,6 +75,18 @@ impl Env {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out}"))
     }
 
+    /// Runs cairn as the unprivileged user `nobody` (see `can_drop_privileges`).
+    pub fn run_as_nobody(&self, args: &[&str]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
+            .arg(&self.repo)
+            .args(args)
+            .env("TZ", "UTC")
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .output()
+            .expect("run cairn as nobody")
+    }
+
     pub fn backup(&self, paths: &[&Path]) -> serde_json::Value {
         let mut args = vec!["backup".to_string()];
         args.extend(paths.iter().map(|p| p.display().to_string()));
