@@ -48,7 +48,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ProfilesCommand {
-    /// The profiles in ~/.config/cairn/profiles
+    /// Your profiles (~/.config/cairn/profiles) and the built-in ones
     List {
         #[arg(long)]
         json: bool,
@@ -80,8 +80,9 @@ pub struct BackupArgs {
     /// Files and directories to save (with --profile: added as trees)
     #[arg(required_unless_present = "profiles", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Save what a profile names: a name from ~/.config/cairn/profiles, or a
-    /// file (repeatable: one snapshot per profile)
+    /// Save what a profile names: a name (from ~/.config/cairn/profiles, then
+    /// the built-ins: go-toolchain, node, python, dotfiles, web-app) or a file
+    /// (repeatable: one snapshot per profile)
     #[arg(long = "profile", short = 'p', value_name = "NAME|FILE")]
     pub profiles: Vec<String>,
     /// Tag the snapshot (repeatable)
