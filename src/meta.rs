@@ -140,12 +140,20 @@ fn replaced() -> io::Error {
     io::Error::other("replaced by something else while being saved; skipped")
 }
 
-/// Bytes in use on the filesystem holding `path`: an upper bound of the size
-/// of any tree on it.
+/// Space on a filesystem, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FsSpace {
+    /// Free to this user.
+    pub available: u64,
+    /// In use: an upper bound of the size of any tree on it.
+    pub used: u64,
+}
+
+/// The space of the filesystem holding `path`.
 #[cfg(unix)]
 // statvfs field types differ between platforms; the casts are not no-ops everywhere.
 #[allow(clippy::unnecessary_cast)]
-pub fn fs_used(path: &Path) -> Option<u64> {
+pub fn fs_space(path: &Path) -> Option<FsSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
@@ -155,11 +163,15 @@ pub fn fs_used(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let stat = unsafe { stat.assume_init() };
-    Some((stat.f_blocks as u64).saturating_sub(stat.f_bfree as u64) * stat.f_frsize as u64)
+    let block = stat.f_frsize as u64;
+    Some(FsSpace {
+        available: stat.f_bavail as u64 * block,
+        used: (stat.f_blocks as u64).saturating_sub(stat.f_bfree as u64) * block,
+    })
 }
 
 #[cfg(not(unix))]
-pub fn fs_used(_path: &Path) -> Option<u64> {
+pub fn fs_space(_path: &Path) -> Option<FsSpace> {
     None
 }
 

@@ -123,6 +123,7 @@ enum Done {
     },
 }
 
+#[derive(Clone)]
 struct Source {
     abs: PathBuf,
     prefix: String,
@@ -155,9 +156,7 @@ pub fn run(
         let patterns: Vec<String> = opts.excludes.iter().chain(extra).cloned().collect();
         let mut excludes = Excludes::new(&patterns)?;
         for path in &opts.skip {
-            excludes.skip_absolute(normalize(
-                &std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-            ));
+            excludes.skip_absolute(absolute(path));
         }
         Ok(excludes)
     };
@@ -309,7 +308,7 @@ fn sources(
     let mut taken: HashSet<String> = fixed.iter().map(|r| r.prefix.clone()).collect();
     for root in fixed {
         out.push(Source {
-            abs: normalize(&std::path::absolute(&root.path).unwrap_or_else(|_| root.path.clone())),
+            abs: absolute(&root.path),
             prefix: root.prefix.clone(),
             collector: root.collector.clone(),
             excludes: {
@@ -324,7 +323,7 @@ fn sources(
         });
     }
     for p in paths {
-        let abs = normalize(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+        let abs = absolute(p);
         let name = abs
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -353,6 +352,11 @@ fn sources(
     }
     out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));
     Ok(out)
+}
+
+/// The path made absolute and normalised (see [`normalize`]).
+fn absolute(path: &Path) -> PathBuf {
+    normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// Removes `.` and resolves `..` without touching the filesystem (a symlink
@@ -390,28 +394,15 @@ fn check_space(repo: &Repository, sources: &[Source], guess: Option<u64>) -> Res
     for s in sources.iter().filter(|s| s.content.is_none()) {
         if let Ok(meta) = std::fs::metadata(&s.abs) {
             if devices.insert(meta::identity(&meta).0) {
-                used = used.saturating_add(meta::fs_used(&s.abs).unwrap_or(u64::MAX));
+                used =
+                    used.saturating_add(meta::fs_space(&s.abs).map(|space| space.used).unwrap_or(u64::MAX));
             }
         }
     }
     if free > used.saturating_add(MARGIN) {
         return Ok(());
     }
-    let mut needed = MARGIN;
-    for s in sources {
-        match &s.content {
-            Some(content) => needed += content.len() as u64,
-            None => {
-                for item in tree::walk(&s.abs, &s.prefix, &s.excludes) {
-                    if let TreeItem::Entry { meta, .. } = item {
-                        if meta.is_file() {
-                            needed += meta.len();
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let needed = MARGIN + source_bytes(sources);
     if needed > free {
         return Err(BackupError::NoSpace {
             location: repo.sink().location(),
@@ -439,24 +430,29 @@ fn find_parent<'a>(snapshots: &'a [Snapshot], host: &str, roots: &[Root]) -> Opt
 /// Sums the sizes to back up on a side thread, so the progress bar gets a
 /// total and an ETA without delaying the start.
 fn count_in_background(sources: &[Source], progress: &Progress) {
-    let sources: Vec<(PathBuf, String, Excludes)> = sources
-        .iter()
-        .map(|s| (s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
-        .collect();
+    let sources: Vec<Source> = sources.to_vec();
     let progress = progress.clone();
-    std::thread::spawn(move || {
-        let mut total = 0;
-        let mut links = HashSet::new();
-        for (abs, prefix, excludes) in &sources {
-            for item in tree::walk(abs, prefix, excludes) {
-                if let TreeItem::Entry { meta, .. } = item {
-                    let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
-                    if meta.is_file() && first_name {
-                        total += meta.len();
-                    }
+    std::thread::spawn(move || progress.set_total(source_bytes(&sources)));
+}
+
+/// The size of every file the sources hold (each hard-linked file once),
+/// and of the contents collectors made.
+fn source_bytes(sources: &[Source]) -> u64 {
+    let mut total = 0;
+    let mut links = HashSet::new();
+    for s in sources {
+        if let Some(content) = &s.content {
+            total += content.len() as u64;
+            continue;
+        }
+        for item in tree::walk(&s.abs, &s.prefix, &s.excludes) {
+            if let TreeItem::Entry { meta, .. } = item {
+                let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
+                if meta.is_file() && first_name {
+                    total += meta.len();
                 }
             }
         }
-        progress.set_total(total);
-    });
+    }
+    total
 }

@@ -9,18 +9,10 @@ use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
 use cairn::repo::snapshot::parse_time;
 use indicatif::HumanBytes;
-use serde::Serialize;
 
-use super::{exit, open_or_create, open_repo, print_json, repo_path};
+use super::{exit, open_or_create, open_repo, print_json, repo_path, SnapshotJson};
 use crate::cli::BackupArgs;
 use cairn::profile::hooks;
-
-#[derive(Serialize)]
-struct BackupJson<'a> {
-    id: String,
-    #[serde(flatten)]
-    record: &'a cairn::repo::snapshot::SnapshotRecord,
-}
 
 pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     let time = match &args.time {
@@ -155,7 +147,7 @@ fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Res
     }
     let r = &outcome.record;
     if json {
-        print_json(&BackupJson {
+        print_json(&SnapshotJson {
             id: outcome.id.to_hex(),
             record: r,
         })?;

@@ -125,6 +125,14 @@ pub fn is_empty_or_missing(path: &Path) -> bool {
     }
 }
 
+/// A snapshot as `--json` shows it: its record with its id added.
+#[derive(serde::Serialize)]
+pub struct SnapshotJson<'a> {
+    pub id: String,
+    #[serde(flatten)]
+    pub record: &'a cairn::repo::snapshot::SnapshotRecord,
+}
+
 /// Prints a value as one JSON document on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let out = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;

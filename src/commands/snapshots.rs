@@ -1,28 +1,19 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cairn::repo::snapshot::SnapshotRecord;
 use chrono::Local;
 use indicatif::HumanBytes;
-use serde::Serialize;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, SnapshotJson};
 use crate::cli::SnapshotsArgs;
-
-#[derive(Serialize)]
-struct Listed<'a> {
-    id: String,
-    #[serde(flatten)]
-    record: &'a SnapshotRecord,
-}
 
 pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let snapshots = repo.load_snapshots()?;
     if args.json {
-        let listed: Vec<Listed> = snapshots
+        let listed: Vec<SnapshotJson> = snapshots
             .iter()
-            .map(|s| Listed {
+            .map(|s| SnapshotJson {
                 id: s.id.to_hex(),
                 record: &s.record,
             })

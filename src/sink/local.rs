@@ -217,7 +217,7 @@ impl Sink for LocalSink {
     }
 
     fn free_space(&self) -> Option<u64> {
-        free_space(&self.root)
+        crate::meta::fs_space(&self.root).map(|space| space.available)
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
@@ -232,29 +232,6 @@ impl Sink for LocalSink {
             Err(e) => Err(self.io_err("delete", &path, e)),
         }
     }
-}
-
-/// Space available to this user on the filesystem holding `path`.
-#[cfg(unix)]
-// statvfs field types differ between platforms; the casts are not no-ops everywhere.
-#[allow(clippy::unnecessary_cast)]
-fn free_space(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid C string and `stat` is written by a successful call.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the struct.
-    let stat = unsafe { stat.assume_init() };
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-#[cfg(not(unix))]
-fn free_space(_path: &Path) -> Option<u64> {
-    None
 }
 
 #[cfg(unix)]
