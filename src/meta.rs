@@ -6,87 +6,175 @@ use std::path::Path;
 
 use crate::repo::manifest::{Entry, EntryKind, RawBytes, Xattr};
 
-/// An entry from `lstat` data; contents, hash and target are filled in later.
-pub fn entry_from_metadata(path: Vec<u8>, meta: &Metadata) -> Option<Entry> {
+/// What `lstat` says of a filesystem object: the fields a manifest entry,
+/// hard-link detection and the same-object checks need. The walk fills it
+/// straight from `fstatat`, without going through `std::fs::Metadata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `None` for kinds that are not saved (sockets).
+    pub kind: Option<EntryKind>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub ctime: i64,
+    pub ctime_nsec: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub size: u64,
+    pub rdev: u64,
+}
+
+impl Stat {
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else if ft.is_char_device() {
-            EntryKind::Chardev
-        } else if ft.is_block_device() {
-            EntryKind::Blockdev
-        } else {
-            return None; // sockets are not worth saving
+    // stat field types differ between platforms; the casts are not no-ops everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn from_libc(st: &libc::stat) -> Stat {
+        let kind = match st.st_mode as u32 & libc::S_IFMT as u32 {
+            m if m == libc::S_IFDIR as u32 => Some(EntryKind::Dir),
+            m if m == libc::S_IFREG as u32 => Some(EntryKind::File),
+            m if m == libc::S_IFLNK as u32 => Some(EntryKind::Symlink),
+            m if m == libc::S_IFIFO as u32 => Some(EntryKind::Fifo),
+            m if m == libc::S_IFCHR as u32 => Some(EntryKind::Chardev),
+            m if m == libc::S_IFBLK as u32 => Some(EntryKind::Blockdev),
+            _ => None,
         };
+        Stat {
+            kind,
+            mode: st.st_mode as u32 & 0o7777,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as u32,
+            ctime: st.st_ctime as i64,
+            ctime_nsec: st.st_ctime_nsec as u32,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            size: st.st_size as u64,
+            rdev: st.st_rdev as u64,
+        }
+    }
+
+    pub fn from_metadata(meta: &Metadata) -> Stat {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                Some(EntryKind::Dir)
+            } else if ft.is_file() {
+                Some(EntryKind::File)
+            } else if ft.is_symlink() {
+                Some(EntryKind::Symlink)
+            } else if ft.is_fifo() {
+                Some(EntryKind::Fifo)
+            } else if ft.is_char_device() {
+                Some(EntryKind::Chardev)
+            } else if ft.is_block_device() {
+                Some(EntryKind::Blockdev)
+            } else {
+                None
+            };
+            Stat {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: meta.mtime(),
+                mtime_nsec: meta.mtime_nsec() as u32,
+                ctime: meta.ctime(),
+                ctime_nsec: meta.ctime_nsec() as u32,
+                dev: meta.dev(),
+                ino: meta.ino(),
+                nlink: meta.nlink(),
+                size: meta.len(),
+                rdev: meta.rdev(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                Some(EntryKind::Dir)
+            } else if ft.is_file() {
+                Some(EntryKind::File)
+            } else if ft.is_symlink() {
+                Some(EntryKind::Symlink)
+            } else {
+                None
+            };
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            Stat {
+                kind,
+                mode: if meta.permissions().readonly() {
+                    0o444
+                } else {
+                    0o644
+                },
+                uid: 0,
+                gid: 0,
+                mtime: mtime.as_secs() as i64,
+                mtime_nsec: mtime.subsec_nanos(),
+                ctime: 0,
+                ctime_nsec: 0,
+                dev: 0,
+                ino: 0,
+                nlink: 1,
+                size: meta.len(),
+                rdev: 0,
+            }
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == Some(EntryKind::Dir)
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == Some(EntryKind::File)
+    }
+
+    /// Device and inode.
+    pub fn identity(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
+    /// Hard-link identity of a file with more than one name.
+    pub fn hardlink_key(&self) -> Option<(u64, u64)> {
+        (cfg!(unix) && self.is_file() && self.nlink > 1).then_some((self.dev, self.ino))
+    }
+
+    /// The manifest entry at `path`; contents, hash and target are filled in
+    /// later. `None` for kinds that are not saved.
+    pub fn entry(&self, path: Vec<u8>) -> Option<Entry> {
+        let kind = self.kind?;
         Some(Entry {
             path: RawBytes(path),
             kind,
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec() as u32,
-            ctime: meta.ctime(),
-            ctime_nsec: meta.ctime_nsec() as u32,
-            ino: meta.ino(),
-            size: if kind == EntryKind::File { meta.len() } else { 0 },
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            mtime_nsec: self.mtime_nsec,
+            ctime: self.ctime,
+            ctime_nsec: self.ctime_nsec,
+            ino: self.ino,
+            size: if kind == EntryKind::File { self.size } else { 0 },
             hash: None,
             blobs: Vec::new(),
             target: None,
             rdev: if matches!(kind, EntryKind::Chardev | EntryKind::Blockdev) {
-                meta.rdev()
+                self.rdev
             } else {
                 0
             },
-            xattrs: Vec::new(),
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            return None;
-        };
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .unwrap_or_default();
-        Some(Entry {
-            path: RawBytes(path),
-            kind,
-            mode: if meta.permissions().readonly() {
-                0o444
-            } else {
-                0o644
-            },
-            uid: 0,
-            gid: 0,
-            mtime: mtime.as_secs() as i64,
-            mtime_nsec: mtime.subsec_nanos(),
-            ctime: 0,
-            ctime_nsec: 0,
-            ino: 0,
-            size: if kind == EntryKind::File { meta.len() } else { 0 },
-            hash: None,
-            blobs: Vec::new(),
-            target: None,
-            rdev: 0,
             xattrs: Vec::new(),
         })
     }
@@ -173,20 +261,6 @@ pub fn fs_space(path: &Path) -> Option<FsSpace> {
 #[cfg(not(unix))]
 pub fn fs_space(_path: &Path) -> Option<FsSpace> {
     None
-}
-
-/// Hard-link identity of a file with more than one name.
-pub fn hardlink_key(meta: &Metadata) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        None
-    }
 }
 
 /// Extended attributes, without following a symlink. A filesystem without

@@ -446,10 +446,10 @@ fn source_bytes(sources: &[Source]) -> u64 {
             continue;
         }
         for item in tree::walk(&s.abs, &s.prefix, &s.excludes) {
-            if let TreeItem::Entry { meta, .. } = item {
-                let first_name = meta::hardlink_key(&meta).is_none_or(|key| links.insert(key));
-                if meta.is_file() && first_name {
-                    total += meta.len();
+            if let TreeItem::Entry { stat, .. } = item {
+                let first_name = stat.hardlink_key().is_none_or(|key| links.insert(key));
+                if stat.is_file() && first_name {
+                    total += stat.size;
                 }
             }
         }

@@ -173,10 +173,7 @@ fn store_file(
             Err(StoreError::Repo(e)) => return Err(e),
         };
     let mut warning = None;
-    let after = file
-        .metadata()
-        .ok()
-        .and_then(|m| meta::entry_from_metadata(Vec::new(), &m));
+    let after = file.metadata().ok().map(|m| meta::Stat::from_metadata(&m));
     let changed = after
         .is_none_or(|a| a.size != entry.size || a.mtime != entry.mtime || a.mtime_nsec != entry.mtime_nsec)
         || size != entry.size;

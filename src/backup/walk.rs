@@ -195,8 +195,8 @@ fn walk_with_parent(
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted);
             }
-            let (path, abs, meta) = match item {
-                TreeItem::Entry { path, abs, meta } => (path, abs, meta),
+            let (path, abs, stat) = match item {
+                TreeItem::Entry { path, abs, stat } => (path, abs, stat),
                 TreeItem::Unreadable { path, error } => {
                     let what = if error.kind() == io::ErrorKind::NotFound && path == source.abs {
                         "source path does not exist".to_string()
@@ -213,7 +213,7 @@ fn walk_with_parent(
             }
             let this = seq;
             seq += 1;
-            let Some(mut entry) = meta::entry_from_metadata(path, &meta) else {
+            let Some(mut entry) = stat.entry(path) else {
                 if !batch.push(
                     this,
                     Done::Skipped {
@@ -227,7 +227,7 @@ fn walk_with_parent(
             };
             let ready = match entry.kind {
                 EntryKind::File => {
-                    if let Some(key) = meta::hardlink_key(&meta) {
+                    if let Some(key) = stat.hardlink_key() {
                         if let Some(first) = links.get(&key) {
                             entry.kind = EntryKind::Hardlink;
                             entry.target = Some(first.clone());
@@ -274,7 +274,7 @@ fn walk_with_parent(
                                     seq: this,
                                     abs,
                                     content: None,
-                                    dev: meta::identity(&meta).0,
+                                    dev: stat.dev,
                                     entry,
                                     status,
                                 })

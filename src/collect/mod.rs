@@ -2,6 +2,7 @@
 //! nothing of storage: they yield paths and metadata in manifest order.
 
 pub mod command;
+pub mod dir;
 pub mod env;
 pub mod facts;
 pub mod tree;

@@ -1,13 +1,15 @@
 //! The `tree` collector: a directory (or single file) walked depth-first with
 //! siblings sorted by name, which is manifest order (see `path_cmp`).
 
-use std::fs::{self, Metadata};
+use std::ffi::OsStr;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::meta::os_bytes;
+use super::dir::{lstat, name_str, Dir, DirName};
+use crate::meta::{bytes_to_path, os_bytes, Stat};
 
 /// Exclude patterns with gitignore-like meaning: a pattern without `/`
 /// matches a name at any depth; one with `/` matches the path relative to the
@@ -86,19 +88,20 @@ impl Excludes {
         self.absolute.push(path);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-            && self.paths.is_empty()
-            && self.absolute.is_empty()
-            && self.identities.is_empty()
-    }
-
     pub fn is_excluded(&self, relative: &Path) -> bool {
         let name_hit = relative
             .file_name()
             .map(|n| self.names.is_match(n))
             .unwrap_or(false);
         name_hit || self.paths.is_match(relative)
+    }
+
+    /// [`Excludes::is_excluded`] for a walked child: its name, and its path
+    /// relative to the root as manifest bytes (only made a path when a
+    /// pattern needs it).
+    fn is_excluded_child(&self, name: &OsStr, relative: &[u8]) -> bool {
+        (!self.names.is_empty() && self.names.is_match(name))
+            || (!self.paths.is_empty() && self.paths.is_match(bytes_to_path(relative)))
     }
 }
 
@@ -108,23 +111,29 @@ pub enum TreeItem {
         /// Manifest path: the root's prefix, then the relative path.
         path: Vec<u8>,
         abs: PathBuf,
-        meta: Metadata,
+        stat: Stat,
     },
     /// Something could not be read; the walk goes on without it.
     Unreadable { path: PathBuf, error: io::Error },
 }
 
+/// Directories held open at once, at most: deeper levels are listed and then
+/// closed, and their subdirectories opened by path (still without following
+/// a link, still checked to be what the listing saw), so that a very deep
+/// tree cannot run the process out of descriptors.
+const MAX_OPEN_DIRS: usize = 256;
+
 /// Walks `root`, putting every path under `prefix`. Symlinks are never
 /// followed, not even `root` itself.
 ///
-/// Children are listed whole, sorted by name bytes, and stat'ed relative to
-/// their directory's descriptor (`DirEntry::metadata` is `fstatat` on Unix),
-/// which spares the kernel a walk of the full path for every file.
+/// Children are listed whole, sorted by name bytes, and stat'ed through
+/// their directory's descriptor (see [`Dir`]).
 pub fn walk<'a>(root: &'a Path, prefix: &'a str, excludes: &'a Excludes) -> TreeWalk<'a> {
     TreeWalk {
         root,
         excludes,
         path: prefix.as_bytes().to_vec(),
+        root_len: prefix.len(),
         stack: Vec::new(),
         pending: Vec::new(),
         started: false,
@@ -137,6 +146,8 @@ pub struct TreeWalk<'a> {
     excludes: &'a Excludes,
     /// The manifest path of the last entry, cut back as the walk climbs.
     path: Vec<u8>,
+    /// The length of the root's own manifest path (the prefix).
+    root_len: usize,
     stack: Vec<Level>,
     /// Items to hand out before walking on (a directory that could not be
     /// listed is reported right after the directory itself).
@@ -146,47 +157,39 @@ pub struct TreeWalk<'a> {
     root_dev: u64,
 }
 
-/// One open directory: its children still to visit, and the manifest path
+/// One listed directory: its children still to visit, and the manifest path
 /// length of the directory itself.
 struct Level {
     dir: PathBuf,
-    children: std::vec::IntoIter<fs::DirEntry>,
+    /// Open while the stack is shallower than [`MAX_OPEN_DIRS`].
+    handle: Option<Dir>,
+    children: std::vec::IntoIter<DirName>,
     path_len: usize,
     /// This directory's `.gitignore`/`.ignore` rules, when asked for.
     ignore: Option<ignore::gitignore::Gitignore>,
 }
 
 impl TreeWalk<'_> {
-    /// Lists a directory's children sorted by name; on failure, queues the
-    /// error. The directory is opened without following a symlink and must
-    /// still be the one the walk saw, so a directory swapped for a link
-    /// cannot lead the walk outside the tree.
-    /// Lists a directory's children sorted by name; on failure, queues the
-    /// error. The directory is opened without following a symlink and must
-    /// still be the one the walk saw, so a directory swapped for a link
-    /// cannot lead the walk outside the tree. Returns false when the
-    /// directory is to be left out whole (it holds a marker file).
-    fn descend(&mut self, dir: &Path, seen: &Metadata) -> bool {
-        if self.excludes.one_file_system && crate::meta::identity(seen).0 != self.root_dev {
+    /// Opens and lists a directory, children sorted by name; on failure,
+    /// queues the error. `name` is the directory's name in the directory on
+    /// top of the stack (none for the root). Returns false when the directory
+    /// is to be left out whole (it holds a marker file).
+    fn descend(&mut self, dir: &Path, name: Option<&DirName>, seen: &Stat) -> bool {
+        if self.excludes.one_file_system && seen.dev != self.root_dev {
             return true;
         }
-        let listed = crate::meta::open_same(dir, crate::meta::identity(seen), true).and_then(|handle| {
-            // On Linux the listing goes through the open handle itself.
-            let source = if proc_fds() {
-                PathBuf::from(format!("/proc/self/fd/{}", raw_fd(&handle)))
-            } else {
-                dir.to_path_buf()
-            };
-            let children = fs::read_dir(source)?.collect::<io::Result<Vec<fs::DirEntry>>>();
-            drop(handle);
-            children
-        });
+        let parent = self.stack.last().and_then(|l| l.handle.as_ref());
+        let opened = match (parent, name) {
+            (Some(parent), Some(name)) => parent.open_child(name, seen.identity()),
+            _ => Dir::open(dir, seen.identity()),
+        };
+        let listed = opened.and_then(|mut handle| Ok((handle.names()?, handle)));
         match listed {
-            Ok(mut children) => {
+            Ok((mut children, handle)) => {
                 if !self.excludes.markers.is_empty()
                     && children
                         .iter()
-                        .any(|c| self.excludes.markers.contains(&c.file_name()))
+                        .any(|c| self.excludes.markers.iter().any(|m| m.as_os_str() == name_str(c)))
                 {
                     return false;
                 }
@@ -195,9 +198,10 @@ impl TreeWalk<'_> {
                     .gitignore
                     .then(|| ignore_rules(dir, &children))
                     .flatten();
-                children.sort_by_cached_key(|c| c.file_name());
+                sort_names(&mut children);
                 self.stack.push(Level {
                     dir: dir.to_path_buf(),
+                    handle: (self.stack.len() < MAX_OPEN_DIRS).then_some(handle),
                     children: children.into_iter(),
                     path_len: self.path.len(),
                     ignore,
@@ -227,12 +231,22 @@ impl TreeWalk<'_> {
     }
 }
 
+#[cfg(unix)]
+fn sort_names(names: &mut [DirName]) {
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+}
+
+#[cfg(not(unix))]
+fn sort_names(names: &mut [DirName]) {
+    names.sort_unstable();
+}
+
 /// The rules of a directory's `.gitignore` and `.ignore` (the latter wins).
-fn ignore_rules(dir: &Path, children: &[fs::DirEntry]) -> Option<ignore::gitignore::Gitignore> {
+fn ignore_rules(dir: &Path, children: &[DirName]) -> Option<ignore::gitignore::Gitignore> {
     let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
     let mut any = false;
     for name in [".gitignore", ".ignore"] {
-        if children.iter().any(|c| c.file_name() == name) {
+        if children.iter().any(|c| name_str(c) == name) {
             any = true;
             // A malformed line is skipped, as git does.
             let _ = builder.add(dir.join(name));
@@ -254,16 +268,16 @@ impl Iterator for TreeWalk<'_> {
         }
         if !self.started {
             self.started = true;
-            return Some(match fs::symlink_metadata(self.root) {
-                Ok(meta) => {
-                    self.root_dev = crate::meta::identity(&meta).0;
-                    if meta.is_dir() && !self.descend(self.root, &meta) {
+            return Some(match lstat(self.root) {
+                Ok(stat) => {
+                    self.root_dev = stat.dev;
+                    if stat.is_dir() && !self.descend(self.root, None, &stat) {
                         return None;
                     }
                     TreeItem::Entry {
                         path: self.path.clone(),
                         abs: self.root.to_path_buf(),
-                        meta,
+                        stat,
                     }
                 }
                 Err(error) => TreeItem::Unreadable {
@@ -274,63 +288,48 @@ impl Iterator for TreeWalk<'_> {
         }
         loop {
             let level = self.stack.last_mut()?;
-            let Some(child) = level.children.next() else {
+            let Some(name) = level.children.next() else {
                 self.stack.pop();
                 continue;
             };
-            let parent_len = level.path_len;
-            let name = child.file_name();
-            let abs = level.dir.join(&name);
-            if !self.excludes.is_empty()
-                && self
-                    .excludes
-                    .is_excluded(abs.strip_prefix(self.root).unwrap_or(&abs))
+            let os_name = name_str(&name);
+            self.path.truncate(level.path_len);
+            self.path.push(b'/');
+            self.path.extend_from_slice(&os_bytes(os_name));
+            if self
+                .excludes
+                .is_excluded_child(os_name, &self.path[self.root_len + 1..])
             {
                 continue;
             }
-            let meta = match child.metadata() {
-                Ok(meta) => meta,
+            let abs = level.dir.join(os_name);
+            let stat = match &level.handle {
+                Some(handle) => handle.stat(&name),
+                None => lstat(&abs),
+            };
+            let stat = match stat {
+                Ok(stat) => stat,
                 Err(error) => return Some(TreeItem::Unreadable { path: abs, error }),
             };
-            if meta.is_dir()
-                && (self.excludes.identities.contains(&crate::meta::identity(&meta))
+            if stat.is_dir()
+                && (self.excludes.identities.contains(&stat.identity())
                     || self.excludes.absolute.contains(&abs))
             {
                 continue;
             }
-            self.path.truncate(parent_len);
-            self.path.push(b'/');
-            self.path.extend_from_slice(&os_bytes(&name));
-            if self.excludes.gitignore && self.ignored(&abs, meta.is_dir()) {
+            if self.excludes.gitignore && self.ignored(&abs, stat.is_dir()) {
                 continue;
             }
-            if meta.is_dir() && !self.descend(&abs, &meta) {
+            if stat.is_dir() && !self.descend(&abs, Some(&name), &stat) {
                 continue;
             }
             return Some(TreeItem::Entry {
                 path: self.path.clone(),
                 abs,
-                meta,
+                stat,
             });
         }
     }
-}
-
-/// Whether open descriptors can be listed by path (Linux with /proc mounted).
-fn proc_fds() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| cfg!(target_os = "linux") && Path::new("/proc/self/fd").is_dir())
-}
-
-#[cfg(unix)]
-fn raw_fd(file: &fs::File) -> i32 {
-    use std::os::unix::io::AsRawFd;
-    file.as_raw_fd()
-}
-
-#[cfg(not(unix))]
-fn raw_fd(_file: &fs::File) -> i32 {
-    -1
 }
 
 #[cfg(test)]

@@ -275,3 +275,24 @@ fn the_repository_is_never_saved_into_itself() {
     assert!(listing.contains("notes.txt"), "{listing}");
     assert!(!listing.contains("/repo"), "the repository was saved: {listing}");
 }
+
+#[test]
+fn a_tree_deeper_than_the_open_directory_limit_is_saved_whole() {
+    // The walk holds at most 256 directories open; deeper ones are opened by
+    // path. Files at every depth, and siblings after the deep branch, must
+    // all be saved.
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let mut dir = src.clone();
+    for depth in 0..300 {
+        dir = dir.join("d");
+        write(&dir.join(format!("f{depth}")), format!("{depth}").as_bytes());
+        fs::create_dir_all(dir.join("e")).unwrap();
+    }
+    write(&src.join("z-after"), b"after the deep branch");
+    let out = env.backup(&[&src]);
+    assert_eq!(out["partial"], false);
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join("tree/src"));
+}
