@@ -15,6 +15,7 @@
 //! manifest together; this module wires them and writes the snapshot.
 
 mod assemble;
+mod parent;
 mod store;
 mod walk;
 

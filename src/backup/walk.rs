@@ -12,46 +12,12 @@ use crate::interrupt;
 use crate::meta::{self, os_bytes};
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::repo::manifest::{Entry, EntryKind, ManifestLine, RawBytes};
-use crate::repo::reader::BlobReader;
+use crate::repo::manifest::{Entry, EntryKind, RawBytes};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 
+use super::parent::{LineMatcher, ParentCursor, Verdict};
 use super::{Done, FileJob, FileStatus, Source, Tally};
-
-/// Follows the parent's manifest alongside the walk; both are in manifest order.
-struct ParentCursor<'r> {
-    entries: Option<Box<dyn Iterator<Item = Result<ManifestLine, RepoError>> + 'r>>,
-    peeked: Option<ManifestLine>,
-}
-
-impl ParentCursor<'_> {
-    fn find(&mut self, path: &[u8]) -> Option<ManifestLine> {
-        use std::cmp::Ordering::*;
-        loop {
-            if self.peeked.is_none() {
-                match self.entries.as_mut()?.next() {
-                    Some(Ok(e)) => self.peeked = Some(e),
-                    Some(Err(e)) => {
-                        tracing::warn!("parent snapshot unusable, reading every file: {e}");
-                        self.entries = None;
-                        return None;
-                    }
-                    None => {
-                        self.entries = None;
-                        return None;
-                    }
-                }
-            }
-            let peeked = self.peeked.as_ref()?;
-            match crate::repo::manifest::path_cmp(peeked.entry.path.as_bytes(), path) {
-                Less => self.peeked = None,
-                Equal => return self.peeked.take(),
-                Greater => return None,
-            }
-        }
-    }
-}
 
 /// Walks the sources on a thread of its own, ahead of their use, in batches:
 /// the walk's system calls then overlap with loading the index and with
@@ -104,34 +70,8 @@ pub(super) fn walk_sources(
     out: Outlets,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
-    // The parent's manifest is read and parsed on a thread of its own, ahead
-    // of the walk, so parsing overlaps with the walk's system calls.
     std::thread::scope(|s| {
-        let (tx, rx) = bounded::<Vec<Result<ManifestLine, RepoError>>>(8);
-        if let Some(p) = parent {
-            s.spawn(move || {
-                let mut reader = BlobReader::new(repo, index);
-                let mut batch = Vec::with_capacity(256);
-                for entry in reader.manifest(&p.id.short(), &p.record.manifest).lines() {
-                    batch.push(entry);
-                    if batch.len() == 256
-                        && tx
-                            .send(std::mem::replace(&mut batch, Vec::with_capacity(256)))
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                let _ = tx.send(batch);
-                tracing::debug!("parent manifest read");
-            });
-        } else {
-            drop(tx);
-        }
-        let cursor = ParentCursor {
-            entries: parent.map(|_| Box::new(rx.into_iter().flatten()) as Box<dyn Iterator<Item = _>>),
-            peeked: None,
-        };
+        let cursor = ParentCursor::follow(s, repo, index, parent);
         walk_with_parent(index, cursor, sources, walked, out, tally)
     })
 }
@@ -151,6 +91,7 @@ fn walk_with_parent(
         progress,
     } = out;
     let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
+    let mut matcher = LineMatcher::default();
     let mut seq = 0u64;
     let mut batch = DoneBatch {
         tx: done,
@@ -245,17 +186,13 @@ fn walk_with_parent(
                         }
                         links.insert(key, entry.path.clone());
                     }
-                    let previous = cursor.find(entry.path.as_bytes());
-                    match previous {
-                        Some(prev) if unchanged(&prev.entry, &entry, index) => {
-                            entry.hash = prev.entry.hash;
-                            entry.blobs = prev.entry.blobs.clone();
-                            entry.xattrs = prev.entry.xattrs.clone();
+                    let verdict = cursor
+                        .find(entry.path.as_bytes())
+                        .map(|prev| matcher.file(prev, &mut entry, index));
+                    match verdict {
+                        Some(Verdict::Unchanged { line }) => {
                             progress.add(entry.size);
                             progress.file_done();
-                            // The same entry as the parent's: its line is
-                            // written again as it was, not serialized anew.
-                            let line = (entry == prev.entry).then_some(prev.raw);
                             Done::Entry {
                                 entry,
                                 status: Some(FileStatus::Unchanged),
@@ -263,8 +200,8 @@ fn walk_with_parent(
                                 line,
                             }
                         }
-                        previous => {
-                            let status = if previous.is_some() {
+                        verdict => {
+                            let status = if verdict.is_some() {
                                 FileStatus::Changed
                             } else {
                                 FileStatus::New
@@ -304,24 +241,20 @@ fn walk_with_parent(
                         }
                     }
                 },
-                EntryKind::Dir => match cursor.find(entry.path.as_bytes()) {
-                    // A directory whose ctime and inode are unchanged has the
-                    // same extended attributes: no need to list them again.
-                    Some(prev)
-                        if prev.entry.kind == EntryKind::Dir
-                            && (prev.entry.ctime, prev.entry.ctime_nsec, prev.entry.ino)
-                                == (entry.ctime, entry.ctime_nsec, entry.ino) =>
-                    {
-                        entry.xattrs = prev.entry.xattrs;
-                        Done::Entry {
+                EntryKind::Dir => {
+                    let verdict = cursor
+                        .find(entry.path.as_bytes())
+                        .map(|prev| matcher.dir(prev, &mut entry));
+                    match verdict {
+                        Some(Verdict::Unchanged { line }) => Done::Entry {
                             entry,
                             status: None,
                             warning: None,
-                            line: None,
-                        }
+                            line,
+                        },
+                        _ => read_xattrs_into(entry, &abs),
                     }
-                    _ => read_xattrs_into(entry, &abs),
-                },
+                }
                 _ => read_xattrs_into(entry, &abs),
             };
             if !batch.push(this, ready) {
@@ -419,17 +352,4 @@ impl DoneBatch<'_> {
         let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(Self::SIZE));
         entries.is_empty() || self.tx.send(entries).is_ok()
     }
-}
-
-/// Whether a file can reuse its parent-snapshot entry without being read.
-fn unchanged(prev: &Entry, now: &Entry, index: &Index) -> bool {
-    prev.kind == EntryKind::File
-        && prev.size == now.size
-        && prev.mtime == now.mtime
-        && prev.mtime_nsec == now.mtime_nsec
-        && prev.ctime == now.ctime
-        && prev.ctime_nsec == now.ctime_nsec
-        && prev.ino == now.ino
-        && prev.content_hash().is_some()
-        && prev.blobs.iter().all(|b| index.contains(b))
 }

@@ -94,26 +94,43 @@ impl FromStr for ObjectId {
     type Err = BadObjectId;
 
     fn from_str(s: &str) -> Result<ObjectId, BadObjectId> {
-        // Lowercase only: one spelling per id, so names compare as strings.
-        fn nibble(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            }
+        ObjectId::from_hex(s.as_bytes()).ok_or_else(|| BadObjectId(s.to_string()))
+    }
+}
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+const NIBBLES: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut c = 0;
+    while c < 10 {
+        table[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        table[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    table
+};
+
+impl ObjectId {
+    /// Parses exactly 64 lowercase hex digits (one spelling per id, so
+    /// names compare as strings). Indexes and manifests hold many thousands
+    /// of ids, hence a table rather than a match per digit.
+    pub fn from_hex(hex: &[u8]) -> Option<ObjectId> {
+        if hex.len() != 64 {
+            return None;
         }
-        let bytes = s.as_bytes();
         let mut out = [0u8; 32];
-        if bytes.len() != 64 {
-            return Err(BadObjectId(s.to_string()));
+        let mut bad = 0u8;
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let (hi, lo) = (NIBBLES[pair[0] as usize], NIBBLES[pair[1] as usize]);
+            bad |= hi | lo;
+            *byte = hi << 4 | (lo & 15);
         }
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
-                _ => return Err(BadObjectId(s.to_string())),
-            }
-        }
-        Ok(ObjectId(out))
+        // Valid digits are below 16; any 0xff sets the high bits.
+        (bad & 0xf0 == 0).then_some(ObjectId(out))
     }
 }
 

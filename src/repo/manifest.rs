@@ -288,19 +288,76 @@ impl ManifestWriter {
 
 /// Parses manifest lines from consecutive blobs; a line may span blobs.
 pub struct ManifestParser {
+    /// The start of a line that the last blob did not finish.
     pending: Vec<u8>,
     line: u64,
     /// The previous entry's path (empty before the first: no entry has an
     /// empty path).
-    last: RawBytes,
+    last: Vec<u8>,
 }
 
-/// An entry and the exact line it was parsed from, so that an unchanged
-/// entry can be written again without serializing it.
+/// One manifest line, parsed only as far as its path: a backup compares
+/// most lines of its parent by their bytes and never needs the rest.
 #[derive(Debug, Clone)]
-pub struct ManifestLine {
-    pub entry: Entry,
+pub struct RawLine {
     pub raw: Vec<u8>,
+    /// The line's number in the manifest, from 1.
+    pub number: u64,
+    path: LinePath,
+}
+
+#[derive(Debug, Clone)]
+enum LinePath {
+    /// A plain JSON string: `raw[PLAIN_PATH_START..end]`.
+    InLine(usize),
+    /// Escaped or hex-encoded: decoded once.
+    Decoded(Vec<u8>),
+}
+
+/// Where the path string starts in a line written by [`ManifestWriter`].
+const PLAIN_PATH_START: usize = br#"{"path":""#.len();
+
+impl RawLine {
+    /// The entry's path, decoded.
+    pub fn path(&self) -> &[u8] {
+        match &self.path {
+            LinePath::InLine(end) => &self.raw[PLAIN_PATH_START..*end],
+            LinePath::Decoded(path) => path,
+        }
+    }
+
+    /// The whole entry.
+    pub fn entry(&self) -> Result<Entry, ManifestError> {
+        serde_json::from_slice(&self.raw).map_err(|source| ManifestError::BadLine {
+            line: self.number,
+            source,
+        })
+    }
+
+    fn new(raw: Vec<u8>, number: u64) -> Result<RawLine, ManifestError> {
+        // The writer puts the path first; a plain one (no escapes) is
+        // read in place, anything else by the JSON parser.
+        let plain = raw
+            .strip_prefix(br#"{"path":""#)
+            .and_then(|rest| memchr::memchr(b'"', rest))
+            .filter(|&len| {
+                let path = &raw[PLAIN_PATH_START..PLAIN_PATH_START + len];
+                !path.iter().any(|&c| c == b'\\' || c < 0x20)
+            });
+        let path = match plain {
+            Some(len) => LinePath::InLine(PLAIN_PATH_START + len),
+            None => {
+                #[derive(Deserialize)]
+                struct PathOnly {
+                    path: RawBytes,
+                }
+                let only: PathOnly = serde_json::from_slice(&raw)
+                    .map_err(|source| ManifestError::BadLine { line: number, source })?;
+                LinePath::Decoded(only.path.0)
+            }
+        };
+        Ok(RawLine { raw, number, path })
+    }
 }
 
 impl Default for ManifestParser {
@@ -314,44 +371,46 @@ impl ManifestParser {
         ManifestParser {
             pending: Vec::new(),
             line: 0,
-            last: RawBytes::default(),
+            last: Vec::new(),
         }
     }
 
     /// Feeds one blob; returns the entries completed by it.
     pub fn feed(&mut self, blob: &[u8]) -> Result<Vec<Entry>, ManifestError> {
-        Ok(self.feed_lines(blob)?.into_iter().map(|l| l.entry).collect())
+        self.feed_raw(blob)?.iter().map(RawLine::entry).collect()
     }
 
-    /// Like [`ManifestParser::feed`], keeping each entry's line as well.
-    pub fn feed_lines(&mut self, blob: &[u8]) -> Result<Vec<ManifestLine>, ManifestError> {
-        self.pending.extend_from_slice(blob);
+    /// Feeds one blob; returns the lines completed by it, each checked for a
+    /// safe path in manifest order but otherwise not parsed.
+    pub fn feed_raw(&mut self, blob: &[u8]) -> Result<Vec<RawLine>, ManifestError> {
         let mut out = Vec::new();
-        let mut start = 0;
-        while let Some(nl) = self.pending[start..].iter().position(|&c| c == b'\n') {
-            let line = &self.pending[start..start + nl];
-            start += nl + 1;
+        let mut rest = blob;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let raw = if self.pending.is_empty() {
+                rest[..nl].to_vec()
+            } else {
+                let mut raw = std::mem::take(&mut self.pending);
+                raw.extend_from_slice(&rest[..nl]);
+                raw
+            };
+            rest = &rest[nl + 1..];
             self.line += 1;
-            let entry: Entry = serde_json::from_slice(line).map_err(|source| ManifestError::BadLine {
-                line: self.line,
-                source,
-            })?;
-            if !is_safe_path(entry.path.as_bytes()) {
-                return Err(ManifestError::UnsafePath(entry.path));
+            let line = RawLine::new(raw, self.line)?;
+            let path = line.path();
+            if !is_safe_path(path) {
+                return Err(ManifestError::UnsafePath(RawBytes(path.to_vec())));
             }
-            if !self.last.as_bytes().is_empty()
-                && path_cmp(self.last.as_bytes(), entry.path.as_bytes()) != Ordering::Less
-            {
-                return Err(ManifestError::OutOfOrder(entry.path, self.last.clone()));
+            if !self.last.is_empty() && path_cmp(&self.last, path) != Ordering::Less {
+                return Err(ManifestError::OutOfOrder(
+                    RawBytes(path.to_vec()),
+                    RawBytes(self.last.clone()),
+                ));
             }
-            self.last.0.clear();
-            self.last.0.extend_from_slice(entry.path.as_bytes());
-            out.push(ManifestLine {
-                entry,
-                raw: line.to_vec(),
-            });
+            self.last.clear();
+            self.last.extend_from_slice(path);
+            out.push(line);
         }
-        self.pending.drain(..start);
+        self.pending.extend_from_slice(rest);
         Ok(out)
     }
 

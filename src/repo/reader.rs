@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::id::ObjectId;
 use super::index::{BlobLocation, Index};
-use super::manifest::{Entry, ManifestLine, ManifestParser};
+use super::manifest::{Entry, ManifestParser, RawLine};
 use super::pack::{self, PackError};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
@@ -120,17 +120,17 @@ pub struct ManifestEntries<'a, 'b> {
     blobs: &'b [ObjectId],
     next_blob: usize,
     parser: ManifestParser,
-    ready: VecDeque<ManifestLine>,
+    ready: VecDeque<RawLine>,
     failed: bool,
 }
 
 impl<'a, 'b> ManifestEntries<'a, 'b> {
-    /// Entries with the exact line each was parsed from.
-    pub fn lines(mut self) -> impl Iterator<Item = Result<ManifestLine, RepoError>> + use<'a, 'b> {
+    /// The lines, each parsed only as far as its path.
+    pub fn raw_lines(mut self) -> impl Iterator<Item = Result<RawLine, RepoError>> + use<'a, 'b> {
         std::iter::from_fn(move || self.next_line())
     }
 
-    fn next_line(&mut self) -> Option<Result<ManifestLine, RepoError>> {
+    fn next_line(&mut self) -> Option<Result<RawLine, RepoError>> {
         loop {
             if let Some(line) = self.ready.pop_front() {
                 return Some(Ok(line));
@@ -151,12 +151,10 @@ impl<'a, 'b> ManifestEntries<'a, 'b> {
             };
             self.next_blob += 1;
             let result = self.reader.read(id).and_then(|blob| {
-                self.parser
-                    .feed_lines(&blob)
-                    .map_err(|source| RepoError::Manifest {
-                        snapshot: self.snapshot.clone(),
-                        source,
-                    })
+                self.parser.feed_raw(&blob).map_err(|source| RepoError::Manifest {
+                    snapshot: self.snapshot.clone(),
+                    source,
+                })
             });
             match result {
                 Ok(entries) => self.ready.extend(entries),
@@ -173,6 +171,16 @@ impl Iterator for ManifestEntries<'_, '_> {
     type Item = Result<Entry, RepoError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_line().map(|line| line.map(|l| l.entry))
+        let entry = self.next_line()?.and_then(|line| {
+            line.entry().map_err(|source| RepoError::Manifest {
+                snapshot: self.snapshot.clone(),
+                source,
+            })
+        });
+        if entry.is_err() {
+            self.failed = true;
+            self.ready.clear();
+        }
+        Some(entry)
     }
 }

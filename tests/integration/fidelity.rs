@@ -296,3 +296,24 @@ fn a_tree_deeper_than_the_open_directory_limit_is_saved_whole() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_same_tree(&src, &target.join("tree/src"));
 }
+
+#[test]
+fn a_second_backup_from_the_parent_reproduces_every_kind_of_entry() {
+    // The second backup finishes unchanged entries from the parent's lines:
+    // plain ones by their bytes, escaped names, non-UTF-8 names and entries
+    // with extended attributes by parsing them. Either way the manifest must
+    // come out the same as the first, and restore the same tree.
+    let env = Env::with_repo();
+    let src = env.path("src");
+    build_rich_tree(&src);
+    let first = env.backup(&[&src]);
+    let second = env.backup(&[&src]);
+    assert_eq!(second["parent"], first["id"]);
+    assert_eq!(second["stats"]["files_new"], 0, "{second}");
+    assert_eq!(second["stats"]["files_changed"], 0, "{second}");
+    assert_eq!(second["stats"]["bytes_read"], 0, "{second}");
+    assert_eq!(second["manifest"], first["manifest"]);
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join("tree/src"));
+}
