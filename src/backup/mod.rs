@@ -181,12 +181,14 @@ pub fn run(
             prefix: s.prefix.clone(),
         })
         .collect();
+    // The walk is the longest part of a backup of an unchanged tree: it
+    // starts first, and only reads, so the checks below may still stop it.
+    let walked = walk::start(&sources);
     let snapshots = repo.load_snapshots()?;
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);
     check_space(repo, &sources, parent.map(|p| p.record.stats.bytes))?;
-    let walked = walk::start(&sources);
     let index = repo.load_index()?;
     tracing::debug!("index loaded: {} blobs", index.len());
     if let Some(p) = parent {
