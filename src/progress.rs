@@ -85,3 +85,20 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// CPU time this thread has used, for `-vv` timelines (zero where the
+/// platform has no per-thread clock).
+pub fn thread_cpu() -> std::time::Duration {
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        }
+    }
+    std::time::Duration::ZERO
+}

@@ -71,6 +71,7 @@ pub(super) fn assemble(
     }
     let manifest = writer.finish(&mut emit)?;
     packer.flush(&mut frames)?;
+    tracing::debug!("manifest assembled, {:?} CPU", crate::progress::thread_cpu());
     Ok((manifest, tally))
 }
 

@@ -230,7 +230,10 @@ pub fn run(
             progress,
         };
         let walked = walk::walk_sources(repo, &index, parent, &sources, walked, outlets, &mut walk_tally);
-        tracing::debug!("walk done");
+        tracing::debug!(
+            "walk done, {:?} CPU on this thread",
+            crate::progress::thread_cpu()
+        );
         drop(job_tx);
         drop(done_tx);
         let worker_results: Vec<Result<(), RepoError>> = workers

@@ -57,7 +57,7 @@ impl<'r> ParentCursor<'r> {
                 }
             }
             let _ = tx.send(batch);
-            tracing::debug!("parent manifest read");
+            tracing::debug!("parent manifest read, {:?} CPU", crate::progress::thread_cpu());
         });
         ParentCursor {
             lines: Some(Box::new(rx.into_iter().flatten())),

@@ -47,7 +47,7 @@ pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
             }
         }
         let _ = tx.send(batch);
-        tracing::debug!("tree walk done");
+        tracing::debug!("tree walk done, {:?} CPU", crate::progress::thread_cpu());
     });
     rx
 }

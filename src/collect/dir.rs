@@ -19,10 +19,10 @@ fn replaced() -> io::Error {
 }
 
 #[cfg(unix)]
-pub use self::unix::{Dir, DirName};
+pub use self::unix::{Dir, DirName, Names};
 
 #[cfg(not(unix))]
-pub use self::portable::{Dir, DirName};
+pub use self::portable::{Dir, DirName, Names};
 
 #[cfg(unix)]
 mod unix {
@@ -36,10 +36,61 @@ mod unix {
     use crate::meta::Stat;
 
     /// A child's name as the kernel gave it, ready to be passed back.
-    pub type DirName = CString;
+    pub type DirName = CStr;
 
     pub fn name_str(name: &DirName) -> &OsStr {
-        OsStr::from_bytes(name.as_bytes())
+        OsStr::from_bytes(name.to_bytes())
+    }
+
+    /// A directory's children's names in one buffer, each NUL-terminated so
+    /// it can be passed back to the kernel as it is: one allocation per
+    /// directory rather than one per name.
+    #[derive(Default)]
+    pub struct Names {
+        bytes: Vec<u8>,
+        /// Where each name starts in `bytes`.
+        starts: Vec<u32>,
+    }
+
+    impl Names {
+        fn push(&mut self, name: &[u8]) -> io::Result<()> {
+            let start = u32::try_from(self.bytes.len())
+                .map_err(|_| io::Error::other("directory has too many names to list"))?;
+            self.starts.push(start);
+            self.bytes.extend_from_slice(name);
+            self.bytes.push(0);
+            Ok(())
+        }
+
+        pub fn len(&self) -> usize {
+            self.starts.len()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.starts.is_empty()
+        }
+
+        pub fn get(&self, i: usize) -> &DirName {
+            let start = self.starts[i] as usize;
+            let len = self.bytes[start..].iter().position(|&c| c == 0).unwrap_or(0);
+            // The name and its NUL were pushed together; a name from the
+            // kernel holds no NUL of its own.
+            CStr::from_bytes_with_nul(&self.bytes[start..start + len + 1]).unwrap_or_default()
+        }
+
+        /// Sorts by name bytes: manifest order among siblings.
+        pub fn sort(&mut self) {
+            let bytes = &self.bytes;
+            let name = |start: u32| {
+                let tail = &bytes[start as usize..];
+                &tail[..tail.iter().position(|&c| c == 0).unwrap_or(tail.len())]
+            };
+            self.starts.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+        }
+
+        pub fn iter(&self) -> impl Iterator<Item = &DirName> {
+            (0..self.len()).map(|i| self.get(i))
+        }
     }
 
     pub struct Dir {
@@ -118,8 +169,8 @@ mod unix {
 
         /// The names of the children, without `.` and `..`, in the order
         /// the filesystem gives them.
-        pub fn names(&mut self) -> io::Result<Vec<DirName>> {
-            let mut out = Vec::new();
+        pub fn names(&mut self) -> io::Result<Names> {
+            let mut out = Names::default();
             loop {
                 clear_errno();
                 // SAFETY: the stream is open and used by this thread only.
@@ -136,7 +187,7 @@ mod unix {
                 let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
                 let bytes = name.to_bytes();
                 if bytes != b"." && bytes != b".." {
-                    out.push(name.to_owned());
+                    out.push(bytes)?;
                 }
             }
         }
@@ -194,10 +245,35 @@ mod portable {
     use super::replaced;
     use crate::meta::Stat;
 
-    pub type DirName = OsString;
+    pub type DirName = OsStr;
 
     pub fn name_str(name: &DirName) -> &OsStr {
         name
+    }
+
+    #[derive(Default)]
+    pub struct Names(Vec<OsString>);
+
+    impl Names {
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        pub fn get(&self, i: usize) -> &DirName {
+            &self.0[i]
+        }
+
+        pub fn sort(&mut self) {
+            self.0.sort_unstable();
+        }
+
+        pub fn iter(&self) -> impl Iterator<Item = &DirName> {
+            self.0.iter().map(OsString::as_os_str)
+        }
     }
 
     /// Without descriptor-relative calls, a directory is its path.
@@ -219,10 +295,11 @@ mod portable {
             Dir::open(&self.path.join(name), seen)
         }
 
-        pub fn names(&mut self) -> io::Result<Vec<DirName>> {
+        pub fn names(&mut self) -> io::Result<Names> {
             std::fs::read_dir(&self.path)?
                 .map(|e| e.map(|e| e.file_name()))
-                .collect()
+                .collect::<io::Result<Vec<_>>>()
+                .map(Names)
         }
 
         pub fn stat(&self, name: &DirName) -> io::Result<Stat> {

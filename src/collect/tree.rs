@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::dir::{lstat, name_str, Dir, DirName};
-use crate::meta::{bytes_to_path, os_bytes, Stat};
+use super::dir::{lstat, name_str, Dir, Names};
+#[cfg(not(unix))]
+use crate::meta::os_bytes;
+use crate::meta::{bytes_to_path, Stat};
 
 /// Exclude patterns with gitignore-like meaning: a pattern without `/`
 /// matches a name at any depth; one with `/` matches the path relative to the
@@ -163,26 +165,19 @@ struct Level {
     dir: PathBuf,
     /// Open while the stack is shallower than [`MAX_OPEN_DIRS`].
     handle: Option<Dir>,
-    children: std::vec::IntoIter<DirName>,
+    children: Names,
+    /// The next child to visit.
+    next: usize,
     path_len: usize,
     /// This directory's `.gitignore`/`.ignore` rules, when asked for.
     ignore: Option<ignore::gitignore::Gitignore>,
 }
 
 impl TreeWalk<'_> {
-    /// Opens and lists a directory, children sorted by name; on failure,
-    /// queues the error. `name` is the directory's name in the directory on
-    /// top of the stack (none for the root). Returns false when the directory
-    /// is to be left out whole (it holds a marker file).
-    fn descend(&mut self, dir: &Path, name: Option<&DirName>, seen: &Stat) -> bool {
-        if self.excludes.one_file_system && seen.dev != self.root_dev {
-            return true;
-        }
-        let parent = self.stack.last().and_then(|l| l.handle.as_ref());
-        let opened = match (parent, name) {
-            (Some(parent), Some(name)) => parent.open_child(name, seen.identity()),
-            _ => Dir::open(dir, seen.identity()),
-        };
+    /// Lists a directory just opened (or not), children sorted by name; on
+    /// failure, queues the error. Returns false when the directory is to be
+    /// left out whole (it holds a marker file).
+    fn descend(&mut self, dir: &Path, opened: io::Result<Dir>) -> bool {
         let listed = opened.and_then(|mut handle| Ok((handle.names()?, handle)));
         match listed {
             Ok((mut children, handle)) => {
@@ -198,11 +193,12 @@ impl TreeWalk<'_> {
                     .gitignore
                     .then(|| ignore_rules(dir, &children))
                     .flatten();
-                sort_names(&mut children);
+                children.sort();
                 self.stack.push(Level {
                     dir: dir.to_path_buf(),
                     handle: (self.stack.len() < MAX_OPEN_DIRS).then_some(handle),
-                    children: children.into_iter(),
+                    children,
+                    next: 0,
                     path_len: self.path.len(),
                     ignore,
                 });
@@ -231,18 +227,8 @@ impl TreeWalk<'_> {
     }
 }
 
-#[cfg(unix)]
-fn sort_names(names: &mut [DirName]) {
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-}
-
-#[cfg(not(unix))]
-fn sort_names(names: &mut [DirName]) {
-    names.sort_unstable();
-}
-
 /// The rules of a directory's `.gitignore` and `.ignore` (the latter wins).
-fn ignore_rules(dir: &Path, children: &[DirName]) -> Option<ignore::gitignore::Gitignore> {
+fn ignore_rules(dir: &Path, children: &Names) -> Option<ignore::gitignore::Gitignore> {
     let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
     let mut any = false;
     for name in [".gitignore", ".ignore"] {
@@ -271,7 +257,7 @@ impl Iterator for TreeWalk<'_> {
             return Some(match lstat(self.root) {
                 Ok(stat) => {
                     self.root_dev = stat.dev;
-                    if stat.is_dir() && !self.descend(self.root, None, &stat) {
+                    if stat.is_dir() && !self.descend(self.root, Dir::open(self.root, stat.identity())) {
                         return None;
                     }
                     TreeItem::Entry {
@@ -288,14 +274,18 @@ impl Iterator for TreeWalk<'_> {
         }
         loop {
             let level = self.stack.last_mut()?;
-            let Some(name) = level.children.next() else {
+            if level.next == level.children.len() {
                 self.stack.pop();
                 continue;
-            };
-            let os_name = name_str(&name);
+            }
+            let i = level.next;
+            level.next += 1;
+            let level = &self.stack[self.stack.len() - 1];
+            let name = level.children.get(i);
+            let os_name = name_str(name);
             self.path.truncate(level.path_len);
             self.path.push(b'/');
-            self.path.extend_from_slice(&os_bytes(os_name));
+            push_name(&mut self.path, os_name);
             if self
                 .excludes
                 .is_excluded_child(os_name, &self.path[self.root_len + 1..])
@@ -304,7 +294,7 @@ impl Iterator for TreeWalk<'_> {
             }
             let abs = level.dir.join(os_name);
             let stat = match &level.handle {
-                Some(handle) => handle.stat(&name),
+                Some(handle) => handle.stat(name),
                 None => lstat(&abs),
             };
             let stat = match stat {
@@ -320,8 +310,15 @@ impl Iterator for TreeWalk<'_> {
             if self.excludes.gitignore && self.ignored(&abs, stat.is_dir()) {
                 continue;
             }
-            if stat.is_dir() && !self.descend(&abs, Some(&name), &stat) {
-                continue;
+            let enter = stat.is_dir() && !(self.excludes.one_file_system && stat.dev != self.root_dev);
+            if enter {
+                let opened = match &level.handle {
+                    Some(handle) => handle.open_child(name, stat.identity()),
+                    None => Dir::open(&abs, stat.identity()),
+                };
+                if !self.descend(&abs, opened) {
+                    continue;
+                }
             }
             return Some(TreeItem::Entry {
                 path: self.path.clone(),
@@ -330,6 +327,18 @@ impl Iterator for TreeWalk<'_> {
             });
         }
     }
+}
+
+/// Appends a name to a manifest path.
+#[cfg(unix)]
+fn push_name(path: &mut Vec<u8>, name: &OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    path.extend_from_slice(name.as_bytes());
+}
+
+#[cfg(not(unix))]
+fn push_name(path: &mut Vec<u8>, name: &OsStr) {
+    path.extend_from_slice(&os_bytes(name));
 }
 
 #[cfg(test)]
