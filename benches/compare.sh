@@ -6,15 +6,18 @@
 # Env: CAIRN (binary, default ../target/release/cairn), TMPDIR (scratch, default /var/tmp).
 # See benches/README.md.
 set -euo pipefail
+export LC_ALL=C   # one decimal point for $EPOCHREALTIME, awk and sort
 
 usage() {
     cat <<'EOF'
-usage: compare.sh [--runs N] [--install-peers] [CORPUS_DIR]
+usage: compare.sh [--runs N] [--install-peers | --skip-peers] [CORPUS_DIR]
 
   CORPUS_DIR       directory to back up (default: Go 1.19 source tree from
                    the Debian package golang-1.19-src, installed if missing)
   --runs N         runs per measurement, the median is shown (default 3)
   --install-peers  apt-get update && apt-get install -y restic borgbackup first
+  --skip-peers     measure cairn and the baselines only (quick comparisons
+                   while working on cairn)
 
 env: CAIRN=path/to/cairn (default: <repo>/target/release/cairn)
      TMPDIR=dir      scratch space for the corpus copy and repositories (default /var/tmp)
@@ -23,12 +26,14 @@ EOF
 
 RUNS=3
 INSTALL_PEERS=0
+SKIP_PEERS=0
 CORPUS=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
         --runs=*) RUNS=${1#--runs=}; shift ;;
         --install-peers) INSTALL_PEERS=1; shift ;;
+        --skip-peers) SKIP_PEERS=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
         *) [[ -z $CORPUS ]] || { echo "only one corpus directory" >&2; exit 2; }
@@ -88,6 +93,7 @@ HAVE_RUSTIC=0; [[ -n $RUSTIC && -x $RUSTIC ]] && HAVE_RUSTIC=1
 [[ $HAVE_RESTIC -eq 1 ]] || log "restic not installed, skipping it (apt-get install restic, or --install-peers)"
 [[ $HAVE_BORG -eq 1 ]] || log "borg not installed, skipping it (apt-get install borgbackup, or --install-peers)"
 [[ $HAVE_RUSTIC -eq 1 ]] || log "rustic not installed, skipping it (cargo install rustic-rs --no-default-features, or set RUSTIC)"
+[[ $SKIP_PEERS -eq 1 ]] && { log "--skip-peers: cairn and the baselines only"; HAVE_RESTIC=0; HAVE_BORG=0; HAVE_RUSTIC=0; }
 
 # Scratch on disk (corpus copy, repositories); restore targets in /dev/shm if it fits.
 SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/cairn-bench.XXXXXX")
@@ -151,18 +157,23 @@ quiet() {
 }
 
 # Runs a command under /usr/bin/time; sets T_WALL T_CPU T_RSS (KiB). Returns
-# the command's status (borg's 1 means warnings: accepted).
+# the command's status (borg's 1 means warnings: accepted). Wall time is
+# taken from bash's microsecond clock: time(1) rounds to 10 ms, too coarse
+# for a 40 ms backup of an unchanged tree.
 timed() {
-    local rc=0 user sys
+    local rc=0 user sys start end
     sync
+    start=$EPOCHREALTIME
     /usr/bin/time -f '%e %U %S %M' -o "$TIMEFILE" "$@" >"$LOGFILE" 2>&1 || rc=$?
+    end=$EPOCHREALTIME
     [[ $rc -eq 1 && " $* " == *" borg "* ]] && { log "borg warnings: $(grep -v '^$' "$LOGFILE" | tail -n 3 | tr '\n' ' ')"; rc=0; }
     if [[ $rc -ne 0 ]]; then
         log "FAILED (exit $rc): $*"
         tail -n 20 "$LOGFILE" | sed 's/^/    /' >&2
         return 1
     fi
-    read -r T_WALL user sys T_RSS < <(tail -n1 "$TIMEFILE")
+    read -r _ user sys T_RSS < <(tail -n1 "$TIMEFILE")
+    T_WALL=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.4f", b - a}')
     T_CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
 }
 
@@ -421,7 +432,7 @@ echo "== results (median of $RUNS run(s); warm cache: nothing dropped from the p
 printf '%-20s %-20s %8s %8s %10s %9s\n' tool step "wall s" "cpu s" "peak MiB" "repo MB"
 for key in "${ROWS[@]}"; do
     printf '%-20s %-20s %8s %8s %10s %9s\n' "${key%%::*}" "${key#*::}" \
-        "$(med R_WALL "$key" 1 %.2f)" "$(med R_CPU "$key" 1 %.2f)" \
+        "$(med R_WALL "$key" 1 %.3f)" "$(med R_CPU "$key" 1 %.2f)" \
         "$(med R_RSS "$key" 1024 %.1f)" "$(med R_SIZE "$key" 1e6 %.1f)"
 done
 echo
