@@ -452,7 +452,7 @@ fn source_bytes(sources: &[Source]) -> u64 {
             continue;
         }
         for item in tree::walk(&s.abs, &s.prefix, &s.excludes) {
-            if let TreeItem::Entry { stat, .. } = item {
+            if let TreeItem::Entry(tree::Walked { stat, .. }) = item {
                 let first_name = stat.hardlink_key().is_none_or(|key| links.insert(key));
                 if stat.is_file() && first_name {
                     total += stat.size;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::collect::tree::{self, Excludes, TreeItem};
+use crate::collect::tree::{self, Excludes, TreeItem, Walked};
 use crate::interrupt;
 use crate::meta::{self, os_bytes};
 use crate::progress::Progress;
@@ -136,8 +136,8 @@ fn walk_with_parent(
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted);
             }
-            let (path, abs, stat) = match item {
-                TreeItem::Entry { path, abs, stat } => (path, abs, stat),
+            let Walked { path, stat, place } = match item {
+                TreeItem::Entry(walked) => walked,
                 TreeItem::Unreadable { path, error } => {
                     let what = if error.kind() == io::ErrorKind::NotFound && path == source.abs {
                         "source path does not exist".to_string()
@@ -209,7 +209,7 @@ fn walk_with_parent(
                             if jobs
                                 .send(FileJob {
                                     seq: this,
-                                    abs,
+                                    abs: place.abs(entry.path.as_bytes()),
                                     content: None,
                                     dev: stat.dev,
                                     entry,
@@ -223,24 +223,27 @@ fn walk_with_parent(
                         }
                     }
                 }
-                EntryKind::Symlink => match std::fs::read_link(&abs) {
-                    Ok(target) => {
-                        entry.target = Some(RawBytes(os_bytes(target.as_os_str())));
-                        Done::Entry {
-                            entry,
-                            status: None,
-                            warning: None,
-                            line: None,
+                EntryKind::Symlink => {
+                    let abs = place.abs(entry.path.as_bytes());
+                    match std::fs::read_link(&abs) {
+                        Ok(target) => {
+                            entry.target = Some(RawBytes(os_bytes(target.as_os_str())));
+                            Done::Entry {
+                                entry,
+                                status: None,
+                                warning: None,
+                                line: None,
+                            }
+                        }
+                        Err(e) => {
+                            tally.partial = true;
+                            Done::Skipped {
+                                path: None,
+                                warning: Some(format!("{}: {e}", abs.display())),
+                            }
                         }
                     }
-                    Err(e) => {
-                        tally.partial = true;
-                        Done::Skipped {
-                            path: None,
-                            warning: Some(format!("{}: {e}", abs.display())),
-                        }
-                    }
-                },
+                }
                 EntryKind::Dir => {
                     let verdict = cursor
                         .find(entry.path.as_bytes())
@@ -252,10 +255,16 @@ fn walk_with_parent(
                             warning: None,
                             line,
                         },
-                        _ => read_xattrs_into(entry, &abs),
+                        _ => {
+                            let abs = place.abs(entry.path.as_bytes());
+                            read_xattrs_into(entry, &abs)
+                        }
                     }
                 }
-                _ => read_xattrs_into(entry, &abs),
+                _ => {
+                    let abs = place.abs(entry.path.as_bytes());
+                    read_xattrs_into(entry, &abs)
+                }
             };
             if !batch.push(this, ready) {
                 return Ok(());

@@ -48,44 +48,42 @@ mod unix {
     #[derive(Default)]
     pub struct Names {
         bytes: Vec<u8>,
-        /// Where each name starts in `bytes`.
-        starts: Vec<u32>,
+        /// Where each name starts in `bytes`, and its length without the NUL.
+        spans: Vec<(u32, u32)>,
     }
 
     impl Names {
         fn push(&mut self, name: &[u8]) -> io::Result<()> {
-            let start = u32::try_from(self.bytes.len())
-                .map_err(|_| io::Error::other("directory has too many names to list"))?;
-            self.starts.push(start);
+            let too_many = || io::Error::other("directory has too many names to list");
+            let start = u32::try_from(self.bytes.len()).map_err(|_| too_many())?;
+            let len = u32::try_from(name.len()).map_err(|_| too_many())?;
+            self.spans.push((start, len));
             self.bytes.extend_from_slice(name);
             self.bytes.push(0);
             Ok(())
         }
 
         pub fn len(&self) -> usize {
-            self.starts.len()
+            self.spans.len()
         }
 
         pub fn is_empty(&self) -> bool {
-            self.starts.is_empty()
+            self.spans.is_empty()
         }
 
         pub fn get(&self, i: usize) -> &DirName {
-            let start = self.starts[i] as usize;
-            let len = self.bytes[start..].iter().position(|&c| c == 0).unwrap_or(0);
+            let (start, len) = self.spans[i];
+            let with_nul = &self.bytes[start as usize..start as usize + len as usize + 1];
             // The name and its NUL were pushed together; a name from the
             // kernel holds no NUL of its own.
-            CStr::from_bytes_with_nul(&self.bytes[start..start + len + 1]).unwrap_or_default()
+            CStr::from_bytes_with_nul(with_nul).unwrap_or_default()
         }
 
         /// Sorts by name bytes: manifest order among siblings.
         pub fn sort(&mut self) {
             let bytes = &self.bytes;
-            let name = |start: u32| {
-                let tail = &bytes[start as usize..];
-                &tail[..tail.iter().position(|&c| c == 0).unwrap_or(tail.len())]
-            };
-            self.starts.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+            let name = |(start, len): (u32, u32)| &bytes[start as usize..start as usize + len as usize];
+            self.spans.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
         }
 
         pub fn iter(&self) -> impl Iterator<Item = &DirName> {

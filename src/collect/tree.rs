@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -109,14 +110,40 @@ impl Excludes {
 
 /// One walked item.
 pub enum TreeItem {
-    Entry {
-        /// Manifest path: the root's prefix, then the relative path.
-        path: Vec<u8>,
-        abs: PathBuf,
-        stat: Stat,
-    },
+    Entry(Walked),
     /// Something could not be read; the walk goes on without it.
-    Unreadable { path: PathBuf, error: io::Error },
+    Unreadable {
+        path: PathBuf,
+        error: io::Error,
+    },
+}
+
+/// An entry the walk found.
+pub struct Walked {
+    /// Manifest path: the root's prefix, then the relative path.
+    pub path: Vec<u8>,
+    pub stat: Stat,
+    pub place: Place,
+}
+
+/// Where a walked entry lies on disk, made into a path only when asked for:
+/// most entries of an unchanged tree never need one.
+pub struct Place {
+    /// The directory holding the entry, shared with its siblings (the root
+    /// itself, for the root).
+    dir: Arc<Path>,
+    /// Where the entry's name starts in its manifest path; `None` for the root.
+    name_at: Option<usize>,
+}
+
+impl Place {
+    /// The path on disk of the entry whose manifest path is `path`.
+    pub fn abs(&self, path: &[u8]) -> PathBuf {
+        match self.name_at.and_then(|at| path.get(at..)) {
+            Some(name) => self.dir.join(bytes_to_path(name)),
+            None => self.dir.to_path_buf(),
+        }
+    }
 }
 
 /// Directories held open at once, at most: deeper levels are listed and then
@@ -162,7 +189,7 @@ pub struct TreeWalk<'a> {
 /// One listed directory: its children still to visit, and the manifest path
 /// length of the directory itself.
 struct Level {
-    dir: PathBuf,
+    dir: Arc<Path>,
     /// Open while the stack is shallower than [`MAX_OPEN_DIRS`].
     handle: Option<Dir>,
     children: Names,
@@ -195,7 +222,7 @@ impl TreeWalk<'_> {
                     .flatten();
                 children.sort();
                 self.stack.push(Level {
-                    dir: dir.to_path_buf(),
+                    dir: Arc::from(dir),
                     handle: (self.stack.len() < MAX_OPEN_DIRS).then_some(handle),
                     children,
                     next: 0,
@@ -260,11 +287,14 @@ impl Iterator for TreeWalk<'_> {
                     if stat.is_dir() && !self.descend(self.root, Dir::open(self.root, stat.identity())) {
                         return None;
                     }
-                    TreeItem::Entry {
+                    TreeItem::Entry(Walked {
                         path: self.path.clone(),
-                        abs: self.root.to_path_buf(),
                         stat,
-                    }
+                        place: Place {
+                            dir: Arc::from(self.root),
+                            name_at: None,
+                        },
+                    })
                 }
                 Err(error) => TreeItem::Unreadable {
                     path: self.root.to_path_buf(),
@@ -292,39 +322,52 @@ impl Iterator for TreeWalk<'_> {
             {
                 continue;
             }
-            let abs = level.dir.join(os_name);
+            let name_at = level.path_len + 1;
             let stat = match &level.handle {
                 Some(handle) => handle.stat(name),
-                None => lstat(&abs),
+                None => lstat(&level.dir.join(os_name)),
             };
             let stat = match stat {
                 Ok(stat) => stat,
-                Err(error) => return Some(TreeItem::Unreadable { path: abs, error }),
+                Err(error) => {
+                    return Some(TreeItem::Unreadable {
+                        path: level.dir.join(os_name),
+                        error,
+                    })
+                }
             };
-            if stat.is_dir()
-                && (self.excludes.identities.contains(&stat.identity())
-                    || self.excludes.absolute.contains(&abs))
-            {
-                continue;
-            }
-            if self.excludes.gitignore && self.ignored(&abs, stat.is_dir()) {
-                continue;
-            }
-            let enter = stat.is_dir() && !(self.excludes.one_file_system && stat.dev != self.root_dev);
-            if enter {
-                let opened = match &level.handle {
-                    Some(handle) => handle.open_child(name, stat.identity()),
-                    None => Dir::open(&abs, stat.identity()),
-                };
-                if !self.descend(&abs, opened) {
+            // Only directories and ignore rules need the path on disk here.
+            let abs = (stat.is_dir() || self.excludes.gitignore).then(|| level.dir.join(os_name));
+            if let Some(abs) = &abs {
+                if stat.is_dir()
+                    && (self.excludes.identities.contains(&stat.identity())
+                        || self.excludes.absolute.contains(abs))
+                {
+                    continue;
+                }
+                if self.excludes.gitignore && self.ignored(abs, stat.is_dir()) {
                     continue;
                 }
             }
-            return Some(TreeItem::Entry {
+            let dir = level.dir.clone();
+            let enter = stat.is_dir() && !(self.excludes.one_file_system && stat.dev != self.root_dev);
+            if let (true, Some(abs)) = (enter, &abs) {
+                let opened = match &level.handle {
+                    Some(handle) => handle.open_child(name, stat.identity()),
+                    None => Dir::open(abs, stat.identity()),
+                };
+                if !self.descend(abs, opened) {
+                    continue;
+                }
+            }
+            return Some(TreeItem::Entry(Walked {
                 path: self.path.clone(),
-                abs,
                 stat,
-            });
+                place: Place {
+                    dir,
+                    name_at: Some(name_at),
+                },
+            }));
         }
     }
 }
