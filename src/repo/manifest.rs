@@ -326,6 +326,15 @@ impl RawLine {
         }
     }
 
+    /// What follows the path in a line whose path is a plain string
+    /// (`,"type":...}`); `None` when the path was escaped or hex-encoded.
+    pub fn after_plain_path(&self) -> Option<&[u8]> {
+        match &self.path {
+            LinePath::InLine(end) => self.raw.get(end + 1..),
+            LinePath::Decoded(_) => None,
+        }
+    }
+
     /// The whole entry.
     pub fn entry(&self) -> Result<Entry, ManifestError> {
         serde_json::from_slice(&self.raw).map_err(|source| ManifestError::BadLine {
