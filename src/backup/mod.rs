@@ -190,7 +190,11 @@ pub fn run(
     let parent = find_parent(&snapshots, &host, &roots);
     check_space(repo, &sources, parent.map(|p| p.record.stats.bytes))?;
     let index = repo.load_index()?;
-    tracing::debug!("index loaded: {} blobs", index.len());
+    tracing::debug!(
+        "index loaded: {} blobs, {:?} CPU on this thread",
+        index.len(),
+        crate::progress::thread_cpu()
+    );
     if let Some(p) = parent {
         tracing::info!("parent snapshot {}", p.id.short());
     }

@@ -45,7 +45,7 @@ mod unix {
     /// A directory's children's names in one buffer, each NUL-terminated so
     /// it can be passed back to the kernel as it is: one allocation per
     /// directory rather than one per name.
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     pub struct Names {
         bytes: Vec<u8>,
         /// Where each name starts in `bytes`, and its length without the NUL.
@@ -95,9 +95,11 @@ mod unix {
         stream: NonNull<libc::DIR>,
     }
 
-    // SAFETY: a DIR stream may be used from any thread, one at a time; `Dir`
-    // is not Sync and every method takes `&self` or `&mut self` accordingly.
+    // SAFETY: a DIR stream may be used from any thread. Reading it takes
+    // `&mut self`; the `&self` methods only use its descriptor for `fstatat`
+    // and `openat`, which any number of threads may call at once.
     unsafe impl Send for Dir {}
+    unsafe impl Sync for Dir {}
 
     const FLAGS: libc::c_int =
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
@@ -249,7 +251,7 @@ mod portable {
         name
     }
 
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     pub struct Names(Vec<OsString>);
 
     impl Names {

@@ -31,6 +31,126 @@ pub struct IndexBlob {
     pub length: u32,
 }
 
+impl IndexFile {
+    /// Parses an index file's JSON. Files written by cairn have one exact
+    /// layout, read here without serde's generic machinery: every command
+    /// reads the whole index first, and it holds an entry per blob. Any other
+    /// spelling of the same JSON (spaces, another field order) goes to
+    /// serde_json, which also gives the error for what is not an index.
+    pub fn from_json(json: &[u8]) -> Result<IndexFile, serde_json::Error> {
+        match compact::parse(json) {
+            Some(file) => Ok(file),
+            None => serde_json::from_slice(json),
+        }
+    }
+}
+
+/// The compact layout serde_json writes for an [`IndexFile`]:
+/// `{"packs":[{"id":"..","blobs":[{"id":"..","frame_offset":N,...}]}]}`.
+mod compact {
+    use super::{IndexBlob, IndexFile, IndexPack};
+    use crate::repo::id::ObjectId;
+
+    struct Cursor<'a> {
+        rest: &'a [u8],
+    }
+
+    impl Cursor<'_> {
+        fn eat(&mut self, literal: &[u8]) -> Option<()> {
+            self.rest = self.rest.strip_prefix(literal)?;
+            Some(())
+        }
+
+        fn eat_if(&mut self, literal: &[u8]) -> bool {
+            self.eat(literal).is_some()
+        }
+
+        fn id(&mut self) -> Option<ObjectId> {
+            self.eat(b"\"")?;
+            let id = ObjectId::from_hex(self.rest.get(..64)?)?;
+            self.rest = &self.rest[64..];
+            self.eat(b"\"")?;
+            Some(id)
+        }
+
+        /// A JSON unsigned integer as serde_json writes it: digits, no sign,
+        /// no leading zero.
+        fn number(&mut self) -> Option<u64> {
+            let digits = self.rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            let text = &self.rest[..digits];
+            if digits == 0 || (digits > 1 && text[0] == b'0') {
+                return None;
+            }
+            let mut value: u64 = 0;
+            for &c in text {
+                value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            }
+            self.rest = &self.rest[digits..];
+            Some(value)
+        }
+
+        fn small(&mut self) -> Option<u32> {
+            u32::try_from(self.number()?).ok()
+        }
+
+        fn blob(&mut self) -> Option<IndexBlob> {
+            self.eat(br#"{"id":"#)?;
+            let id = self.id()?;
+            self.eat(br#","frame_offset":"#)?;
+            let frame_offset = self.number()?;
+            self.eat(br#","frame_length":"#)?;
+            let frame_length = self.small()?;
+            self.eat(br#","offset":"#)?;
+            let offset = self.small()?;
+            self.eat(br#","length":"#)?;
+            let length = self.small()?;
+            self.eat(b"}")?;
+            Some(IndexBlob {
+                id,
+                frame_offset,
+                frame_length,
+                offset,
+                length,
+            })
+        }
+
+        fn pack(&mut self) -> Option<IndexPack> {
+            self.eat(br#"{"id":"#)?;
+            let id = self.id()?;
+            self.eat(br#","blobs":["#)?;
+            let mut blobs = Vec::new();
+            if !self.eat_if(b"]") {
+                loop {
+                    blobs.push(self.blob()?);
+                    if self.eat_if(b"]") {
+                        break;
+                    }
+                    self.eat(b",")?;
+                }
+            }
+            self.eat(b"}")?;
+            Some(IndexPack { id, blobs })
+        }
+    }
+
+    pub(super) fn parse(json: &[u8]) -> Option<IndexFile> {
+        let mut cursor = Cursor { rest: json };
+        cursor.eat(br#"{"packs":["#)?;
+        let mut packs = Vec::new();
+        if !cursor.eat_if(b"]") {
+            loop {
+                packs.push(cursor.pack()?);
+                if cursor.eat_if(b"]") {
+                    break;
+                }
+                cursor.eat(b",")?;
+            }
+        }
+        cursor.eat(b"}")?;
+        cursor.rest.is_empty().then_some(IndexFile { packs })
+    }
+}
+
 /// A blob's place, with the pack given as a position in [`Index::packs`].
 #[derive(Debug, Clone, Copy)]
 pub struct BlobLocation {
@@ -129,5 +249,69 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> IndexFile {
+        let blob = |n: u32| IndexBlob {
+            id: ObjectId::of(&n.to_le_bytes()),
+            frame_offset: u64::from(n) * 1_000_003 + (1 << 40),
+            frame_length: n * 7 + 1,
+            offset: 512 * n,
+            length: if n == 0 { 0 } else { n * 3 },
+        };
+        IndexFile {
+            packs: vec![
+                IndexPack {
+                    id: ObjectId::of(b"pack one"),
+                    blobs: (0..50).map(blob).collect(),
+                },
+                IndexPack {
+                    id: ObjectId::of(b"pack two"),
+                    blobs: Vec::new(),
+                },
+                IndexPack {
+                    id: ObjectId::of(b"pack three"),
+                    blobs: vec![blob(7)],
+                },
+            ],
+        }
+    }
+
+    fn same(a: &IndexFile, b: &IndexFile) -> bool {
+        serde_json::to_vec(a).unwrap() == serde_json::to_vec(b).unwrap()
+    }
+
+    #[test]
+    fn compact_index_is_read_without_serde_and_the_same() {
+        let file = sample();
+        let json = serde_json::to_vec(&file).unwrap();
+        let fast = compact::parse(&json).expect("the layout serde_json writes");
+        assert!(same(&fast, &file));
+        let empty = serde_json::to_vec(&IndexFile::default()).unwrap();
+        assert!(compact::parse(&empty).is_some_and(|f| f.packs.is_empty()));
+    }
+
+    #[test]
+    fn any_other_spelling_goes_to_serde() {
+        let file = sample();
+        let pretty = serde_json::to_vec_pretty(&file).unwrap();
+        assert!(compact::parse(&pretty).is_none());
+        assert!(same(&IndexFile::from_json(&pretty).unwrap(), &file));
+        let json = String::from_utf8(serde_json::to_vec(&file).unwrap()).unwrap();
+        for bad in [
+            json.replacen("\"frame_offset\":", "\"frame_offset\":0", 1),
+            json.replacen("\"length\":", "\"length\":-", 1),
+            json.replacen("\"length\":", "\"length\":99999999999", 1),
+            format!("{json} "),
+            json[..json.len() - 1].to_string(),
+        ] {
+            assert!(compact::parse(bad.as_bytes()).is_none(), "{bad:.80}");
+        }
+        assert!(IndexFile::from_json(b"{\"packs\":[{\"id\":\"zz\"}]}").is_err());
     }
 }

@@ -184,9 +184,16 @@ impl Repository {
             name: name.to_string(),
             detail,
         };
-        let json = zstd::bulk::decompress(&bytes, 1 << 30)
+        // Index files are compressed as a stream, without their size in the
+        // frame header: decoded into a growing buffer, bounded so that a
+        // damaged file cannot exhaust memory.
+        const MAX_INDEX_JSON: u64 = 1 << 30;
+        use std::io::Read as _;
+        let mut json = Vec::with_capacity(bytes.len() * 4);
+        zstd::stream::Decoder::new(&bytes[..])
+            .and_then(|decoder| decoder.take(MAX_INDEX_JSON).read_to_end(&mut json))
             .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-        serde_json::from_slice(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
+        IndexFile::from_json(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
     }
 
     /// Loads every index file. The index is what makes blobs reachable, so an
