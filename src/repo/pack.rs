@@ -211,6 +211,19 @@ impl FrameDecoder {
     /// One frame's content, bounded in size so a damaged frame cannot
     /// exhaust memory.
     pub fn decode(&mut self, frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
+        let mut out = Vec::new();
+        self.decode_into(frame, frame_offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`FrameDecoder::decode`] into a buffer the caller reuses: a fresh
+    /// buffer of a megabyte costs hundreds of page faults.
+    pub fn decode_into(
+        &mut self,
+        frame: &[u8],
+        frame_offset: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PackError> {
         let err = |source| PackError::Decompress {
             offset: frame_offset,
             source,
@@ -226,7 +239,10 @@ impl FrameDecoder {
             Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
             _ => MAX_FRAME_BYTES,
         };
-        decompressor.decompress(frame, capacity).map_err(err)
+        out.clear();
+        out.reserve(capacity);
+        decompressor.decompress_to_buffer(frame, out).map_err(err)?;
+        Ok(())
     }
 }
 
@@ -237,6 +253,11 @@ pub fn decompress_frame(frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, Pack
 
 /// Takes a blob out of a decompressed frame and verifies it against its name.
 pub fn blob_from_frame(frame: &[u8], blob: &IndexBlob) -> Result<Vec<u8>, PackError> {
+    blob_in_frame(frame, blob).map(<[u8]>::to_vec)
+}
+
+/// [`blob_from_frame`] without the copy.
+pub fn blob_in_frame<'f>(frame: &'f [u8], blob: &IndexBlob) -> Result<&'f [u8], PackError> {
     let start = blob.offset as usize;
     let end = start + blob.length as usize;
     let data = frame.get(start..end).ok_or(PackError::OutOfFrame {
@@ -247,7 +268,7 @@ pub fn blob_from_frame(frame: &[u8], blob: &IndexBlob) -> Result<Vec<u8>, PackEr
     if actual != blob.id {
         return Err(PackError::HashMismatch { id: blob.id, actual });
     }
-    Ok(data.to_vec())
+    Ok(data)
 }
 
 /// Checks that the tar header before a blob names it and gives its size.

@@ -19,6 +19,8 @@ pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
     frames: VecDeque<((ObjectId, u64), Vec<u8>)>,
+    /// A frame buffer let go, to decode the next frame into.
+    spare: Vec<u8>,
     decoder: pack::FrameDecoder,
     /// Compressed bytes fetched from the sink.
     pub bytes_fetched: u64,
@@ -30,6 +32,7 @@ impl<'a> BlobReader<'a> {
             repo,
             index,
             frames: VecDeque::new(),
+            spare: Vec::new(),
             decoder: pack::FrameDecoder::default(),
             bytes_fetched: 0,
         }
@@ -39,15 +42,23 @@ impl<'a> BlobReader<'a> {
     /// once is read from the next copy when one is missing or damaged; the
     /// error of the first copy is returned when none is good.
     pub fn read(&mut self, id: &ObjectId) -> Result<Vec<u8>, RepoError> {
+        self.read_with(id, <[u8]>::to_vec)
+    }
+
+    /// [`BlobReader::read`], lending the bytes to `use_blob` where they lie
+    /// in the cached frame instead of copying them.
+    pub fn read_with<R>(&mut self, id: &ObjectId, use_blob: impl FnOnce(&[u8]) -> R) -> Result<R, RepoError> {
         let mut first_error = None;
         let index = self.index;
         for (pack_id, loc) in index.locations(id) {
-            match self.read_at(id, pack_id, loc) {
-                Ok(data) => {
+            match self.verified_at(id, pack_id, loc) {
+                Ok(pos) => {
                     if let Some(e) = &first_error {
                         tracing::warn!("{e}; read blob {id} from its copy in pack {pack_id}");
                     }
-                    return Ok(data);
+                    let blob = loc.to_index_blob(*id);
+                    let start = blob.offset as usize;
+                    return Ok(use_blob(&self.frames[pos].1[start..start + blob.length as usize]));
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -57,7 +68,14 @@ impl<'a> BlobReader<'a> {
         Err(first_error.unwrap_or(RepoError::MissingBlob(*id)))
     }
 
-    fn read_at(&mut self, id: &ObjectId, pack_id: ObjectId, loc: BlobLocation) -> Result<Vec<u8>, RepoError> {
+    /// Caches the frame holding the blob and checks the blob's bytes against
+    /// its id; returns the frame's place in the cache.
+    fn verified_at(
+        &mut self,
+        id: &ObjectId,
+        pack_id: ObjectId,
+        loc: BlobLocation,
+    ) -> Result<usize, RepoError> {
         let key = (pack_id, loc.frame_offset);
         let pos = match self.frames.iter().position(|(k, _)| *k == key) {
             Some(pos) => pos,
@@ -69,35 +87,39 @@ impl<'a> BlobReader<'a> {
                     loc.frame_length as u64,
                 )?;
                 self.bytes_fetched += raw.len() as u64;
-                let frame =
-                    self.decoder
-                        .decode(&raw, loc.frame_offset)
-                        .map_err(|source| RepoError::Pack {
-                            pack: pack_id,
-                            source,
-                        })?;
+                let mut frame = std::mem::take(&mut self.spare);
+                self.decoder
+                    .decode_into(&raw, loc.frame_offset, &mut frame)
+                    .map_err(|source| RepoError::Pack {
+                        pack: pack_id,
+                        source,
+                    })?;
                 let mut cached: usize = self.frames.iter().map(|(_, f)| f.len()).sum();
                 while !self.frames.is_empty()
                     && (self.frames.len() >= CACHED_FRAMES || cached + frame.len() > CACHED_BYTES)
                 {
                     if let Some((_, old)) = self.frames.pop_front() {
                         cached -= old.len();
+                        self.spare = old;
                     }
                 }
                 self.frames.push_back((key, frame));
                 self.frames.len() - 1
             }
         };
-        pack::blob_from_frame(&self.frames[pos].1, &loc.to_index_blob(*id)).map_err(|source| {
-            if let PackError::HashMismatch { .. } = source {
-                // A damaged frame must not stay cached as if it were good.
-                self.frames.remove(pos);
+        match pack::blob_in_frame(&self.frames[pos].1, &loc.to_index_blob(*id)) {
+            Ok(_) => Ok(pos),
+            Err(source) => {
+                if let PackError::HashMismatch { .. } = source {
+                    // A damaged frame must not stay cached as if it were good.
+                    self.frames.remove(pos);
+                }
+                Err(RepoError::Pack {
+                    pack: pack_id,
+                    source,
+                })
             }
-            RepoError::Pack {
-                pack: pack_id,
-                source,
-            }
-        })
+        }
     }
 
     pub fn manifest<'b>(&'b mut self, snapshot: &str, blobs: &'b [ObjectId]) -> ManifestEntries<'a, 'b> {
