@@ -5,7 +5,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -246,63 +247,31 @@ impl TreeWalk<'_> {
         true
     }
 
-    /// Hands the last subdirectories of the root to a helper thread, which
-    /// walks them while this walk goes through the first ones: an unchanged
-    /// tree costs little more than its `fstatat` and `getdents` calls, and
-    /// two threads make them about twice as fast. The split weighs each
-    /// subdirectory by its link count (2 + its own subdirectories), a cheap
-    /// guess at its size. The helper's entries wait in a bounded queue, so
-    /// memory stays bounded whatever the split.
+    /// Shares the root's children with a helper thread: this walk takes
+    /// them from the front, the helper from the back, each child whole
+    /// (its subtree), until they meet. An unchanged tree costs little more
+    /// than its `fstatat` and `getdents` calls, and two threads make them
+    /// about twice as fast; meeting wherever they meet balances the two
+    /// whatever the sizes of the subtrees. The helper's entries wait in
+    /// bounded queues, and it stops taking children when enough are queued,
+    /// so memory stays bounded.
     fn split_root(&mut self) {
-        const MIN_WEIGHT: u64 = 16;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let Some(level) = self.stack.last() else {
             return;
         };
-        let Some(handle) = &level.handle else {
-            return;
-        };
-        if cores < 2 || self.stack.len() != 1 {
+        if cores < 2 || self.stack.len() != 1 || level.handle.is_none() || level.end < 2 {
             return;
         }
-        let weights: Vec<u64> = (0..level.children.len())
-            .map(|i| match handle.stat(level.children.get(i)) {
-                Ok(stat) if stat.is_dir() => stat.nlink.max(2),
-                _ => 0,
-            })
-            .collect();
-        let total: u64 = weights.iter().sum();
-        if total < MIN_WEIGHT || weights.iter().filter(|&&w| w > 0).count() < 2 {
-            return;
-        }
-        // The first child at which what comes after weighs at most half.
-        let mut after = total;
-        let Some(split) = weights.iter().position(|&w| {
-            after -= w;
-            after * 2 <= total
-        }) else {
-            return;
-        };
-        let split = split + 1;
-        if split >= weights.len() {
-            return;
-        }
-        let mut tail_level = level.clone();
-        tail_level.next = split;
-        let helper = TailWalker {
+        let helper = Helper {
             root: self.root.to_path_buf(),
             excludes: self.excludes.clone(),
             path: self.path.clone(),
             root_len: self.root_len,
             root_dev: self.root_dev,
-            level: tail_level,
+            level: level.clone(),
         };
-        if let Some(tail) = Tail::start(helper) {
-            if let Some(level) = self.stack.last_mut() {
-                level.end = split;
-            }
-            self.tail = Some(tail);
-        }
+        self.tail = Tail::start(helper);
     }
 
     /// Whether the `.gitignore`/`.ignore` rules of the directories above
@@ -373,12 +342,22 @@ impl Iterator for TreeWalk<'_> {
             });
         }
         loop {
+            let at_root = self.stack.len() == 1;
             let Some(level) = self.stack.last_mut() else {
-                return self.tail.as_mut().and_then(Tail::next);
+                return self.tail.as_mut()?.next();
             };
             if level.next == level.end {
                 self.stack.pop();
                 continue;
+            }
+            if at_root {
+                if let Some(tail) = &self.tail {
+                    if !tail.take(level.next) {
+                        // The helper has the rest of the root.
+                        level.end = level.next;
+                        continue;
+                    }
+                }
             }
             let i = level.next;
             level.next += 1;
@@ -444,77 +423,173 @@ impl Iterator for TreeWalk<'_> {
     }
 }
 
-/// What the helper needs to walk the root's last children on its own.
-struct TailWalker {
+/// What the helper needs to walk root children on its own.
+struct Helper {
     root: PathBuf,
     excludes: Excludes,
     path: Vec<u8>,
     root_len: usize,
     root_dev: u64,
-    /// The root's level, starting at the first child left to the helper.
+    /// The root's level.
     level: Level,
 }
 
-/// The helper's entries, received in batches.
+/// The root's children as shared between the walk and its helper.
+struct Split {
+    state: Mutex<SplitState>,
+    /// Entries the helper has queued and the walk not yet taken.
+    queued: AtomicUsize,
+}
+
+struct SplitState {
+    /// The walk has taken the children before `front`...
+    front: usize,
+    /// ...and the helper those from `back` on, each into its own queue.
+    back: usize,
+    parts: Vec<(usize, crossbeam_channel::Receiver<Vec<TreeItem>>)>,
+}
+
+/// The helper's side of a split root, handed out after the walk's own.
 struct Tail {
-    batches: crossbeam_channel::Receiver<Vec<TreeItem>>,
+    split: Arc<Split>,
+    /// The helper's parts, in walk order, once the walk has come to them.
+    parts: Option<std::vec::IntoIter<crossbeam_channel::Receiver<Vec<TreeItem>>>>,
+    part: Option<crossbeam_channel::Receiver<Vec<TreeItem>>>,
     batch: std::vec::IntoIter<TreeItem>,
 }
 
 impl Tail {
-    /// Entries queued at most: bounds memory when the helper is far ahead.
-    const QUEUED: usize = 16384;
+    /// Entries queued at most before the helper stops taking children.
+    const QUEUED: usize = 8192;
     const BATCH: usize = 128;
 
-    fn start(helper: TailWalker) -> Option<Tail> {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<TreeItem>>(Self::QUEUED / Self::BATCH);
-        let spawned = std::thread::Builder::new()
+    fn start(helper: Helper) -> Option<Tail> {
+        let split = Arc::new(Split {
+            state: Mutex::new(SplitState {
+                front: helper.level.next,
+                back: helper.level.end,
+                parts: Vec::new(),
+            }),
+            queued: AtomicUsize::new(0),
+        });
+        let shared = split.clone();
+        std::thread::Builder::new()
             .name("cairn-walk-tail".into())
-            .spawn(move || {
-                let TailWalker {
-                    root,
-                    excludes,
-                    path,
-                    root_len,
-                    root_dev,
-                    level,
-                } = helper;
-                let walk = TreeWalk {
-                    root: &root,
-                    excludes: &excludes,
-                    path,
-                    root_len,
-                    stack: vec![level],
-                    pending: Vec::new(),
-                    started: true,
-                    root_dev,
-                    tail: None,
-                };
-                let mut batch = Vec::with_capacity(Self::BATCH);
-                for item in walk {
-                    batch.push(item);
-                    if batch.len() == Self::BATCH
-                        && tx
-                            .send(std::mem::replace(&mut batch, Vec::with_capacity(Self::BATCH)))
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                let _ = tx.send(batch);
-            });
-        spawned.ok().map(|_| Tail {
-            batches: rx,
+            .spawn(move || Tail::help(helper, &shared))
+            .ok()?;
+        Some(Tail {
+            split,
+            parts: None,
+            part: None,
             batch: Vec::new().into_iter(),
         })
     }
 
+    /// Whether the walk may take root child `i`; false once the helper has it.
+    fn take(&self, i: usize) -> bool {
+        let mut state = self.split.state.lock().unwrap_or_else(|e| e.into_inner());
+        if i >= state.back {
+            return false;
+        }
+        state.front = i + 1;
+        true
+    }
+
+    /// The helper: root children from the back, one subtree at a time.
+    fn help(helper: Helper, split: &Split) {
+        let Helper {
+            root,
+            excludes,
+            path,
+            root_len,
+            root_dev,
+            level,
+        } = helper;
+        loop {
+            let (child, tx) = {
+                let mut state = split.state.lock().unwrap_or_else(|e| e.into_inner());
+                if split.queued.load(Ordering::Relaxed) >= Self::QUEUED
+                    || state.back == 0
+                    || state.back - 1 < state.front
+                {
+                    tracing::debug!(
+                        "walk of the root's last children done, {:?} CPU",
+                        crate::progress::thread_cpu()
+                    );
+                    return;
+                }
+                state.back -= 1;
+                let (tx, rx) = crossbeam_channel::bounded(Self::QUEUED / Self::BATCH);
+                let child = state.back;
+                state.parts.push((child, rx));
+                (child, tx)
+            };
+            let mut part = level.clone();
+            part.next = child;
+            part.end = child + 1;
+            let walk = TreeWalk {
+                root: &root,
+                excludes: &excludes,
+                path: path.clone(),
+                root_len,
+                stack: vec![part],
+                pending: Vec::new(),
+                started: true,
+                root_dev,
+                tail: None,
+            };
+            let mut batch = Vec::with_capacity(Self::BATCH);
+            for item in walk {
+                batch.push(item);
+                if batch.len() == Self::BATCH {
+                    split.queued.fetch_add(batch.len(), Ordering::Relaxed);
+                    if tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(Self::BATCH)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            split.queued.fetch_add(batch.len(), Ordering::Relaxed);
+            if tx.send(batch).is_err() {
+                return;
+            }
+        }
+    }
+
     fn next(&mut self) -> Option<TreeItem> {
+        if self.parts.is_none() {
+            // The walk has stopped taking children: the helper takes no more
+            // (see `take`), so its parts are all known.
+            let mut state = self.split.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut parts = std::mem::take(&mut state.parts);
+            drop(state);
+            parts.sort_by_key(|(child, _)| *child);
+            self.parts = Some(
+                parts
+                    .into_iter()
+                    .map(|(_, rx)| rx)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            tracing::debug!(
+                "walk of the root's first children done, {:?} CPU",
+                crate::progress::thread_cpu()
+            );
+        }
         loop {
             if let Some(item) = self.batch.next() {
                 return Some(item);
             }
-            self.batch = self.batches.recv().ok()?.into_iter();
+            if let Some(part) = &self.part {
+                if let Ok(batch) = part.recv() {
+                    self.split.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                    self.batch = batch.into_iter();
+                    continue;
+                }
+            }
+            self.part = Some(self.parts.as_mut()?.next()?);
         }
     }
 }
@@ -578,20 +653,23 @@ mod tests {
         }
         expected.sort_by(|a, b| crate::repo::manifest::path_cmp(a, b));
         let excludes = Excludes::default();
-        let mut walk = walk(&root, "tree/root", &excludes);
-        let first = walk.next();
-        if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) > 1 {
-            assert!(walk.tail.is_some(), "the root was not split");
+        // Where the two meet depends on timing: walk a few times.
+        for _ in 0..20 {
+            let mut walk = walk(&root, "tree/root", &excludes);
+            let first = walk.next();
+            if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) > 1 {
+                assert!(walk.tail.is_some(), "the root was not split");
+            }
+            let walked: Vec<Vec<u8>> = first
+                .into_iter()
+                .chain(walk)
+                .map(|item| match item {
+                    TreeItem::Entry(w) => w.path,
+                    TreeItem::Unreadable { path, error } => panic!("{}: {error}", path.display()),
+                })
+                .collect();
+            assert_eq!(walked, expected);
         }
-        let walked: Vec<Vec<u8>> = first
-            .into_iter()
-            .chain(walk)
-            .map(|item| match item {
-                TreeItem::Entry(w) => w.path,
-                TreeItem::Unreadable { path, error } => panic!("{}: {error}", path.display()),
-            })
-            .collect();
-        assert_eq!(walked, expected);
     }
 
     #[test]
