@@ -96,8 +96,9 @@ impl<'r> ParentCursor<'r> {
 
 /// What the parent says of a walked entry.
 pub(super) enum Verdict {
-    /// The same: the entry now has the parent's contents and extended
-    /// attributes, and `line`, when given, is its manifest line.
+    /// The same. With `line`, the parent's line is the entry's (its contents
+    /// are not filled in: the line is written as it is); without, the entry
+    /// now has the parent's contents and extended attributes.
     Unchanged { line: Option<Vec<u8>> },
     /// A file to read again; a directory whose attributes are to be read.
     Changed,
@@ -114,11 +115,10 @@ impl LineMatcher {
     /// A walked file (no contents yet) against its parent line.
     pub(super) fn file(&mut self, prev: RawLine, entry: &mut Entry, index: &Index) -> Verdict {
         if let Some(tail) = self.after_same_metadata(&prev, entry) {
-            if let Some((hash, blobs)) = content_tail(tail) {
-                let known = hash.is_some() || blobs.len() == 1;
-                if known && blobs.iter().all(|b| index.contains(b)) {
-                    entry.hash = hash;
-                    entry.blobs = blobs;
+            let mut indexed = true;
+            if let Some((hash, blobs)) = content_tail(tail, |id| indexed &= index.contains(&id)) {
+                // The content hash is `hash`, or the one blob's id.
+                if indexed && (hash || blobs == 1) {
                     return Verdict::Unchanged { line: Some(prev.raw) };
                 }
             }
@@ -224,26 +224,28 @@ fn write_metadata(entry: &Entry, out: &mut Vec<u8>) -> Option<()> {
 
 /// Parses what follows a file's metadata in a line the writer made:
 /// `,"hash":"<id>"` and `,"blobs":["<id>",...]`, each optional, then the
-/// closing brace. Anything else (extended attributes, another field, a
+/// closing brace; `blob` sees each blob id. Returns whether there is a hash
+/// and how many blobs. Anything else (extended attributes, another field, a
 /// number that only began like ours) is `None`, for the slow path.
-fn content_tail(tail: &[u8]) -> Option<(Option<ObjectId>, Vec<ObjectId>)> {
+fn content_tail(tail: &[u8], mut blob: impl FnMut(ObjectId)) -> Option<(bool, usize)> {
     fn quoted_id(rest: &[u8]) -> Option<(ObjectId, &[u8])> {
         let rest = rest.strip_prefix(b"\"")?;
         let id = ObjectId::from_hex(rest.get(..64)?)?;
         Some((id, rest[64..].strip_prefix(b"\"")?))
     }
     let mut rest = tail;
-    let mut hash = None;
+    let mut hash = false;
     if let Some(after) = rest.strip_prefix(br#","hash":"#) {
-        let (id, after) = quoted_id(after)?;
-        hash = Some(id);
+        let (_, after) = quoted_id(after)?;
+        hash = true;
         rest = after;
     }
-    let mut blobs = Vec::new();
+    let mut blobs = 0;
     if let Some(mut after) = rest.strip_prefix(br#","blobs":["#) {
         loop {
             let (id, next) = quoted_id(after)?;
-            blobs.push(id);
+            blob(id);
+            blobs += 1;
             if let Some(next) = next.strip_prefix(b",") {
                 after = next;
             } else {
@@ -327,11 +329,15 @@ mod tests {
     fn tail_takes_only_what_the_writer_writes() {
         let a = ObjectId::of(b"a");
         let b = ObjectId::of(b"b");
+        let parse = |tail: &[u8]| {
+            let mut ids = Vec::new();
+            content_tail(tail, |id| ids.push(id)).map(|(hash, n)| (hash, n, ids))
+        };
         let tail = format!(r#","hash":"{a}","blobs":["{a}","{b}"]}}"#);
-        assert_eq!(content_tail(tail.as_bytes()), Some((Some(a), vec![a, b])));
+        assert_eq!(parse(tail.as_bytes()), Some((true, 2, vec![a, b])));
         let one = format!(r#","blobs":["{b}"]}}"#);
-        assert_eq!(content_tail(one.as_bytes()), Some((None, vec![b])));
-        assert_eq!(content_tail(b"}"), Some((None, vec![])));
+        assert_eq!(parse(one.as_bytes()), Some((false, 1, vec![b])));
+        assert_eq!(parse(b"}"), Some((false, 0, vec![])));
         for bad in [
             format!(r#"3,"blobs":["{b}"]}}"#),
             format!(r#","blobs":["{b}"],"xattrs":[]}}"#),
@@ -339,7 +345,7 @@ mod tests {
             format!(r#","blobs":["{}"]}}"#, &b.to_hex()[1..]),
             r#","blobs":[]}"#.to_string(),
         ] {
-            assert_eq!(content_tail(bad.as_bytes()), None, "{bad}");
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
         }
     }
 
@@ -374,10 +380,15 @@ mod tests {
             Verdict::Changed
         ));
         let mut same = file("tree/a", 553);
-        match matcher.file(prev, &mut same, &index) {
+        match matcher.file(prev.clone(), &mut same, &index) {
             Verdict::Unchanged { line } => assert_eq!(line, Some(raw)),
             Verdict::Changed => panic!("an unchanged file was taken for changed"),
         }
-        assert_eq!(same.blobs, vec![ObjectId::of(b"x")]);
+        // A blob the index does not know (a lost index file): read again.
+        let mut same = file("tree/a", 553);
+        assert!(matches!(
+            matcher.file(prev, &mut same, &Index::default()),
+            Verdict::Changed
+        ));
     }
 }

@@ -214,6 +214,8 @@ pub type EmitBlob<'a, E> = dyn FnMut(ObjectId, &[u8]) -> Result<(), E> + 'a;
 pub struct ManifestWriter {
     chunker: Chunker,
     buf: Vec<u8>,
+    /// Where the bytes not yet cut into blobs start in `buf`.
+    start: usize,
     blobs: Vec<ObjectId>,
     /// The previous entry's path (empty before the first).
     last: RawBytes,
@@ -224,6 +226,7 @@ impl ManifestWriter {
         ManifestWriter {
             chunker,
             buf: Vec::new(),
+            start: 0,
             blobs: Vec::new(),
             last: RawBytes::default(),
         }
@@ -267,15 +270,19 @@ impl ManifestWriter {
     }
 
     fn cut<E>(&mut self, eof: bool, emit: &mut EmitBlob<'_, E>) -> Result<(), E> {
-        let mut start = 0;
-        while let Some(len) = self.chunker.next_cut(&self.buf[start..], eof) {
-            let chunk = &self.buf[start..start + len];
+        while let Some(len) = self.chunker.next_cut(&self.buf[self.start..], eof) {
+            let chunk = &self.buf[self.start..self.start + len];
             let id = ObjectId::of(chunk);
             emit(id, chunk)?;
             self.blobs.push(id);
-            start += len;
+            self.start += len;
         }
-        self.buf.drain(..start);
+        // Cut bytes are dropped once they outweigh the rest, so each byte is
+        // moved a bounded number of times, not once per blob cut after it.
+        if self.start > self.buf.len() - self.start {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         Ok(())
     }
 
