@@ -459,8 +459,11 @@ struct Tail {
 }
 
 impl Tail {
-    /// Entries queued at most before the helper stops taking children.
-    const QUEUED: usize = 8192;
+    /// Entries queued before the helper stops taking children; a part it
+    /// has taken can queue as many again. About 200 bytes each: enough to
+    /// hold half of a tree like Go's while the walk does the other half,
+    /// and a bound on memory when the walk runs ahead of a first backup.
+    const QUEUED: usize = 3072;
     const BATCH: usize = 128;
 
     fn start(helper: Helper) -> Option<Tail> {

@@ -185,13 +185,10 @@ impl Repository {
             detail,
         };
         // Index files are compressed as a stream, without their size in the
-        // frame header: decoded into a growing buffer, bounded so that a
-        // damaged file cannot exhaust memory.
-        const MAX_INDEX_JSON: u64 = 1 << 30;
-        use std::io::Read as _;
-        let mut json = Vec::with_capacity(bytes.len() * 4);
-        zstd::stream::Decoder::new(&bytes[..])
-            .and_then(|decoder| decoder.take(MAX_INDEX_JSON).read_to_end(&mut json))
+        // frame header. The bound only reserves address space: the pages
+        // touched are the JSON's, with no copies as a growing buffer would
+        // make (an index of a large tree is tens of megabytes).
+        let json = zstd::bulk::decompress(&bytes, 1 << 30)
             .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
         IndexFile::from_json(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
     }
