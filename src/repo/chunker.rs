@@ -111,6 +111,11 @@ impl Chunker {
         let want = (size_hint.saturating_add(1)).clamp(smallest as u64, limit as u64) as usize;
         if buf.len() < want {
             buf.resize(want, 0);
+        } else if buf.len() >= 2 << 20 && buf.len() / 4 > want {
+            // A window grown for a large file is given back when a small one
+            // follows: otherwise every worker keeps the largest it has had.
+            buf.truncate(want);
+            buf.shrink_to_fit();
         }
         let (mut start, mut end, mut total, mut eof) = (0usize, 0usize, 0u64, false);
         loop {
@@ -224,6 +229,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(wholes, 1);
+        assert!(buf.len() < c.window_limit(), "the window was not given back");
     }
 
     #[test]

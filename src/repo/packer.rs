@@ -24,7 +24,7 @@ const PACKS_PER_INDEX: usize = 32;
 const BLOBS_PER_INDEX: usize = 8192;
 
 /// Frames waiting for the pack writer; bounds memory when the sink is slow.
-const QUEUED_FRAMES: usize = 8;
+const QUEUED_FRAMES: usize = 4;
 
 pub struct Packer {
     known: Mutex<IdSet>,
