@@ -239,6 +239,11 @@ impl FrameDecoder {
             Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
             _ => MAX_FRAME_BYTES,
         };
+        if out.capacity() > 2 * capacity {
+            // A buffer once grown for a large frame is not kept for small
+            // ones: cached frames would each hold the largest seen.
+            *out = Vec::new();
+        }
         out.clear();
         out.reserve(capacity);
         decompressor.decompress_to_buffer(frame, out).map_err(err)?;

@@ -19,8 +19,6 @@ pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
     frames: VecDeque<((ObjectId, u64), Vec<u8>)>,
-    /// A frame buffer let go, to decode the next frame into.
-    spare: Vec<u8>,
     decoder: pack::FrameDecoder,
     /// Compressed bytes fetched from the sink.
     pub bytes_fetched: u64,
@@ -32,7 +30,6 @@ impl<'a> BlobReader<'a> {
             repo,
             index,
             frames: VecDeque::new(),
-            spare: Vec::new(),
             decoder: pack::FrameDecoder::default(),
             bytes_fetched: 0,
         }
@@ -87,7 +84,13 @@ impl<'a> BlobReader<'a> {
                     loc.frame_length as u64,
                 )?;
                 self.bytes_fetched += raw.len() as u64;
-                let mut frame = std::mem::take(&mut self.spare);
+                // The oldest frame makes room, and lends its buffer: a fresh
+                // one of a megabyte costs hundreds of page faults.
+                let mut frame = if self.frames.len() >= CACHED_FRAMES {
+                    self.frames.pop_front().map(|(_, f)| f).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 self.decoder
                     .decode_into(&raw, loc.frame_offset, &mut frame)
                     .map_err(|source| RepoError::Pack {
@@ -95,12 +98,10 @@ impl<'a> BlobReader<'a> {
                         source,
                     })?;
                 let mut cached: usize = self.frames.iter().map(|(_, f)| f.len()).sum();
-                while !self.frames.is_empty()
-                    && (self.frames.len() >= CACHED_FRAMES || cached + frame.len() > CACHED_BYTES)
-                {
-                    if let Some((_, old)) = self.frames.pop_front() {
-                        cached -= old.len();
-                        self.spare = old;
+                while cached + frame.len() > CACHED_BYTES {
+                    match self.frames.pop_front() {
+                        Some((_, old)) => cached -= old.len(),
+                        None => break,
                     }
                 }
                 self.frames.push_back((key, frame));
