@@ -22,7 +22,11 @@ use super::{Done, FileJob, FileStatus, Source, Tally};
 /// Walks the sources on a thread of its own, ahead of their use, in batches:
 /// the walk's system calls then overlap with loading the index and with
 /// comparing entries against the parent. Stops when the receiver is dropped.
-pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
+/// With `incremental`, most files are expected to be unchanged, so the walk
+/// is the work and takes a helper thread.
+pub(super) fn start(sources: &[Source], incremental: bool) -> Receiver<Vec<(usize, TreeItem)>> {
+    // About 1.2 MiB of entries: half of a tree like Go's source.
+    const HELPER_QUEUE: usize = 6144;
     const BATCH: usize = 128;
     let (tx, rx) = bounded(32);
     // Sources with made contents are not walked (the walk skips them).
@@ -35,7 +39,9 @@ pub(super) fn start(sources: &[Source]) -> Receiver<Vec<(usize, TreeItem)>> {
     std::thread::spawn(move || {
         let mut batch = Vec::with_capacity(BATCH);
         for (i, abs, prefix, excludes) in &roots {
-            for item in tree::walk(abs, prefix, excludes) {
+            let walk =
+                tree::walk(abs, prefix, excludes).with_helper(if incremental { HELPER_QUEUE } else { 0 });
+            for item in walk {
                 batch.push((*i, item));
                 if batch.len() == BATCH
                     && tx

@@ -169,6 +169,7 @@ pub fn walk<'a>(root: &'a Path, prefix: &'a str, excludes: &'a Excludes) -> Tree
         started: false,
         root_dev: 0,
         tail: None,
+        helper_queue: 0,
     }
 }
 
@@ -189,6 +190,19 @@ pub struct TreeWalk<'a> {
     /// The last subdirectories of the root, walked on a helper thread while
     /// this walk goes through the first ones; handed out after them.
     tail: Option<Tail>,
+    /// Entries the helper may queue; none, no helper.
+    helper_queue: usize,
+}
+
+impl TreeWalk<'_> {
+    /// Shares the root's children with a helper thread that may queue about
+    /// `entries` entries (some 200 bytes each) ahead of this walk. Worth it
+    /// when the walk is the work, as in a backup of a mostly unchanged tree;
+    /// not when reading files is, where the queue would only fill up.
+    pub fn with_helper(mut self, entries: usize) -> Self {
+        self.helper_queue = entries;
+        self
+    }
 }
 
 /// One listed directory: its children still to visit, and the manifest path
@@ -260,7 +274,12 @@ impl TreeWalk<'_> {
         let Some(level) = self.stack.last() else {
             return;
         };
-        if cores < 2 || self.stack.len() != 1 || level.handle.is_none() || level.end < 2 {
+        if cores < 2
+            || self.helper_queue == 0
+            || self.stack.len() != 1
+            || level.handle.is_none()
+            || level.end < 2
+        {
             return;
         }
         let helper = Helper {
@@ -270,6 +289,7 @@ impl TreeWalk<'_> {
             root_len: self.root_len,
             root_dev: self.root_dev,
             level: level.clone(),
+            queue: self.helper_queue,
         };
         self.tail = Tail::start(helper);
     }
@@ -432,6 +452,9 @@ struct Helper {
     root_dev: u64,
     /// The root's level.
     level: Level,
+    /// Entries queued before the helper stops taking children; a part it
+    /// has taken can queue as many again.
+    queue: usize,
 }
 
 /// The root's children as shared between the walk and its helper.
@@ -459,11 +482,6 @@ struct Tail {
 }
 
 impl Tail {
-    /// Entries queued before the helper stops taking children; a part it
-    /// has taken can queue as many again. About 200 bytes each: enough to
-    /// hold half of a tree like Go's while the walk does the other half,
-    /// and a bound on memory when the walk runs ahead of a first backup.
-    const QUEUED: usize = 3072;
     const BATCH: usize = 128;
 
     fn start(helper: Helper) -> Option<Tail> {
@@ -507,11 +525,12 @@ impl Tail {
             root_len,
             root_dev,
             level,
+            queue,
         } = helper;
         loop {
             let (child, tx) = {
                 let mut state = split.state.lock().unwrap_or_else(|e| e.into_inner());
-                if split.queued.load(Ordering::Relaxed) >= Self::QUEUED
+                if split.queued.load(Ordering::Relaxed) >= queue
                     || state.back == 0
                     || state.back - 1 < state.front
                 {
@@ -522,7 +541,7 @@ impl Tail {
                     return;
                 }
                 state.back -= 1;
-                let (tx, rx) = crossbeam_channel::bounded(Self::QUEUED / Self::BATCH);
+                let (tx, rx) = crossbeam_channel::bounded(queue.div_ceil(Self::BATCH));
                 let child = state.back;
                 state.parts.push((child, rx));
                 (child, tx)
@@ -540,6 +559,7 @@ impl Tail {
                 started: true,
                 root_dev,
                 tail: None,
+                helper_queue: 0,
             };
             let mut batch = Vec::with_capacity(Self::BATCH);
             for item in walk {
@@ -658,7 +678,7 @@ mod tests {
         let excludes = Excludes::default();
         // Where the two meet depends on timing: walk a few times.
         for _ in 0..20 {
-            let mut walk = walk(&root, "tree/root", &excludes);
+            let mut walk = walk(&root, "tree/root", &excludes).with_helper(1024);
             let first = walk.next();
             if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) > 1 {
                 assert!(walk.tail.is_some(), "the root was not split");
