@@ -28,8 +28,15 @@ pub(super) fn assemble(
     let mut skipped_files: HashSet<Vec<u8>> = HashSet::new();
     let mut next = 0u64;
     for (seq, d) in done.into_iter().flatten() {
-        pending.insert(seq, d);
-        while let Some(d) = pending.remove(&next) {
+        // Most entries come in order (all of them when nothing is read):
+        // those skip the reorder buffer.
+        let mut ready = if seq == next {
+            Some(d)
+        } else {
+            pending.insert(seq, d);
+            None
+        };
+        while let Some(d) = ready.take().or_else(|| pending.remove(&next)) {
             next += 1;
             // Every entry holds a token taken by the walk (see `DoneBatch`).
             let _ = permits.try_recv();
