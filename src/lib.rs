@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod backup;
+pub mod batch;
 pub mod collect;
 pub mod interrupt;
 pub mod meta;

@@ -27,22 +27,30 @@ pub struct Stat {
     pub rdev: u64,
 }
 
+/// The kind of object a Unix mode's file-type bits name; `None` for kinds
+/// that are not saved (sockets).
+#[cfg(unix)]
+// mode_t differs between platforms; the casts are not no-ops everywhere.
+#[allow(clippy::unnecessary_cast)]
+fn kind_of_mode(mode: u32) -> Option<EntryKind> {
+    match mode & libc::S_IFMT as u32 {
+        m if m == libc::S_IFDIR as u32 => Some(EntryKind::Dir),
+        m if m == libc::S_IFREG as u32 => Some(EntryKind::File),
+        m if m == libc::S_IFLNK as u32 => Some(EntryKind::Symlink),
+        m if m == libc::S_IFIFO as u32 => Some(EntryKind::Fifo),
+        m if m == libc::S_IFCHR as u32 => Some(EntryKind::Chardev),
+        m if m == libc::S_IFBLK as u32 => Some(EntryKind::Blockdev),
+        _ => None,
+    }
+}
+
 impl Stat {
     #[cfg(unix)]
     // stat field types differ between platforms; the casts are not no-ops everywhere.
     #[allow(clippy::unnecessary_cast)]
     pub fn from_libc(st: &libc::stat) -> Stat {
-        let kind = match st.st_mode as u32 & libc::S_IFMT as u32 {
-            m if m == libc::S_IFDIR as u32 => Some(EntryKind::Dir),
-            m if m == libc::S_IFREG as u32 => Some(EntryKind::File),
-            m if m == libc::S_IFLNK as u32 => Some(EntryKind::Symlink),
-            m if m == libc::S_IFIFO as u32 => Some(EntryKind::Fifo),
-            m if m == libc::S_IFCHR as u32 => Some(EntryKind::Chardev),
-            m if m == libc::S_IFBLK as u32 => Some(EntryKind::Blockdev),
-            _ => None,
-        };
         Stat {
-            kind,
+            kind: kind_of_mode(st.st_mode as u32),
             mode: st.st_mode as u32 & 0o7777,
             uid: st.st_uid as u32,
             gid: st.st_gid as u32,
@@ -61,25 +69,9 @@ impl Stat {
     pub fn from_metadata(meta: &Metadata) -> Stat {
         #[cfg(unix)]
         {
-            use std::os::unix::fs::{FileTypeExt, MetadataExt};
-            let ft = meta.file_type();
-            let kind = if ft.is_dir() {
-                Some(EntryKind::Dir)
-            } else if ft.is_file() {
-                Some(EntryKind::File)
-            } else if ft.is_symlink() {
-                Some(EntryKind::Symlink)
-            } else if ft.is_fifo() {
-                Some(EntryKind::Fifo)
-            } else if ft.is_char_device() {
-                Some(EntryKind::Chardev)
-            } else if ft.is_block_device() {
-                Some(EntryKind::Blockdev)
-            } else {
-                None
-            };
+            use std::os::unix::fs::MetadataExt;
             Stat {
-                kind,
+                kind: kind_of_mode(meta.mode()),
                 mode: meta.mode() & 0o7777,
                 uid: meta.uid(),
                 gid: meta.gid(),

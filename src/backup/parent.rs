@@ -11,6 +11,7 @@
 
 use crossbeam_channel::bounded;
 
+use crate::batch::BatchSender;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind, RawLine};
@@ -42,21 +43,16 @@ impl<'r> ParentCursor<'r> {
         let (tx, rx) = bounded::<Vec<Result<RawLine, RepoError>>>(8);
         scope.spawn(move || {
             let mut reader = BlobReader::new(repo, index);
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut out = BatchSender::new(tx, BATCH);
             for line in reader
                 .manifest(&parent.id.short(), &parent.record.manifest)
                 .raw_lines()
             {
-                batch.push(line);
-                if batch.len() == BATCH
-                    && tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_err()
-                {
+                if !out.push(line) {
                     return;
                 }
             }
-            let _ = tx.send(batch);
+            out.flush();
             tracing::debug!("parent manifest read, {:?} CPU", crate::progress::thread_cpu());
         });
         ParentCursor {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::batch::BatchSender;
 use crate::collect::tree::{self, Excludes, TreeItem, Walked};
 use crate::interrupt;
 use crate::meta::{self, os_bytes};
@@ -37,22 +38,16 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> Receiver<Vec<(usiz
         .map(|(i, s)| (i, s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
     std::thread::spawn(move || {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut out = BatchSender::new(tx, BATCH);
         for (i, abs, prefix, excludes) in &roots {
-            let walk =
-                tree::walk(abs, prefix, excludes).with_helper(if incremental { HELPER_QUEUE } else { 0 });
-            for item in walk {
-                batch.push((*i, item));
-                if batch.len() == BATCH
-                    && tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_err()
-                {
+            let helper = if incremental { HELPER_QUEUE } else { 0 };
+            for item in tree::walk(abs, prefix, excludes).with_helper(helper) {
+                if !out.push((*i, item)) {
                     return;
                 }
             }
         }
-        let _ = tx.send(batch);
+        out.flush();
         tracing::debug!("tree walk done, {:?} CPU", crate::progress::thread_cpu());
     });
     rx

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::dir::{lstat, name_str, Dir, Names};
+use crate::batch::BatchSender;
 #[cfg(not(unix))]
 use crate::meta::os_bytes;
 use crate::meta::{bytes_to_path, Stat};
@@ -561,21 +562,13 @@ impl Tail {
                 tail: None,
                 helper_queue: 0,
             };
-            let mut batch = Vec::with_capacity(Self::BATCH);
+            let mut out = BatchSender::new(tx, Self::BATCH).counting(&split.queued);
             for item in walk {
-                batch.push(item);
-                if batch.len() == Self::BATCH {
-                    split.queued.fetch_add(batch.len(), Ordering::Relaxed);
-                    if tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(Self::BATCH)))
-                        .is_err()
-                    {
-                        return;
-                    }
+                if !out.push(item) {
+                    return;
                 }
             }
-            split.queued.fetch_add(batch.len(), Ordering::Relaxed);
-            if tx.send(batch).is_err() {
+            if !out.flush() {
                 return;
             }
         }
