@@ -188,22 +188,11 @@ pub struct TreeWalk<'a> {
     started: bool,
     /// The root's device, for `one_file_system`.
     root_dev: u64,
-    /// The last subdirectories of the root, walked on a helper thread while
-    /// this walk goes through the first ones; handed out after them.
+    /// The root's last children, walked on a helper thread while this walk
+    /// goes through the first ones; handed out after them.
     tail: Option<Tail>,
     /// Entries the helper may queue; none, no helper.
     helper_queue: usize,
-}
-
-impl TreeWalk<'_> {
-    /// Shares the root's children with a helper thread that may queue about
-    /// `entries` entries (some 200 bytes each) ahead of this walk. Worth it
-    /// when the walk is the work, as in a backup of a mostly unchanged tree;
-    /// not when reading files is, where the queue would only fill up.
-    pub fn with_helper(mut self, entries: usize) -> Self {
-        self.helper_queue = entries;
-        self
-    }
 }
 
 /// One listed directory: its children still to visit, and the manifest path
@@ -223,6 +212,15 @@ struct Level {
 }
 
 impl TreeWalk<'_> {
+    /// Shares the root's children with a helper thread that may queue about
+    /// `entries` entries (some 200 bytes each) ahead of this walk. Worth it
+    /// when the walk is the work, as in a backup of a mostly unchanged tree;
+    /// not when reading files is, where the queue would only fill up.
+    pub fn with_helper(mut self, entries: usize) -> Self {
+        self.helper_queue = entries;
+        self
+    }
+
     /// Lists a directory just opened (or not), children sorted by name; on
     /// failure, queues the error. Returns false when the directory is to be
     /// left out whole (it holds a marker file).

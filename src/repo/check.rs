@@ -291,8 +291,8 @@ fn verify_pack(
             }
         };
         for b in members {
-            let result = pack::check_member_header(&frame, b)
-                .and_then(|_| pack::blob_from_frame(&frame, b).map(|_| ()));
+            let result =
+                pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b).map(|_| ()));
             if let Err(e) = result {
                 out.push((problem(name.clone(), e.to_string()), vec![b.id]));
             }
