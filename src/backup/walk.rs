@@ -5,6 +5,9 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::batch::BatchSender;
@@ -25,7 +28,7 @@ use super::{Done, FileJob, FileStatus, Source, Tally};
 /// comparing entries against the parent. Stops when the receiver is dropped.
 /// With `incremental`, most files are expected to be unchanged, so the walk
 /// is the work and takes a helper thread.
-pub(super) fn start(sources: &[Source], incremental: bool) -> Receiver<Vec<(usize, TreeItem)>> {
+pub(super) fn start(sources: &[Source], incremental: bool) -> WalkFeed {
     // About 1.2 MiB of entries: half of a tree like Go's source.
     const HELPER_QUEUE: usize = 6144;
     const BATCH: usize = 128;
@@ -37,6 +40,8 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> Receiver<Vec<(usiz
         .filter(|(_, s)| s.content.is_none())
         .map(|(i, s)| (i, s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = finished.clone();
     std::thread::spawn(move || {
         let mut out = BatchSender::new(tx, BATCH);
         for (i, abs, prefix, excludes) in &roots {
@@ -47,10 +52,23 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> Receiver<Vec<(usiz
                 }
             }
         }
-        out.flush();
+        if out.flush() {
+            done.store(true, Ordering::Release);
+        }
         tracing::debug!("tree walk done, {:?} CPU", crate::progress::thread_cpu());
     });
-    rx
+    WalkFeed {
+        batches: rx,
+        finished,
+    }
+}
+
+/// The walk's entries, in batches, and whether the walk got to its end: a
+/// walk thread that died half-way must not pass for the end of the tree,
+/// or the snapshot would silently lack the rest.
+pub(super) struct WalkFeed {
+    batches: Receiver<Vec<(usize, TreeItem)>>,
+    finished: Arc<AtomicBool>,
 }
 
 /// Where the walk hands its work: files to read to the workers, finished
@@ -67,7 +85,7 @@ pub(super) fn walk_sources(
     index: &Index,
     parent: Option<&Snapshot>,
     sources: &[Source],
-    walked: Receiver<Vec<(usize, TreeItem)>>,
+    walked: WalkFeed,
     out: Outlets,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
@@ -81,7 +99,7 @@ fn walk_with_parent(
     index: &Index,
     mut cursor: ParentCursor,
     sources: &[Source],
-    walked: Receiver<Vec<(usize, TreeItem)>>,
+    walked: WalkFeed,
     out: Outlets,
     tally: &mut Tally,
 ) -> Result<(), RepoError> {
@@ -128,7 +146,7 @@ fn walk_with_parent(
         }
         true
     };
-    for batch_of_items in walked {
+    for batch_of_items in walked.batches.iter() {
         for (source_index, item) in batch_of_items {
             if !emit_generated(source_index, &mut batch, &mut seq) {
                 return Ok(());
@@ -271,6 +289,9 @@ fn walk_with_parent(
                 return Ok(());
             }
         }
+    }
+    if !walked.finished.load(Ordering::Acquire) {
+        return Err(RepoError::WalkStopped);
     }
     if !emit_generated(usize::MAX, &mut batch, &mut seq) {
         return Ok(());

@@ -468,15 +468,23 @@ struct SplitState {
     front: usize,
     /// ...and the helper those from `back` on, each into its own queue.
     back: usize,
-    parts: Vec<(usize, crossbeam_channel::Receiver<Vec<TreeItem>>)>,
+    parts: Vec<(usize, Part)>,
+}
+
+/// One root child the helper walks: its entries, and whether it got to the
+/// end of them (a helper that died half-way must not look like an end).
+struct Part {
+    abs: PathBuf,
+    entries: crossbeam_channel::Receiver<Vec<TreeItem>>,
+    complete: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The helper's side of a split root, handed out after the walk's own.
 struct Tail {
     split: Arc<Split>,
     /// The helper's parts, in walk order, once the walk has come to them.
-    parts: Option<std::vec::IntoIter<crossbeam_channel::Receiver<Vec<TreeItem>>>>,
-    part: Option<crossbeam_channel::Receiver<Vec<TreeItem>>>,
+    parts: Option<std::vec::IntoIter<Part>>,
+    part: Option<Part>,
     batch: std::vec::IntoIter<TreeItem>,
 }
 
@@ -527,7 +535,7 @@ impl Tail {
             queue,
         } = helper;
         loop {
-            let (child, tx) = {
+            let (child, tx, complete) = {
                 let mut state = split.state.lock().unwrap_or_else(|e| e.into_inner());
                 if split.queued.load(Ordering::Relaxed) >= queue
                     || state.back == 0
@@ -542,8 +550,14 @@ impl Tail {
                 state.back -= 1;
                 let (tx, rx) = crossbeam_channel::bounded(queue.div_ceil(Self::BATCH));
                 let child = state.back;
-                state.parts.push((child, rx));
-                (child, tx)
+                let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let part = Part {
+                    abs: level.dir.join(name_str(level.children.get(child))),
+                    entries: rx,
+                    complete: complete.clone(),
+                };
+                state.parts.push((child, part));
+                (child, tx, complete)
             };
             let mut part = level.clone();
             part.next = child;
@@ -569,6 +583,7 @@ impl Tail {
             if !out.flush() {
                 return;
             }
+            complete.store(true, Ordering::Release);
         }
     }
 
@@ -583,7 +598,7 @@ impl Tail {
             self.parts = Some(
                 parts
                     .into_iter()
-                    .map(|(_, rx)| rx)
+                    .map(|(_, part)| part)
                     .collect::<Vec<_>>()
                     .into_iter(),
             );
@@ -597,10 +612,19 @@ impl Tail {
                 return Some(item);
             }
             if let Some(part) = &self.part {
-                if let Ok(batch) = part.recv() {
+                if let Ok(batch) = part.entries.recv() {
                     self.split.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                     self.batch = batch.into_iter();
                     continue;
+                }
+                // The sender is gone: after the part's last entry, or not.
+                if !part.complete.load(Ordering::Acquire) {
+                    let path = part.abs.clone();
+                    self.part = None;
+                    return Some(TreeItem::Unreadable {
+                        path,
+                        error: io::Error::other("not walked: the thread walking it stopped early"),
+                    });
                 }
             }
             self.part = Some(self.parts.as_mut()?.next()?);
@@ -684,6 +708,42 @@ mod tests {
                 .collect();
             assert_eq!(walked, expected);
         }
+    }
+
+    #[test]
+    fn a_helper_that_stops_half_way_is_reported_not_taken_for_the_end() {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        tx.send(Vec::new()).unwrap();
+        drop(tx);
+        let split = Arc::new(Split {
+            state: Mutex::new(SplitState {
+                front: 0,
+                back: 0,
+                parts: vec![(
+                    0,
+                    Part {
+                        abs: PathBuf::from("/src/zzz"),
+                        entries: rx,
+                        complete: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                    },
+                )],
+            }),
+            queued: AtomicUsize::new(0),
+        });
+        let mut tail = Tail {
+            split,
+            parts: None,
+            part: None,
+            batch: Vec::new().into_iter(),
+        };
+        match tail.next() {
+            Some(TreeItem::Unreadable { path, error }) => {
+                assert_eq!(path, PathBuf::from("/src/zzz"));
+                assert!(error.to_string().contains("stopped early"), "{error}");
+            }
+            _ => panic!("a truncated part passed for a whole one"),
+        }
+        assert!(tail.next().is_none());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum RepoError {
     ManifestFormat(#[from] ManifestError),
     #[error("internal error: a worker thread panicked")]
     ThreadPanicked,
+    #[error("internal error: the tree walk stopped before the end of the tree")]
+    WalkStopped,
     #[error("the pack writer stopped")]
     WriterStopped,
     #[error("interrupted")]
