@@ -35,8 +35,12 @@ impl<'a, T> BatchSender<'a, T> {
         self.batch.len() < self.size || self.flush()
     }
 
-    /// Sends what is held; false once the receiver is gone.
+    /// Sends what is held (nothing when nothing is); false once the
+    /// receiver is gone.
     pub fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
         if let Some(queued) = self.queued {
             queued.fetch_add(batch.len(), Ordering::Relaxed);

@@ -183,14 +183,11 @@ pub fn run(
         .collect();
     // The walk is the longest part of a backup of an unchanged tree: it
     // starts first, and only reads, so the checks below may still stop it.
-    // Snapshots are only listed for it: whether any exists says whether
-    // this backup is likely to find most files unchanged.
-    let incremental = repo
-        .sink()
-        .list(crate::sink::ObjectKind::Snapshot)
-        .is_ok_and(|s| !s.is_empty());
-    let walked = walk::start(&sources, incremental);
-    let snapshots = repo.load_snapshots()?;
+    // Whether any snapshot exists says whether this backup is likely to
+    // find most files unchanged.
+    let snapshot_names = repo.snapshot_names()?;
+    let walked = walk::start(&sources, !snapshot_names.is_empty());
+    let snapshots = repo.load_snapshots_named(&snapshot_names)?;
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);

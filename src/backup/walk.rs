@@ -113,9 +113,8 @@ fn walk_with_parent(
     let mut matcher = LineMatcher::default();
     let mut seq = 0u64;
     let mut batch = DoneBatch {
-        tx: done,
+        out: BatchSender::new(done.clone(), DoneBatch::SIZE),
         permits,
-        entries: Vec::with_capacity(DoneBatch::SIZE),
     };
     // Sources with made contents go in at their place in manifest order:
     // before the first walked item of any later source.
@@ -348,15 +347,14 @@ fn read_xattrs_into(mut entry: Entry, abs: &std::path::Path) -> Done {
     }
 }
 
-/// Entries the walk finished itself, sent on in batches: one message per
-/// entry would cost a thread wake-up per file of an unchanged tree.
+/// Entries the walk finished itself, sent on in batches, each entry
+/// holding a permit.
 struct DoneBatch<'a> {
-    tx: &'a Sender<Vec<(u64, Done)>>,
+    out: BatchSender<'a, (u64, Done)>,
     /// One token per entry not yet in the manifest; the assembler takes them
     /// back. Bounds how far the walk runs ahead of a slow file, so memory
     /// stays flat however many entries follow it.
     permits: &'a Sender<()>,
-    entries: Vec<(u64, Done)>,
 }
 
 impl DoneBatch<'_> {
@@ -367,7 +365,9 @@ impl DoneBatch<'_> {
     fn admit(&mut self) -> bool {
         match self.permits.try_send(()) {
             Ok(()) => true,
-            Err(crossbeam_channel::TrySendError::Full(())) => self.flush() && self.permits.send(()).is_ok(),
+            Err(crossbeam_channel::TrySendError::Full(())) => {
+                self.out.flush() && self.permits.send(()).is_ok()
+            }
             Err(crossbeam_channel::TrySendError::Disconnected(())) => false,
         }
     }
@@ -375,12 +375,10 @@ impl DoneBatch<'_> {
     /// False once the receiver is gone: it stopped on an error of its own,
     /// which the caller reports, and the walk just ends.
     fn push(&mut self, seq: u64, d: Done) -> bool {
-        self.entries.push((seq, d));
-        self.entries.len() < Self::SIZE || self.flush()
+        self.out.push((seq, d))
     }
 
     fn flush(&mut self) -> bool {
-        let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(Self::SIZE));
-        entries.is_empty() || self.tx.send(entries).is_ok()
+        self.out.flush()
     }
 }

@@ -252,9 +252,25 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
+        self.load_snapshots_named(&self.snapshot_names()?)
+    }
+
+    /// The names of the snapshot records, unread.
+    pub fn snapshot_names(&self) -> Result<Vec<String>, RepoError> {
+        Ok(self
+            .sink
+            .list(ObjectKind::Snapshot)?
+            .into_iter()
+            .map(|info| info.name)
+            .collect())
+    }
+
+    /// The snapshots of these names (from [`Repository::snapshot_names`]),
+    /// oldest first.
+    pub fn load_snapshots_named(&self, names: &[String]) -> Result<Vec<Snapshot>, RepoError> {
         let mut out = Vec::new();
-        for info in self.sink.list(ObjectKind::Snapshot)? {
-            out.push(self.read_snapshot(&info.name)?);
+        for name in names {
+            out.push(self.read_snapshot(name)?);
         }
         out.sort_by(|a, b| a.record.time.cmp(&b.record.time).then(a.id.cmp(&b.id)));
         Ok(out)
