@@ -99,11 +99,47 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
+/// Which snapshots a command considers; a reference such as `latest` is
+/// resolved among these only.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots from this host (repeatable: any of them)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with all of these tags (repeatable: any of the lists)
+    #[arg(long = "tag", value_name = "TAG[,TAG...]")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this profile (repeatable: any of them)
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> cairn::repo::snapshot::Filter {
+        cairn::repo::snapshot::Filter {
+            hosts: self.hosts.clone(),
+            tags: self
+                .tags
+                .iter()
+                .map(|list| {
+                    list.split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect(),
+            profiles: self.profiles.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
     /// Add a column with this fact (repeatable), e.g. --fact go.version
     #[arg(long = "fact", value_name = "NAME")]
     pub facts: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -113,6 +149,8 @@ pub struct FactsArgs {
     /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -122,6 +160,8 @@ pub struct LsArgs {
     /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -137,6 +177,12 @@ pub struct RestoreArgs {
     /// Restore only matching paths and what is inside them (repeatable)
     #[arg(long = "include", short = 'i', value_name = "GLOB")]
     pub include: Vec<String>,
+    /// Write over files in the target that differ from the snapshot (without
+    /// it, a restore that would lose such files refuses and lists them)
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -76,7 +76,7 @@ pub enum BackupError {
     NoPaths,
     #[error("nothing to back up: {0} cannot be found")]
     NoSources(String),
-    #[error("not enough space for this backup in {location}: it may add up to {needed}, and {free} is free; make room, or forget old snapshots and prune")]
+    #[error("not enough space for this backup in {location}: it is expected to add about {needed}, and {free} is free; free some space or back up into another repository")]
     NoSpace {
         location: String,
         needed: String,
@@ -191,7 +191,7 @@ pub fn run(
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);
-    check_space(repo, &sources, parent.map(|p| p.record.stats.bytes))?;
+    check_space(repo, &sources, &snapshots, parent.map(|p| p.record.stats.bytes))?;
     let index = repo.load_index()?;
     tracing::debug!(
         "index loaded: {} blobs, {:?} CPU on this thread",
@@ -388,16 +388,26 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Refuses to start a backup that may not fit: the bound is every byte of
-/// every source stored anew, plus a margin for index and manifest. When the
-/// parent snapshot, or the space in use on the sources' filesystems, shows
-/// that it fits, the sources are not walked twice.
-fn check_space(repo: &Repository, sources: &[Source], guess: Option<u64>) -> Result<(), BackupError> {
-    const MARGIN: u64 = 64 << 20;
+/// Refuses to start a backup that cannot fit. What a backup adds is bounded
+/// by what it reads, stored at the ratio this repository has shown so far
+/// (compressed, after dedup), plus a margin for index and manifest. The
+/// bound is taken cheaply first (the parent snapshot's size, or the space in
+/// use on the sources' filesystems) and by walking the sources only when
+/// that is not enough. The pack writer checks again before every pack, so a
+/// bound that proves too small still stops cleanly (`RepoError::NoSpace`).
+fn check_space(
+    repo: &Repository,
+    sources: &[Source],
+    snapshots: &[Snapshot],
+    guess: Option<u64>,
+) -> Result<(), BackupError> {
+    const MARGIN: u64 = 4 << 20;
     let Some(free) = repo.sink().free_space() else {
         return Ok(());
     };
-    if guess.is_some_and(|g| free > 2 * g + MARGIN) {
+    let ratio = stored_ratio(snapshots);
+    let stored = |bytes: u64| (bytes as f64 * ratio) as u64 + MARGIN;
+    if guess.is_some_and(|g| free > stored(g.saturating_mul(2))) {
         return Ok(());
     }
     // Nothing on the sources' filesystems can be larger than what is in use
@@ -412,10 +422,10 @@ fn check_space(repo: &Repository, sources: &[Source], guess: Option<u64>) -> Res
             }
         }
     }
-    if free > used.saturating_add(MARGIN) {
+    if free > stored(used) {
         return Ok(());
     }
-    let needed = MARGIN + source_bytes(sources);
+    let needed = stored(source_bytes(sources));
     if needed > free {
         return Err(BackupError::NoSpace {
             location: repo.sink().location(),
@@ -424,6 +434,22 @@ fn check_space(repo: &Repository, sources: &[Source], guess: Option<u64>) -> Res
         });
     }
     Ok(())
+}
+
+/// Bytes stored per byte added, over the snapshots that added data: what
+/// compression and frame packing did here so far. 1 without history; at
+/// most 1.05 (incompressible data still costs its tar and zstd framing).
+fn stored_ratio(snapshots: &[Snapshot]) -> f64 {
+    let (added, stored) = snapshots.iter().fold((0u64, 0u64), |(a, s), snap| {
+        (
+            a.saturating_add(snap.record.stats.bytes_added),
+            s.saturating_add(snap.record.stats.bytes_stored),
+        )
+    });
+    if added < (1 << 20) {
+        return 1.0;
+    }
+    (stored as f64 / added as f64).clamp(0.01, 1.05)
 }
 
 /// The newest snapshot of the same sources from this host.

@@ -153,7 +153,7 @@ fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Res
         })?;
     } else {
         let s = &r.stats;
-        println!(
+        outln!(
             "{what}snapshot {} saved{}: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.2}s",
             outcome.id.short(),
             if r.partial { " (partial: some files could not be read)" } else { "" },
@@ -165,7 +165,7 @@ fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Res
             HumanBytes(s.bytes_added),
             HumanBytes(s.bytes_stored),
             s.duration_secs
-        );
+        )?;
     }
     let code = if r.partial { exit::PARTIAL } else { exit::OK };
     Ok((code, Some(outcome.id.to_hex())))

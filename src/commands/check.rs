@@ -25,6 +25,9 @@ pub fn run(repo: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
     if args.json {
         print_json(&report)?;
     } else {
+        for n in &report.notes {
+            eprintln!("note: {n}");
+        }
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
@@ -36,7 +39,7 @@ pub fn run(repo: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
             };
             eprintln!("error: {}: {}{affected}", p.object, p.message);
         }
-        println!(
+        outln!(
             "checked {} snapshots, {} index files, {} packs, {} blobs{}",
             report.snapshots,
             report.index_files,
@@ -47,13 +50,13 @@ pub fn run(repo: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     if !report.is_ok() {
         bail!("the repository has {} problem(s)", report.errors.len());
     }
     if !args.json {
-        println!("no errors found");
+        outln!("no errors found")?;
     }
     Ok(exit::OK)
 }

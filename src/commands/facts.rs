@@ -7,16 +7,16 @@ use crate::cli::FactsArgs;
 
 pub fn run(repo: Option<PathBuf>, args: FactsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let snapshot = repo.find_snapshot(&args.snapshot)?;
+    let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let facts = &snapshot.record.facts;
     if args.json {
         print_json(facts)?;
     } else if facts.is_empty() {
-        println!("snapshot {} recorded no facts", snapshot.id.short());
+        outln!("snapshot {} recorded no facts", snapshot.id.short())?;
     } else {
         let width = facts.keys().map(String::len).max().unwrap_or(0);
         for (name, value) in facts {
-            println!("{name:<width$}  {value}");
+            outln!("{name:<width$}  {value}")?;
         }
     }
     Ok(exit::OK)

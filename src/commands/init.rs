@@ -20,10 +20,10 @@ pub fn run(repo: Option<PathBuf>) -> Result<u8> {
     }
     std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let repo = Repository::init(Arc::new(LocalSink::new(&path)))?;
-    println!(
+    outln!(
         "created cairn repository {} at {}",
         repo.config().id,
         path.display()
-    );
+    )?;
     Ok(exit::OK)
 }

@@ -11,7 +11,7 @@ use crate::cli::LsArgs;
 
 pub fn run(repo: Option<PathBuf>, args: LsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let snapshot = repo.find_snapshot(&args.snapshot)?;
+    let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
     let mut reader = BlobReader::new(&repo, &index);
     let short = snapshot.id.short();

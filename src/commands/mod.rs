@@ -74,6 +74,19 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// Whether the error comes from writing to a pipe whose reader has gone.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Where the repository is, and whether it is the default one.
 pub fn repo_path(repo: Option<PathBuf>) -> Result<(PathBuf, bool)> {
     match repo {
@@ -136,6 +149,6 @@ pub struct SnapshotJson<'a> {
 /// Prints a value as one JSON document on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let out = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
-    println!("{out}");
+    outln!("{out}")?;
     Ok(())
 }

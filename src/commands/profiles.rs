@@ -66,8 +66,8 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
             } else {
                 for l in &listed {
                     match &l.error {
-                        None => println!("{:<16} {:<8} {}", l.name, l.kind, l.description),
-                        Some(e) => println!("{:<16} {:<8} invalid: {e}", l.name, l.kind),
+                        None => outln!("{:<16} {:<8} {}", l.name, l.kind, l.description)?,
+                        Some(e) => outln!("{:<16} {:<8} invalid: {e}", l.name, l.kind)?,
                     }
                 }
             }
@@ -106,33 +106,31 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
                     error,
                 })?;
             } else {
-                println!("profile {} ({})", p.name, p.origin);
+                outln!("profile {} ({})", p.name, p.origin)?;
                 if !p.description.is_empty() {
-                    println!("  {}", p.description);
+                    outln!("  {}", p.description)?;
                 }
                 for c in &p.collectors {
                     match c {
-                        Collector::Tree { name, path, .. } => println!("  tree {name}: {path}"),
-                        Collector::Files { name, files } => {
-                            println!("  files {name}: {} paths", files.len())
-                        }
+                        Collector::Tree { name, path, .. } => outln!("  tree {name}: {path}")?,
+                        Collector::Files { name, files } => outln!("  files {name}: {} paths", files.len())?,
                         Collector::Env { name, include, .. } => {
-                            println!("  env {name}: {}", include.join(" "))
+                            outln!("  env {name}: {}", include.join(" "))?
                         }
                         Collector::Command { name, argv, .. } => {
-                            println!("  command {name}: {}", argv.join(" "))
+                            outln!("  command {name}: {}", argv.join(" "))?
                         }
                     }
                 }
-                println!("saved here:");
+                outln!("saved here:")?;
                 for r in &roots {
-                    println!("  {} -> {}", r.path, r.prefix);
+                    outln!("  {} -> {}", r.path, r.prefix)?;
                 }
                 for n in &notes {
-                    println!("  note: {n}");
+                    outln!("  note: {n}")?;
                 }
                 if let Some(e) = &error {
-                    println!("  error: {e}");
+                    outln!("  error: {e}")?;
                 }
                 let sensitive = p.sensitive();
                 if !sensitive.is_empty() {
@@ -165,22 +163,22 @@ pub fn run(command: ProfilesCommand) -> Result<u8> {
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-            println!(
+            outln!(
                 "wrote {} (from built-in {from}); edit it, then: cairn backup --profile {name}",
                 file.display()
-            );
+            )?;
             Ok(exit::OK)
         }
         ProfilesCommand::Validate { files } => {
             let mut bad = 0;
             for file in &files {
                 match Profile::load_file(file) {
-                    Ok(p) => println!(
+                    Ok(p) => outln!(
                         "{}: ok, profile {} with {} collectors",
                         file.display(),
                         p.name,
                         p.collectors.len()
-                    ),
+                    )?,
                     Err(e) => {
                         eprintln!("error: {e}");
                         bad += 1;

@@ -12,7 +12,7 @@ use crate::cli::RestoreArgs;
 pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
-    let snapshot = repo.find_snapshot(&args.snapshot)?;
+    let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
     let opts = RestoreOptions {
         target: args.target.clone(),
@@ -30,7 +30,7 @@ pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
     if args.json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
             snapshot.id.short(),
             args.target.display(),
@@ -38,7 +38,7 @@ pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
             summary.dirs,
             summary.links,
             HumanBytes(summary.bytes)
-        );
+        )?;
     }
     for w in &summary.warnings {
         eprintln!("warning: {w}");

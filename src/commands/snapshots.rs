@@ -9,7 +9,9 @@ use crate::cli::SnapshotsArgs;
 
 pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let snapshots = repo.load_snapshots()?;
+    let filter = args.filter.filter();
+    let mut snapshots = repo.load_snapshots()?;
+    snapshots.retain(|s| filter.matches(&s.record));
     if args.json {
         let listed: Vec<SnapshotJson> = snapshots
             .iter()
@@ -21,13 +23,24 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
         return print_json(&listed).map(|_| exit::OK);
     }
     let fact_columns: String = args.facts.iter().map(|f| format!("  {f:<12}")).collect();
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}{fact_columns}  PATHS",
-        "ID", "TIME", "HOST", "FILES", "SIZE"
-    );
+        "ID",
+        "TIME",
+        "HOST",
+        "FILES",
+        "SIZE"
+    )?;
     for s in &snapshots {
         let r = &s.record;
-        let paths: Vec<String> = r.roots.iter().map(|root| root.path.lossy()).collect();
+        // A command's stdout, stderr and status share one origin: say it once.
+        let mut paths: Vec<String> = Vec::new();
+        for root in &r.roots {
+            let path = root.path.lossy();
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
         let mut paths = paths.join(", ");
         if !r.tags.is_empty() {
             paths.push_str(&format!(" [{}]", r.tags.join(",")));
@@ -40,7 +53,7 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
             .iter()
             .map(|f| format!("  {:<12}", r.facts.get(f).map(String::as_str).unwrap_or("-")))
             .collect();
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<16}  {:>7}  {:>10}{facts}  {}",
             s.id.short(),
             r.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
@@ -48,8 +61,8 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
             r.stats.files,
             HumanBytes(r.stats.bytes).to_string(),
             paths
-        );
+        )?;
     }
-    println!("{} snapshots", snapshots.len());
+    outln!("{} snapshots", snapshots.len())?;
     Ok(exit::OK)
 }

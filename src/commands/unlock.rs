@@ -9,6 +9,6 @@ use crate::cli::UnlockArgs;
 pub fn run(repo: Option<PathBuf>, args: UnlockArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let removed = lock::remove_locks(repo.sink().as_ref(), args.remove_all)?;
-    println!("removed {} lock(s)", removed.len());
+    outln!("removed {} lock(s)", removed.len())?;
     Ok(exit::OK)
 }

@@ -152,10 +152,13 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                         out.facts.insert(format!("env.{var}"), value);
                     }
                 }
+                let origin = format!("env:{}", include.join(","));
                 out.roots.push(RootSpec {
                     collector: "env".into(),
-                    path: PathBuf::from(format!("env:{}", include.join(","))),
+                    path: PathBuf::from(&origin),
                     prefix: format!("env/{name}.json"),
+                    // Recorded as it is: it names variables, not a place on disk.
+                    origin: Some(origin),
                     content: Some(json),
                     ..Default::default()
                 });

@@ -24,6 +24,8 @@ pub struct CheckReport {
     pub bytes_read: u64,
     pub errors: Vec<Problem>,
     pub warnings: Vec<String>,
+    /// What is worth knowing but not wrong (a backup writing right now).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +41,40 @@ impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
     }
+}
+
+/// Packs in no index are either being written by a backup running now (its
+/// index comes last) or were left by one that was interrupted. Other
+/// processes' live locks tell which: while one is held, they are not called
+/// interrupted.
+fn report_unindexed(
+    repo: &Repository,
+    unindexed: &[&String],
+    report: &mut CheckReport,
+) -> Result<(), RepoError> {
+    if unindexed.is_empty() {
+        return Ok(());
+    }
+    let (host, pid) = (super::lock::hostname(), std::process::id());
+    let running: Vec<String> = super::lock::list_locks(repo.sink().as_ref())?
+        .into_iter()
+        .filter(|(_, l)| !(l.is_stale() || (l.host == host && l.pid == pid)))
+        .map(|(_, l)| format!("pid {} on {}", l.pid, l.host))
+        .collect();
+    if running.is_empty() {
+        for name in unindexed {
+            report.warnings.push(format!(
+                "pack {name} is in no index (left by an interrupted backup; a later prune removes it)"
+            ));
+        }
+    } else {
+        report.notes.push(format!(
+            "{} pack(s) are in no index yet: another process is using the repository ({}), so they may be a backup's work in progress",
+            unindexed.len(),
+            running.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Runs every check; `read_data` also re-reads and re-hashes every blob.
@@ -110,11 +146,8 @@ pub fn check(
         }
     }
     let indexed: HashSet<String> = pack_blobs.keys().map(|id| id.to_hex()).collect();
-    for name in stored.keys().filter(|n| !indexed.contains(*n)) {
-        report.warnings.push(format!(
-            "pack {name} is in no index (left by an interrupted backup; a later prune removes it)"
-        ));
-    }
+    let unindexed: Vec<&String> = stored.keys().filter(|n| !indexed.contains(*n)).collect();
+    report_unindexed(repo, &unindexed, &mut report)?;
 
     if read_data {
         let results = read_packs(repo, &to_read, on_bytes)?;

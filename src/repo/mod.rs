@@ -76,6 +76,12 @@ pub enum RepoError {
     WriterStopped,
     #[error("interrupted")]
     Interrupted,
+    #[error("the disk of {location} is full: {free} free, and the next pack needs {needed}; the backup stopped and saved no snapshot (what it wrote is reused next time); free some space and run it again")]
+    NoSpace {
+        location: String,
+        free: String,
+        needed: String,
+    },
 }
 
 /// An open repository: its store and its fixed parameters.
@@ -287,7 +293,16 @@ impl Repository {
     }
 
     pub fn find_snapshot(&self, query: &str) -> Result<Snapshot, RepoError> {
+        self.find_snapshot_filtered(query, &snapshot::Filter::default())
+    }
+
+    /// The snapshot `query` names among those `filter` lets through.
+    pub fn find_snapshot_filtered(
+        &self,
+        query: &str,
+        filter: &snapshot::Filter,
+    ) -> Result<Snapshot, RepoError> {
         let snapshots = self.load_snapshots()?;
-        Ok(snapshot::resolve(&snapshots, query)?.clone())
+        Ok(snapshot::resolve_filtered(&snapshots, query, filter)?)
     }
 }

@@ -144,12 +144,34 @@ impl PackWriter {
         stats: &mut PackWriterStats,
     ) -> Result<(), RepoError> {
         let (id, bytes, blobs) = pack.finish().map_err(compress_error)?;
+        if let Err(e) = self.check_room(bytes.len() as u64) {
+            // What is already packed stays usable by the next backup.
+            if !pending.packs.is_empty() {
+                let _ = self.write_index(std::mem::take(pending), stats);
+            }
+            return Err(e);
+        }
         self.repo.write_content_named(ObjectKind::Pack, id, &bytes)?;
         tracing::debug!("wrote pack {id} ({} bytes, {} blobs)", bytes.len(), blobs.len());
         stats.packs += 1;
         stats.bytes_stored += bytes.len() as u64;
         pending.packs.push(IndexPack { id, blobs });
         Ok(())
+    }
+
+    /// Stops before a pack that would leave the disk with less than the room
+    /// the index files and the snapshot record still need.
+    fn check_room(&self, pack_len: u64) -> Result<(), RepoError> {
+        const RESERVE: u64 = 1 << 20;
+        let sink = self.repo.sink();
+        match sink.free_space() {
+            Some(free) if free < pack_len.saturating_add(RESERVE) => Err(RepoError::NoSpace {
+                location: sink.location(),
+                free: indicatif::HumanBytes(free).to_string(),
+                needed: indicatif::HumanBytes(pack_len.saturating_add(RESERVE)).to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn write_index(&self, file: IndexFile, stats: &mut PackWriterStats) -> Result<(), RepoError> {

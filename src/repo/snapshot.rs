@@ -85,6 +85,63 @@ pub enum RefError {
     Ambiguous { query: String, candidates: Vec<String> },
 }
 
+/// Which snapshots a command considers (`--host`, `--tag`, `--profile`),
+/// applied before a reference is resolved, so `latest --tag pre-upgrade` is
+/// the newest snapshot with that tag.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Any of these hosts.
+    pub hosts: Vec<String>,
+    /// Any of these groups; a group matches a snapshot that has all its tags
+    /// (restic's `--tag a,b --tag c`).
+    pub tags: Vec<Vec<String>>,
+    /// Any of these profiles.
+    pub profiles: Vec<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.profiles.is_empty()
+    }
+
+    pub fn matches(&self, r: &SnapshotRecord) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&r.host))
+            && (self.profiles.is_empty() || r.profile.as_ref().is_some_and(|p| self.profiles.contains(p)))
+            && (self.tags.is_empty()
+                || self
+                    .tags
+                    .iter()
+                    .any(|group| group.iter().all(|t| r.tags.contains(t))))
+    }
+
+    /// The filter as the flags that would give it, for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        parts.extend(self.hosts.iter().map(|h| format!("--host {h}")));
+        parts.extend(self.tags.iter().map(|g| format!("--tag {}", g.join(","))));
+        parts.extend(self.profiles.iter().map(|p| format!("--profile {p}")));
+        parts.join(" ")
+    }
+}
+
+/// [`resolve`] among the snapshots that pass `filter`.
+pub fn resolve_filtered(snapshots: &[Snapshot], query: &str, filter: &Filter) -> Result<Snapshot, RefError> {
+    if filter.is_empty() {
+        return resolve(snapshots, query).cloned();
+    }
+    let chosen: Vec<Snapshot> = snapshots
+        .iter()
+        .filter(|s| filter.matches(&s.record))
+        .cloned()
+        .collect();
+    match resolve(&chosen, query) {
+        Err(RefError::NoSnapshots | RefError::NoMatch(_)) => {
+            Err(RefError::NoMatch(format!("{query} {}", filter.describe())))
+        }
+        other => other.cloned(),
+    }
+}
+
 /// Finds the one snapshot a reference names: `latest`, a unique id prefix, or
 /// a time prefix (`2026-11-24`, `2026-11-24T10:30`) read in local time unless
 /// it carries an offset (`Z`, `+01:00`). Snapshots must be sorted by time.
@@ -230,6 +287,45 @@ mod tests {
         }
         assert!(matches!(resolve(&snaps, "2027Z"), Err(RefError::NoMatch(_))));
         assert!(matches!(resolve(&[], "latest"), Err(RefError::NoSnapshots)));
+    }
+
+    #[test]
+    fn latest_narrowed_by_tag_host_and_profile() {
+        let mut snaps = vec![
+            snap("a", "2026-11-24T10:00:00+00:00"),
+            snap("b", "2026-11-24T11:00:00+00:00"),
+            snap("c", "2026-11-24T12:00:00+00:00"),
+        ];
+        snaps[0].record.tags = vec!["pre-upgrade".into(), "go".into()];
+        snaps[1].record.host = "other".into();
+        snaps[1].record.tags = vec!["pre-upgrade".into()];
+        snaps[1].record.profile = Some("go-toolchain".into());
+        let tag = |groups: &[&[&str]]| Filter {
+            tags: groups
+                .iter()
+                .map(|g| g.iter().map(|t| t.to_string()).collect())
+                .collect(),
+            ..Default::default()
+        };
+        let pick = |f: &Filter| resolve_filtered(&snaps, "latest", f).map(|s| s.id);
+        assert_eq!(pick(&tag(&[&["pre-upgrade"]])).unwrap(), snaps[1].id);
+        assert_eq!(pick(&tag(&[&["pre-upgrade", "go"]])).unwrap(), snaps[0].id);
+        assert_eq!(pick(&tag(&[&["go"], &["nope"]])).unwrap(), snaps[0].id);
+        let host = Filter {
+            hosts: vec!["h".into()],
+            ..tag(&[&["pre-upgrade"]])
+        };
+        assert_eq!(pick(&host).unwrap(), snaps[0].id);
+        let profile = Filter {
+            profiles: vec!["go-toolchain".into()],
+            ..Default::default()
+        };
+        assert_eq!(pick(&profile).unwrap(), snaps[1].id);
+        assert_eq!(pick(&Filter::default()).unwrap(), snaps[2].id);
+        match pick(&tag(&[&["missing"]])) {
+            Err(RefError::NoMatch(q)) => assert_eq!(q, "latest --tag missing"),
+            other => panic!("expected no match, got {other:?}"),
+        }
     }
 
     #[test]

@@ -247,3 +247,129 @@ fn only_missing_sources_make_no_snapshot() {
     assert!(stderr(&out).contains("nope cannot be found"), "{}", stderr(&out));
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
 }
+
+/// Runs `cairn ARGS | head -1` through a real pipe that closes early.
+fn piped_to_head(env: &Env, args: &[&str]) -> (std::process::ExitStatus, String, Vec<u8>) {
+    use std::process::Stdio;
+    let mut cairn = env
+        .cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = std::process::Command::new("head")
+        .arg("-1")
+        .stdin(cairn.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let out = cairn.wait_with_output().unwrap();
+    (out.status, stderr(&out), head.stdout)
+}
+
+/// `cairn snapshots | head -1` panicked with exit 101 and `ls | head`
+/// printed an error and exited 1: a closed pipe must end cairn quietly.
+#[test]
+fn a_closed_pipe_panicked_snapshots_and_made_ls_fail() {
+    let env = Env::with_repo();
+    // Long lines, so that both listings outgrow the pipe's buffer.
+    let roots: Vec<String> = (0..40)
+        .map(|i| {
+            let dir = env.path(&format!(
+                "src/{i:02}-{}",
+                "a-rather-long-directory-name-".repeat(3)
+            ));
+            for j in 0..100 {
+                write(&dir.join(format!("f{j}")), b"x");
+            }
+            dir.display().to_string()
+        })
+        .collect();
+    let mut args = vec!["backup"];
+    args.extend(roots.iter().map(String::as_str));
+    for _ in 0..30 {
+        env.ok(&args);
+    }
+    for listing in [&["snapshots"][..], &["ls", "latest"]] {
+        assert!(env.ok(listing).len() > 128 << 10, "{listing:?} fills a pipe");
+    }
+    for args in [&["snapshots"][..], &["ls", "latest"], &["ls", "latest", "--json"]] {
+        let (status, err, first) = piped_to_head(&env, args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+        assert!(!first.is_empty(), "{args:?} wrote its first line");
+    }
+}
+
+/// `-vv` wrote ANSI colour codes into pipes and files.
+#[test]
+fn verbose_logs_wrote_colour_codes_into_a_pipe() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let out = env.run(&["-vv", "backup", env.path("src").to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("DEBUG"), "debug logs are there: {err}");
+    assert!(!err.contains('\u{1b}'), "no escape codes: {err:?}");
+}
+
+/// `check` called the packs of a backup still writing "left by an
+/// interrupted backup": while another live process holds a lock, they are
+/// work in progress.
+#[test]
+fn check_called_a_running_backup_interrupted() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    env.ok(&["backup", env.path("src").to_str().unwrap()]);
+    // A pack with no index, as a running backup has before its index.
+    let stray = env.repo.join("index");
+    let index = fs::read_dir(&stray).unwrap().next().unwrap().unwrap().path();
+    fs::remove_file(&index).unwrap();
+    write_lock(&env, "00cc", std::process::id(), "shared");
+    let out = env.run(&["check"]);
+    let err = stderr(&out);
+    assert!(!err.contains("interrupted"), "{err}");
+    assert!(err.contains("work in progress"), "{err}");
+    // Without the live lock, the same pack is called what it is.
+    fs::remove_file(env.repo.join("locks/00cc.json")).unwrap();
+    let err = stderr(&env.run(&["check"]));
+    assert!(err.contains("left by an interrupted backup"), "{err}");
+}
+
+/// `latest` could not be narrowed: with `--tag`, `--host` or `--profile`
+/// it is the newest matching snapshot, in every command that takes one.
+#[test]
+fn latest_could_not_be_narrowed_by_tag_host_or_profile() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a"), b"before");
+    let src_s = src.to_str().unwrap();
+    env.ok(&[
+        "backup",
+        "--tag",
+        "pre-upgrade",
+        "--time",
+        "2026-11-20T10:00:00Z",
+        src_s,
+    ]);
+    write(&src.join("a"), b"after");
+    env.ok(&["backup", "--time", "2026-11-21T10:00:00Z", src_s]);
+    let pre = env.json(&["snapshots", "--tag", "pre-upgrade"]);
+    assert_eq!(pre.as_array().unwrap().len(), 1);
+    let pre_id = pre[0]["id"].as_str().unwrap().to_string();
+
+    let target = env.path("out");
+    let t = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "--tag", "pre-upgrade", "--target", t]);
+    assert_eq!(fs::read(target.join("tree/src/a")).unwrap(), b"before");
+    let ls = env.ok(&["ls", "latest", "--tag", "pre-upgrade"]);
+    assert!(ls.contains("tree/src/a"), "{ls}");
+    let facts = env.ok(&["facts", "latest", "--tag", "pre-upgrade"]);
+    assert!(facts.contains(&pre_id[..8]), "{facts}");
+
+    let out = env.run(&["ls", "latest", "--host", "no-such-host"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("--host no-such-host"), "{}", stderr(&out));
+    let out = env.run(&["ls", "latest", "--profile", "go-toolchain"]);
+    assert_eq!(code(&out), 1, "no snapshot of that profile");
+}

@@ -520,7 +520,7 @@ fn a_backup_that_may_not_fit_is_refused_before_writing() {
     let src = env.path("src");
     write(&src.join("big"), &noise(3 << 20, 3));
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
-    faulty.inject(Fault::FreeSpace(32 << 20));
+    faulty.inject(Fault::FreeSpace(2 << 20));
     let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let before = du(&env.repo);
     let opts = BackupOptions {
@@ -532,11 +532,79 @@ fn a_backup_that_may_not_fit_is_refused_before_writing() {
         .expect("refused");
     let msg = err.to_string();
     assert!(
-        msg.contains("not enough space") && msg.contains("32.00 MiB is free"),
+        msg.contains("not enough space") && msg.contains("2.00 MiB is free"),
         "{msg}"
     );
     assert_eq!(du(&env.repo), before, "nothing written");
     // With room enough, the same backup goes through.
     let roomy = Repository::open(Arc::new(LocalSink::new(&env.repo)) as Arc<dyn Sink>).unwrap();
     backup::run(&roomy, &opts, &Progress::hidden()).expect("fits");
+}
+
+/// The up-front space check used to refuse a tree that stores far smaller
+/// than it is (113 MiB stored as 25 MiB on a 150 MiB disk) and to suggest
+/// commands that do not exist: it now bounds what a backup adds by this
+/// repository's own stored-to-added ratio.
+#[test]
+fn free_space_check_refused_a_tree_that_compresses_to_fit() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    let text: Vec<u8> = (0..4u32 << 20)
+        .map(|i| b"cairn text "[(i % 11) as usize])
+        .collect();
+    write(&src.join("first.txt"), &text);
+    env.backup(&[&src]);
+    // 24 MiB more of the same kind of data, with 16 MiB free.
+    for n in 0..6u8 {
+        let mut more = text.clone();
+        more[0] = n;
+        write(&src.join(format!("more-{n}.txt")), &more);
+    }
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    faulty.inject(Fault::FreeSpace(16 << 20));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let opts = BackupOptions {
+        paths: vec![src],
+        ..Default::default()
+    };
+    let outcome = backup::run(&repo, &opts, &Progress::hidden()).expect("fits once compressed");
+    assert!(
+        outcome.record.stats.bytes_stored < 1 << 20,
+        "{:?}",
+        outcome.record.stats
+    );
+}
+
+/// A backup whose estimate fits but whose packs do not stops cleanly before
+/// the pack that would fill the disk: no snapshot, a valid repository, and
+/// a message that says so.
+#[test]
+fn a_backup_that_runs_out_of_space_while_writing_stops_cleanly() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("small"), &noise(50_000, 1));
+    env.backup(&[&src]);
+    write(&src.join("big"), &noise(20 << 20, 2));
+    let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
+    faulty.inject(Fault::FreeSpace(9 << 20));
+    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let opts = BackupOptions {
+        paths: vec![src],
+        ..Default::default()
+    };
+    let err = backup::run(&repo, &opts, &Progress::hidden())
+        .err()
+        .expect("stops");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("is full") && msg.contains("saved no snapshot"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("prune"),
+        "no advice about commands that do not exist: {msg}"
+    );
+    let snapshots = env.json(&["snapshots"]);
+    assert_eq!(snapshots.as_array().unwrap().len(), 1, "no new snapshot");
+    env.ok(&["check", "--read-data"]);
 }

@@ -287,6 +287,19 @@ argv = ["cairn-test-no-such-program"]
     assert_eq!(fs::read(target.join("cmd/version/stderr")).unwrap(), b"warn\n");
     assert_eq!(fs::read(target.join("cmd/version/status")).unwrap(), b"exit 0\n");
 
+    // Roots are recorded by a stable origin, not under the current
+    // directory, and a command's three outputs are listed once.
+    let record = &env.json(&["snapshots"])[0];
+    let origins: Vec<&str> = record["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(origins.contains(&"env:CAIRNTEST_*"), "{origins:?}");
+    let listing = env.ok(&["snapshots"]);
+    assert_eq!(listing.matches("echo go version").count(), 1, "{listing}");
+
     let plain = repository_plaintext(&env.repo);
     let leaked = plain.windows(secret.len()).any(|w| w == secret.as_bytes());
     assert!(!leaked, "the secret is in the repository");
