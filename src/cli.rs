@@ -167,20 +167,60 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["target", "in_place", "undo"])))]
 pub struct RestoreArgs {
     /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
-    #[arg(value_name = "SNAPSHOT")]
-    pub snapshot: String,
+    #[arg(
+        value_name = "SNAPSHOT",
+        required_unless_present = "undo",
+        conflicts_with = "undo"
+    )]
+    pub snapshot: Option<String>,
     /// Directory to rebuild the snapshot under (created if missing)
     #[arg(long, short = 't', value_name = "DIR")]
-    pub target: PathBuf,
+    pub target: Option<PathBuf>,
+    /// Write the snapshot back over the paths it was taken from, after a
+    /// safety snapshot of what it changes
+    #[arg(long)]
+    pub in_place: bool,
+    /// Take back the last in-place restore: put its safety snapshot back
+    #[arg(long)]
+    pub undo: bool,
     /// Restore only matching paths and what is inside them (repeatable)
     #[arg(long = "include", short = 'i', value_name = "GLOB")]
     pub include: Vec<String>,
-    /// Write over files in the target that differ from the snapshot (without
-    /// it, a restore that would lose such files refuses and lists them)
-    #[arg(long)]
+    /// Leave out matching paths and what is inside them (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// With --in-place: only this root (`tree/go` or `go`; repeatable)
+    #[arg(long = "root", value_name = "NAME", requires = "in_place")]
+    pub roots: Vec<String>,
+    /// With --target: write over files that differ from the snapshot
+    /// (without it, a restore that would lose such files refuses and lists them)
+    #[arg(long, conflicts_with = "in_place")]
     pub overwrite: bool,
+    /// Remove what lies under the snapshot's roots but is not in the snapshot
+    #[arg(long)]
+    pub delete: bool,
+    /// Compare files by content hash instead of size and modification time
+    #[arg(long)]
+    pub checksum: bool,
+    /// Show what would be created, overwritten, deleted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --in-place: do not take a safety snapshot first (no undo)
+    #[arg(long)]
+    pub no_safety_snapshot: bool,
+    /// With --in-place: do not read back the files written
+    #[arg(long)]
+    pub no_verify: bool,
+    /// With --in-place: a shell command that must succeed afterwards, or
+    /// everything is rolled back (e.g. 'go version', 'nginx -t')
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+    /// Seconds the --check command may run before it counts as failed
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub check_timeout: u64,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[arg(long)]

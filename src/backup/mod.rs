@@ -64,6 +64,8 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     pub tags: Vec<String>,
     pub time: Option<DateTime<FixedOffset>>,
+    /// Marks a safety snapshot taken before an in-place restore.
+    pub rollback: Option<crate::repo::snapshot::Rollback>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,9 @@ struct Source {
     content: Option<Arc<Vec<u8>>>,
     /// Recorded instead of `abs` as where the root came from.
     origin: Option<String>,
+    /// The exclude patterns and tree options, as recorded in the root.
+    patterns: Vec<String>,
+    markers: Vec<String>,
 }
 
 /// What the walk and the assembler found, besides the manifest.
@@ -161,7 +166,7 @@ pub fn run(
         }
         Ok(excludes)
     };
-    let sources = sources(&opts.paths, &opts.roots, &make_excludes)?;
+    let sources = sources(&opts.paths, &opts.roots, &opts.excludes, &make_excludes)?;
     // Some missing sources make a partial snapshot; all of them, no snapshot.
     if sources
         .iter()
@@ -179,6 +184,10 @@ pub fn run(
                 None => RawBytes(os_bytes(s.abs.as_os_str())),
             },
             prefix: s.prefix.clone(),
+            excludes: s.patterns.clone(),
+            gitignore: s.excludes.gitignore,
+            one_file_system: s.excludes.one_file_system,
+            exclude_if_present: s.markers.clone(),
         })
         .collect();
     // The walk is the longest part of a backup of an unchanged tree: it
@@ -299,6 +308,7 @@ pub fn run(
         facts: opts.facts.clone(),
         stats: tally.stats,
         tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        rollback: opts.rollback.clone(),
     };
     // Packs and index are complete; only now may a snapshot refer to them.
     let id = repo.write_snapshot(&record)?;
@@ -315,8 +325,10 @@ pub fn run(
 fn sources(
     paths: &[PathBuf],
     fixed: &[RootSpec],
+    global: &[String],
     make_excludes: &dyn Fn(&[String]) -> Result<Excludes, PatternError>,
 ) -> Result<Vec<Source>, PatternError> {
+    let with_global = |extra: &[String]| -> Vec<String> { global.iter().chain(extra).cloned().collect() };
     let mut out = Vec::new();
     let mut taken: HashSet<String> = fixed.iter().map(|r| r.prefix.clone()).collect();
     for root in fixed {
@@ -333,6 +345,8 @@ fn sources(
             },
             content: root.content.clone().map(Arc::new),
             origin: root.origin.clone(),
+            patterns: with_global(&root.excludes),
+            markers: root.exclude_if_present.clone(),
         });
     }
     for p in paths {
@@ -361,6 +375,8 @@ fn sources(
             excludes: make_excludes(&[])?,
             content: None,
             origin: None,
+            patterns: with_global(&[]),
+            markers: Vec::new(),
         });
     }
     out.sort_by(|a, b| crate::repo::manifest::path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use cairn::backup::BackupError;
 use cairn::repo::{RepoError, Repository};
+use cairn::restore::inplace::InPlaceError;
 use cairn::restore::RestoreError;
 use cairn::sink::LocalSink;
 
@@ -58,6 +59,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             })
             .or_else(|| match cause.downcast_ref::<RestoreError>() {
                 Some(RestoreError::Repo(e)) => Some(e),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<InPlaceError>() {
+                Some(InPlaceError::Restore(RestoreError::Repo(e))) => Some(e),
                 _ => None,
             });
         match repo_err {

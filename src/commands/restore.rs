@@ -1,47 +1,246 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn::progress::Progress;
+use cairn::repo::index::Index;
 use cairn::repo::lock::{self, LockKind};
-use cairn::restore::{self, RestoreOptions};
+use cairn::repo::snapshot::Snapshot;
+use cairn::repo::Repository;
+use cairn::restore::inplace::{self, InPlaceOptions, Outcome};
+use cairn::restore::{self, PlanReport, RestoreOptions, RestoreSummary};
 use indicatif::HumanBytes;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, repo_path};
 use crate::cli::RestoreArgs;
 
 pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
+    let (repo_dir, _) = repo_path(repo.clone())?;
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
-    let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
+    if args.undo {
+        return undo(&repo, &index, &args, repo_dir);
+    }
+    let query = args.snapshot.as_deref().unwrap_or("latest");
+    let snapshot = repo.find_snapshot_filtered(query, &args.filter.filter())?;
+    match &args.target {
+        Some(target) if !args.in_place => to_target(&repo, &index, &snapshot, &args, target.clone()),
+        _ => in_place(&repo, &index, &snapshot, &args, repo_dir),
+    }
+}
+
+fn to_target(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    args: &RestoreArgs,
+    target: PathBuf,
+) -> Result<u8> {
     let opts = RestoreOptions {
-        target: args.target.clone(),
-        include: args.include,
+        target: target.clone(),
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        overwrite: args.overwrite,
+        delete: args.delete,
+        checksum: args.checksum,
     };
-    let total = if opts.include.is_empty() {
-        Some(snapshot.record.stats.bytes)
-    } else {
-        None
-    };
-    let progress = Progress::bytes("restore", total);
-    let summary = restore::restore(&repo, &index, &snapshot, &opts, &progress);
+    let progress = Progress::bytes("restore", None);
+    let summary = restore::restore(repo, index, snapshot, &opts, &progress);
     progress.finish();
     let summary = summary.with_context(|| format!("restore of snapshot {} failed", snapshot.id.short()))?;
     if args.json {
         print_json(&summary)?;
     } else {
         outln!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
+            "restored snapshot {} to {}: {}",
             snapshot.id.short(),
-            args.target.display(),
-            summary.files,
-            summary.dirs,
-            summary.links,
-            HumanBytes(summary.bytes)
+            target.display(),
+            describe(&summary)
         )?;
     }
+    report(&summary, false)
+}
+
+fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
+    InPlaceOptions {
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        roots: args.roots.clone(),
+        delete: args.delete,
+        checksum: args.checksum,
+        dry_run: args.dry_run,
+        safety_snapshot: !args.no_safety_snapshot,
+        verify: !args.no_verify,
+        check: args.check.clone(),
+        check_timeout: Duration::from_secs(args.check_timeout),
+        // The repository is never written over, nor removed by --delete.
+        skip: vec![std::path::absolute(&repo_dir).unwrap_or(repo_dir)],
+    }
+}
+
+fn in_place(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    args: &RestoreArgs,
+    repo_dir: PathBuf,
+) -> Result<u8> {
+    let opts = options(args, repo_dir);
+    let progress = Progress::bytes("restore", None);
+    let outcome = inplace::restore_in_place(repo, index, snapshot, &opts, &progress);
+    progress.finish();
+    let outcome =
+        outcome.with_context(|| format!("in-place restore of snapshot {} failed", snapshot.id.short()))?;
+    let short = snapshot.id.short();
+    match outcome {
+        Outcome::Planned(plan) => {
+            if args.json {
+                return print_json(&plan).map(|()| exit::OK);
+            }
+            outln!("restoring snapshot {short} in place would change (nothing written):")?;
+            print_plan(&plan, args.delete)?;
+            Ok(exit::OK)
+        }
+        Outcome::Nothing(plan) => {
+            if args.json {
+                return print_json(&plan).map(|()| exit::OK);
+            }
+            outln!("everything is as in snapshot {short}: nothing to restore")?;
+            Ok(exit::OK)
+        }
+        Outcome::Done {
+            summary,
+            safety,
+            resumed,
+            ..
+        } => {
+            if args.json {
+                print_json(&summary)?;
+            } else {
+                if resumed {
+                    outln!("finished an interrupted restore of snapshot {short}")?;
+                }
+                outln!("restored snapshot {short} in place: {}", describe(&summary))?;
+                if let Some(safety) = safety {
+                    outln!(
+                        "safety snapshot {} holds what was there before: `cairn restore --undo` puts it back",
+                        safety.short()
+                    )?;
+                }
+            }
+            report(&summary, !args.delete)
+        }
+    }
+}
+
+fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, repo_dir: PathBuf) -> Result<u8> {
+    let (journal, safety) = inplace::last_restore(repo)?;
+    let snapshot = repo.read_snapshot(&safety.to_hex())?;
+    let opts = InPlaceOptions {
+        delete: true,
+        dry_run: args.dry_run,
+        ..options(args, repo_dir)
+    };
+    let progress = Progress::bytes("undo", None);
+    let outcome = inplace::restore_in_place(repo, index, &snapshot, &opts, &progress);
+    progress.finish();
+    let outcome = outcome.with_context(|| {
+        format!(
+            "undoing the restore of snapshot {} failed",
+            journal.snapshot.short()
+        )
+    })?;
+    let (summary, plan) = match outcome {
+        Outcome::Planned(plan) => {
+            outln!(
+                "undoing the restore of snapshot {} would change:",
+                journal.snapshot.short()
+            )?;
+            print_plan(&plan, true)?;
+            return Ok(exit::OK);
+        }
+        Outcome::Nothing(plan) => (RestoreSummary::default(), plan),
+        Outcome::Done { summary, plan, .. } => (summary, plan),
+    };
+    let undone = journal.snapshot.short();
+    inplace::mark_undone(journal)?;
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        outln!(
+            "undid the restore of snapshot {undone}: put back safety snapshot {} ({})",
+            safety.short(),
+            describe(&summary)
+        )?;
+    }
+    report(&summary, false)
+}
+
+fn describe(s: &RestoreSummary) -> String {
+    let mut out = format!(
+        "{} files written ({}), {} dirs, {} symlinks",
+        s.files,
+        HumanBytes(s.bytes),
+        s.dirs,
+        s.links
+    );
+    if s.metadata > 0 {
+        out.push_str(&format!(", {} metadata only", s.metadata));
+    }
+    if s.unchanged > 0 {
+        out.push_str(&format!(", {} unchanged", s.unchanged));
+    }
+    if s.deleted > 0 {
+        out.push_str(&format!(", {} deleted", s.deleted));
+    }
+    out
+}
+
+/// Prints the plan, root by root.
+fn print_plan(plan: &PlanReport, delete: bool) -> Result<()> {
+    for r in &plan.roots {
+        outln!(
+            "  {} -> {}: {} new ({}), {} overwritten ({}), {} metadata only, {} unchanged, {} {}",
+            r.prefix,
+            r.path,
+            r.create,
+            HumanBytes(r.create_bytes),
+            r.overwrite,
+            HumanBytes(r.overwrite_bytes),
+            r.metadata,
+            r.unchanged,
+            r.extra,
+            if delete {
+                "deleted"
+            } else {
+                "not in the snapshot (kept)"
+            }
+        )?;
+    }
+    for c in &plan.conflicts {
+        outln!("  overwrite {c}")?;
+    }
+    for e in &plan.extras {
+        outln!("  {} {e}", if delete { "delete" } else { "keep" })?;
+    }
+    for u in &plan.unreadable {
+        eprintln!("warning: {u}");
+    }
+    Ok(())
+}
+
+/// Warnings, errors and what was left, on stderr; the exit code.
+fn report(summary: &RestoreSummary, say_left: bool) -> Result<u8> {
     for w in &summary.warnings {
         eprintln!("warning: {w}");
+    }
+    if say_left && summary.left_count > 0 {
+        eprintln!(
+            "note: {} paths are not in the snapshot and were left as they are (--delete removes them), e.g. {}",
+            summary.left_count,
+            summary.left.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     for e in &summary.errors {
         eprintln!("error: {e}");

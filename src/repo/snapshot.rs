@@ -34,6 +34,25 @@ pub struct SnapshotRecord {
     pub facts: std::collections::BTreeMap<String, String>,
     pub stats: SnapshotStats,
     pub tool_version: String,
+    /// Set on a safety snapshot: which in-place restore it protects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// What a safety snapshot (tag `pre-restore`) protects: the machine as it
+/// was just before an in-place restore of `restores`, so that restoring it
+/// in place undoes that restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The snapshot the in-place restore wrote back.
+    pub restores: ObjectId,
+    /// The restore's transaction id (its journal's name).
+    pub transaction: String,
+    /// Roots of that restore that did not exist before it (so are not in
+    /// this snapshot): undoing it removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<Root>,
 }
 
 /// One backed-up source and where its entries live in the manifest.
@@ -46,6 +65,17 @@ pub struct Root {
     pub path: RawBytes,
     /// The manifest path under which the root's entries are stored.
     pub prefix: String,
+    /// What the backup left out of a tree (patterns and options as the
+    /// tree collector takes them): an in-place restore leaves the same
+    /// paths alone, so `--delete` never removes what was never saved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gitignore: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_file_system: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_if_present: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -264,6 +294,7 @@ mod tests {
                 facts: Default::default(),
                 stats: SnapshotStats::default(),
                 tool_version: "t".into(),
+                rollback: None,
             },
         }
     }

@@ -155,7 +155,28 @@ fn a_damaged_snapshot_record_or_index_is_named() {
 
 /// Writes a snapshot whose manifest is exactly `lines`, bypassing the checks
 /// that the manifest writer makes, as a malicious repository would.
+/// A snapshot whose manifest is `lines`, with a root for each first path
+/// component (as a real snapshot has for every entry).
 fn plant_manifest(repo: &Repository, lines: &str) {
+    let mut roots: Vec<cairn::repo::snapshot::Root> = Vec::new();
+    for line in lines.lines() {
+        let path = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["path"].as_str().map(String::from))
+            .unwrap_or_default();
+        let first = path.split('/').next().unwrap_or_default().to_string();
+        if !first.is_empty() && !roots.iter().any(|r| r.prefix == first) {
+            roots.push(cairn::repo::snapshot::Root {
+                collector: "tree".into(),
+                path: format!("/nonexistent/{first}").as_str().into(),
+                prefix: first,
+                excludes: vec![],
+                gitignore: false,
+                one_file_system: false,
+                exclude_if_present: vec![],
+            });
+        }
+    }
     let blob = lines.as_bytes();
     let id = ObjectId::of(blob);
     let mut frames = FrameBuilder::new(1 << 20, 3);
@@ -178,7 +199,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         user: "evil".into(),
         profile: None,
         tags: vec![],
-        roots: vec![],
+        roots,
         manifest: vec![id],
         parent: None,
         partial: false,
@@ -187,6 +208,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         facts: Default::default(),
         stats: SnapshotStats::default(),
         tool_version: "test".into(),
+        rollback: None,
     })
     .unwrap();
 }

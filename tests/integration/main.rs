@@ -8,4 +8,5 @@ mod faults;
 mod fidelity;
 mod interrupt;
 mod profiles;
+mod restore;
 mod sink;

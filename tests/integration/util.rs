@@ -44,6 +44,7 @@ impl Env {
         let mut c = Command::new(BIN);
         c.env_remove("CAIRN_REPO")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
             .env("TZ", "UTC")
             .arg("--repo")
             .arg(&self.repo);
@@ -83,6 +84,7 @@ impl Env {
             .args(args)
             .env("TZ", "UTC")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
             .output()
             .expect("run cairn as nobody")
     }
@@ -254,4 +256,37 @@ pub fn can_drop_privileges() -> bool {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes a fifo at `path`.
+pub fn mkfifo(path: &Path, mode: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) }, 0);
+}
+
+/// Waits for a child at most `secs` seconds; kills it and fails the test
+/// when it is still running then.
+pub fn wait_or_kill(mut child: std::process::Child, secs: u64, what: &str) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Names under `dir` that a killed restore leaves (`.<name>.cairn-<hex>`).
+pub fn temp_names(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".cairn-"))
+        .map(|e| e.into_path())
+        .collect()
 }

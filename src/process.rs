@@ -1,0 +1,57 @@
+//! Child processes that cairn waits for (health checks): each runs in a
+//! process group of its own, so that a timeout or an interrupt ends it with
+//! everything it started.
+
+use std::io;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `line` through the shell (`sh -c`, `cmd /C` on Windows) with
+/// stdin closed and stdout/stderr passed through; kills its whole process
+/// group when `timeout` passes or cairn is interrupted.
+pub fn run_shell(line: &str, timeout: Duration) -> io::Result<ExitStatus> {
+    let mut cmd = if cfg!(windows) {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(line);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(line);
+        c
+    };
+    cmd.stdin(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let timed_out = Instant::now() >= deadline;
+        if timed_out || crate::interrupt::is_set() {
+            kill_group(&mut child);
+            let _ = child.wait();
+            return Err(if timed_out {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("still running after {}s; stopped", timeout.as_secs()),
+                )
+            } else {
+                io::Error::new(io::ErrorKind::Interrupted, "interrupted")
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills the child and every process in its group.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: killpg has no memory preconditions; the group is the
+        // child's own (process_group(0) above).
+        unsafe { libc::killpg(pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+}

@@ -1,0 +1,458 @@
+//! Restore in place: a snapshot written back over the paths it came from,
+//! as one transaction that can be undone.
+//!
+//! 1. Plan: the manifest against the live roots (nothing is written).
+//! 2. Safety snapshot: the roots as they are now, tagged `pre-restore` and
+//!    naming the restore it protects (`Rollback`), with the normal parent
+//!    matching, so it costs about what an unchanged backup costs.
+//! 3. Journal: the transaction, its safety snapshot and its state, in the
+//!    user's state directory; a killed restore run again finishes under
+//!    the same safety snapshot.
+//! 4. Write what differs (`apply`), every file synced before its rename.
+//! 5. Verify: the files written are read back and hashed.
+//! 6. Health check: a command that must succeed.
+//!
+//! A failure in 4-6 puts the safety snapshot back the same way and says so.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::apply::{self, ApplyOptions};
+use super::journal::{Journal, State};
+use super::plan::Target;
+use super::{PlanReport, RestoreError, RestoreSummary};
+use crate::backup::{self, BackupError, BackupOptions};
+use crate::collect::tree::{Excludes, PatternError};
+use crate::meta::bytes_to_path;
+use crate::profile::resolve::RootSpec;
+use crate::progress::Progress;
+use crate::repo::id::ObjectId;
+use crate::repo::index::Index;
+use crate::repo::manifest::path_cmp;
+use crate::repo::snapshot::{Rollback, Root, Snapshot};
+use crate::repo::Repository;
+use crate::select::Selection;
+
+/// The tag of safety snapshots.
+pub const SAFETY_TAG: &str = "pre-restore";
+
+#[derive(Debug, Clone, Default)]
+pub struct InPlaceOptions {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Only these roots (`tree/go` or `go`); all when empty.
+    pub roots: Vec<String>,
+    pub delete: bool,
+    pub checksum: bool,
+    pub dry_run: bool,
+    pub safety_snapshot: bool,
+    /// Read back and hash every file written.
+    pub verify: bool,
+    /// A shell command that must succeed afterwards, and how long it may take.
+    pub check: Option<String>,
+    pub check_timeout: Duration,
+    /// Paths never touched (the repository itself).
+    pub skip: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// `--dry-run`: what would be done.
+    Planned(PlanReport),
+    /// Everything already is as in the snapshot.
+    Nothing(PlanReport),
+    Done {
+        plan: PlanReport,
+        summary: RestoreSummary,
+        safety: Option<ObjectId>,
+        /// The safety snapshot of an interrupted run of the same restore.
+        resumed: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InPlaceError {
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("the safety snapshot could not be taken, so nothing was changed")]
+    Safety(#[source] BackupError),
+    #[error("snapshot {snapshot} has no roots that can be restored in place (environment and command outputs are records; see --env-script)")]
+    NoRoots { snapshot: String },
+    #[error("no root of snapshot {snapshot} is named {names}")]
+    UnknownRoot { snapshot: String, names: String },
+    #[error("cannot restore {path} in place: it has no parent directory")]
+    NoParent { path: PathBuf },
+    #[error("cannot write the restore journal: {0}")]
+    Journal(#[source] std::io::Error),
+    #[error("{what}; everything this restore changed was put back from safety snapshot {safety}")]
+    RolledBack { what: String, safety: String },
+    #[error("{what}, and putting back safety snapshot {safety} failed too ({rollback}); run `cairn restore --undo` to try again")]
+    RollbackFailed {
+        what: String,
+        safety: String,
+        rollback: String,
+    },
+    #[error("{what}; there is no safety snapshot (--no-safety-snapshot), so the changes stay")]
+    Unprotected { what: String },
+    #[error("there is no in-place restore to undo in this repository")]
+    NothingToUndo,
+}
+
+/// Where each tree and files root of `snapshot` is on this machine, in
+/// manifest order; env and command roots are records, not places.
+pub fn targets(
+    snapshot: &Snapshot,
+    roots: &[Root],
+    opts: &InPlaceOptions,
+) -> Result<Vec<Target>, InPlaceError> {
+    let mut out = Vec::new();
+    for root in roots
+        .iter()
+        .filter(|r| matches!(r.collector.as_str(), "tree" | "files"))
+    {
+        let path = bytes_to_path(root.path.as_bytes());
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(InPlaceError::NoParent { path });
+        };
+        let mut excludes = Excludes::new(&root.excludes)?;
+        excludes.gitignore = root.gitignore;
+        excludes.one_file_system = root.one_file_system;
+        excludes.markers = root.exclude_if_present.iter().map(OsString::from).collect();
+        for skip in &opts.skip {
+            excludes.skip_absolute(skip.clone());
+        }
+        let mut target = Target::new(
+            root.prefix.clone(),
+            parent.to_path_buf(),
+            vec![name.to_os_string()],
+            excludes,
+        );
+        target.selected = opts.roots.is_empty()
+            || opts
+                .roots
+                .iter()
+                .any(|n| *n == root.prefix || root.prefix.rsplit('/').next() == Some(n.as_str()));
+        out.push(target);
+    }
+    if out.is_empty() {
+        return Err(InPlaceError::NoRoots {
+            snapshot: snapshot.id.short(),
+        });
+    }
+    if !out.iter().any(|t| t.selected) {
+        return Err(InPlaceError::UnknownRoot {
+            snapshot: snapshot.id.short(),
+            names: opts.roots.join(", "),
+        });
+    }
+    out.sort_by(|a, b| path_cmp(a.prefix.as_bytes(), b.prefix.as_bytes()));
+    Ok(out)
+}
+
+/// The roots a snapshot writes back: its own, and for a safety snapshot
+/// the roots its restore created, which undoing it removes.
+fn roots_of(snapshot: &Snapshot) -> Vec<Root> {
+    let mut roots = snapshot.record.roots.clone();
+    if let Some(rb) = &snapshot.record.rollback {
+        roots.extend(rb.absent.iter().cloned());
+    }
+    roots
+}
+
+/// Writes `snapshot` back in place (see the module docs).
+pub fn restore_in_place(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    opts: &InPlaceOptions,
+    progress: &Progress,
+) -> Result<Outcome, InPlaceError> {
+    let roots = roots_of(snapshot);
+    let targets = targets(snapshot, &roots, opts)?;
+    let prefixes = roots.iter().map(|r| r.prefix.clone()).collect();
+    let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
+    let report = super::plan(repo, index, snapshot, &targets, &selection, opts.checksum)?;
+    if opts.dry_run {
+        return Ok(Outcome::Planned(report));
+    }
+    let repo_id = repo.config().id.clone();
+    let unfinished = Journal::unfinished(&repo_id, snapshot.id);
+    if !report.changes_anything(opts.delete) && unfinished.is_none() {
+        return Ok(Outcome::Nothing(report));
+    }
+    let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
+    let mut journal = match unfinished {
+        Some(j) => j,
+        None => start(repo, snapshot, &roots, &targets, opts)?,
+    };
+    progress.set_total(report.bytes());
+    let apply_opts = ApplyOptions {
+        delete: opts.delete,
+        checksum: opts.checksum,
+        fsync: true,
+    };
+    let summary = match apply::apply(repo, index, snapshot, &targets, &selection, apply_opts, progress) {
+        // Stopped by the user: the journal stays open, so running the same
+        // restore again finishes it, and --undo takes it back.
+        Err(e @ RestoreError::Repo(crate::repo::RepoError::Interrupted)) => return Err(e.into()),
+        Err(e) => Err(format!("the restore failed: {e}")),
+        Ok(summary) => Ok(summary),
+    };
+    let failure = match &summary {
+        Err(what) => Some(what.clone()),
+        Ok(s) if !s.errors.is_empty() => Some(format!(
+            "the restore failed: {} entries could not be written, the first: {}",
+            s.errors.len(),
+            s.errors[0]
+        )),
+        Ok(s) if opts.verify => verify(repo, index, snapshot, &targets, &selection, s).err(),
+        Ok(_) => None,
+    };
+    let failure = failure.or_else(|| {
+        opts.check
+            .as_ref()
+            .and_then(|cmd| health_check(cmd, opts.check_timeout).err())
+    });
+    let summary = match (failure, summary) {
+        (None, Ok(summary)) => summary,
+        (Some(what), _) | (None, Err(what)) => {
+            return Err(roll_back(repo, index, &mut journal, what, progress))
+        }
+    };
+    journal.state = State::Done;
+    journal.save().map_err(InPlaceError::Journal)?;
+    Ok(Outcome::Done {
+        plan: report,
+        summary,
+        safety: journal.safety,
+        resumed,
+    })
+}
+
+/// Takes the safety snapshot and writes the journal: from here on, the
+/// restore can be finished or undone.
+fn start(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    roots: &[Root],
+    targets: &[Target],
+    opts: &InPlaceOptions,
+) -> Result<Journal, InPlaceError> {
+    let transaction = format!(
+        "{}-{:08x}",
+        chrono::Local::now().format("%Y%m%dT%H%M%S"),
+        crate::sink::local::random_u64() as u32
+    );
+    let safety = if opts.safety_snapshot {
+        Some(safety_snapshot(
+            repo,
+            snapshot,
+            roots,
+            targets,
+            &transaction,
+            opts,
+        )?)
+    } else {
+        None
+    };
+    let now = chrono::Local::now().fixed_offset();
+    let mut journal = Journal {
+        transaction,
+        repository: repo.config().id.clone(),
+        location: repo.sink().location(),
+        snapshot: snapshot.id,
+        safety,
+        state: State::Writing,
+        started: now,
+        updated: now,
+        roots: targets
+            .iter()
+            .filter(|t| t.selected)
+            .map(|t| format!("{} -> {}", t.prefix, t.dest.display()))
+            .collect(),
+        error: None,
+    };
+    journal.save().map_err(InPlaceError::Journal)?;
+    Ok(journal)
+}
+
+/// A backup of every selected root as it is now, under the snapshot's own
+/// prefixes (so restoring it in place puts each back where it was).
+fn safety_snapshot(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    roots: &[Root],
+    targets: &[Target],
+    transaction: &str,
+    opts: &InPlaceOptions,
+) -> Result<ObjectId, InPlaceError> {
+    let mut specs = Vec::new();
+    let mut absent = Vec::new();
+    for target in targets.iter().filter(|t| t.selected) {
+        let Some(root) = roots.iter().find(|r| r.prefix == target.prefix) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(&target.dest).is_err() {
+            absent.push(root.clone());
+            continue;
+        }
+        specs.push(RootSpec {
+            collector: root.collector.clone(),
+            path: target.dest.clone(),
+            prefix: root.prefix.clone(),
+            excludes: root.excludes.clone(),
+            gitignore: root.gitignore,
+            one_file_system: root.one_file_system,
+            exclude_if_present: root.exclude_if_present.clone(),
+            ..Default::default()
+        });
+    }
+    let backup_opts = BackupOptions {
+        roots: specs,
+        profile: snapshot.record.profile.clone(),
+        skip: opts.skip.clone(),
+        tags: vec![SAFETY_TAG.to_string()],
+        rollback: Some(Rollback {
+            restores: snapshot.id,
+            transaction: transaction.to_string(),
+            absent,
+        }),
+        ..Default::default()
+    };
+    let outcome = backup::run(repo, &backup_opts, &Progress::hidden()).map_err(InPlaceError::Safety)?;
+    if outcome.record.partial {
+        // What could not be read could not be put back: do not go on.
+        let first = outcome.warnings.first().cloned().unwrap_or_default();
+        return Err(InPlaceError::Safety(BackupError::NoSources(format!(
+            "some paths could not be read ({first})"
+        ))));
+    }
+    Ok(outcome.id)
+}
+
+/// Reads back every file the restore wrote and checks it against the
+/// manifest.
+fn verify(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    selection: &Selection,
+    summary: &RestoreSummary,
+) -> Result<(), String> {
+    if summary.files == 0 {
+        return Ok(());
+    }
+    let report = super::plan(repo, index, snapshot, targets, selection, true).map_err(|e| e.to_string())?;
+    if report.conflict_count > 0 || report.roots.iter().any(|r| r.create > 0) {
+        let first = report.conflicts.first().cloned().unwrap_or_default();
+        return Err(format!(
+            "verification failed: {} path(s) differ from the snapshot after writing, the first: {first}",
+            report.conflict_count
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the health check through the shell; its output goes to the user.
+fn health_check(cmd: &str, timeout: Duration) -> Result<(), String> {
+    eprintln!("running health check: {cmd}");
+    match crate::process::run_shell(cmd, timeout) {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("the health check `{cmd}` failed ({status})")),
+        Err(e) => Err(format!("the health check `{cmd}` could not run: {e}")),
+    }
+}
+
+/// Puts the journal's safety snapshot back after `what` went wrong.
+fn roll_back(
+    repo: &Repository,
+    index: &Index,
+    journal: &mut Journal,
+    what: String,
+    progress: &Progress,
+) -> InPlaceError {
+    let Some(safety) = journal.safety else {
+        journal.error = Some(what.clone());
+        let _ = journal.save();
+        return InPlaceError::Unprotected { what };
+    };
+    eprintln!("{what}; putting back safety snapshot {}", safety.short());
+    let result = put_back(repo, index, safety, progress);
+    journal.error = Some(what.clone());
+    match result {
+        Ok(()) => {
+            journal.state = State::RolledBack;
+            let _ = journal.save();
+            InPlaceError::RolledBack {
+                what,
+                safety: safety.short(),
+            }
+        }
+        Err(e) => {
+            let _ = journal.save();
+            InPlaceError::RollbackFailed {
+                what,
+                safety: safety.short(),
+                rollback: format!("{e:#}"),
+            }
+        }
+    }
+}
+
+/// Restores a safety snapshot in place over all its roots, removing what
+/// it does not have; no safety snapshot of its own, no health check.
+fn put_back(
+    repo: &Repository,
+    index: &Index,
+    safety: ObjectId,
+    progress: &Progress,
+) -> Result<(), InPlaceError> {
+    let snapshot = repo
+        .read_snapshot(&safety.to_hex())
+        .map_err(|e| InPlaceError::Restore(e.into()))?;
+    let roots = roots_of(&snapshot);
+    let opts = InPlaceOptions {
+        delete: true,
+        ..Default::default()
+    };
+    let targets = targets(&snapshot, &roots, &opts)?;
+    let apply_opts = ApplyOptions {
+        delete: true,
+        checksum: false,
+        fsync: true,
+    };
+    let summary = apply::apply(
+        repo,
+        index,
+        &snapshot,
+        &targets,
+        &Selection::default(),
+        apply_opts,
+        progress,
+    )?;
+    match summary.errors.first() {
+        Some(first) => Err(InPlaceError::Restore(RestoreError::Write {
+            path: PathBuf::from(first),
+            source: std::io::Error::other(format!("{} entries could not be put back", summary.errors.len())),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// The safety snapshot of the last in-place restore, for `--undo`; its
+/// journal is marked undone once the undo succeeded.
+pub fn last_restore(repo: &Repository) -> Result<(Journal, ObjectId), InPlaceError> {
+    let journal = Journal::last_undoable(&repo.config().id).ok_or(InPlaceError::NothingToUndo)?;
+    let safety = journal.safety.ok_or(InPlaceError::NothingToUndo)?;
+    Ok((journal, safety))
+}
+
+/// Marks a journal undone.
+pub fn mark_undone(mut journal: Journal) -> Result<(), InPlaceError> {
+    journal.state = State::Undone;
+    journal.save().map_err(InPlaceError::Journal)
+}

@@ -1,0 +1,324 @@
+//! Safe restore: a snapshot rebuilt under a target directory, or written
+//! back over the paths it came from (`inplace`).
+//!
+//! Both go the same way: the manifest and what is on disk are merged in
+//! manifest order and every path is sorted into create, replace,
+//! metadata-only, unchanged, or not in the snapshot (`plan`); then what
+//! differs is written through directory descriptors, never through a path
+//! that could have been swapped for a symlink (`apply`, `fsops`). Files go
+//! to a temporary name (0600), are verified against their hash, and are
+//! renamed into place, so a restore that stops half-way leaves no torn
+//! file; directory metadata is set last, deepest first.
+
+mod apply;
+mod fsops;
+pub mod inplace;
+mod journal;
+pub mod plan;
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use self::apply::ApplyOptions;
+use self::plan::{classify, Action, Step, Target};
+use crate::collect::tree::{Excludes, PatternError};
+use crate::interrupt;
+use crate::meta::bytes_to_path;
+use crate::progress::Progress;
+use crate::repo::index::Index;
+use crate::repo::manifest::EntryKind;
+use crate::repo::reader::BlobReader;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::{RepoError, Repository};
+use crate::select::Selection;
+
+/// Paths listed in a plan (conflicts, extras), at most; the rest are counted.
+const MAX_LISTED: usize = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Only entries matching one of these (or inside a matching directory).
+    pub include: Vec<String>,
+    /// Not entries matching one of these (nor what is inside them).
+    pub exclude: Vec<String>,
+    /// Write over files in the target that differ from the snapshot.
+    pub overwrite: bool,
+    /// Remove what is in the target's roots but not in the snapshot.
+    pub delete: bool,
+    /// Compare files by content hash, not size and mtime.
+    pub checksum: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RestoreSummary {
+    /// Files written (created or replaced).
+    pub files: u64,
+    /// Directories whose metadata was set (created or changed).
+    pub dirs: u64,
+    pub links: u64,
+    pub other: u64,
+    /// Bytes of the files written.
+    pub bytes: u64,
+    /// Entries whose content was right and whose metadata was set.
+    pub metadata: u64,
+    /// Entries already as in the snapshot: not touched.
+    pub unchanged: u64,
+    /// Entries removed because the snapshot does not have them.
+    pub deleted: u64,
+    /// On disk under the roots, not in the snapshot, and left there.
+    pub left_count: u64,
+    pub left: Vec<String>,
+    /// Entries that could not be restored, each with the reason.
+    pub errors: Vec<String>,
+    /// Entries restored without some metadata (owner, extended attributes).
+    pub warnings: Vec<String>,
+}
+
+/// What a restore would do to one root.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RootPlan {
+    pub prefix: String,
+    /// Where the root is written.
+    pub path: String,
+    pub create: u64,
+    pub create_bytes: u64,
+    pub overwrite: u64,
+    pub overwrite_bytes: u64,
+    pub metadata: u64,
+    pub unchanged: u64,
+    /// Not in the snapshot: removed with `--delete`, else left.
+    pub extra: u64,
+    pub extra_bytes: u64,
+}
+
+/// A whole restore's plan.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PlanReport {
+    pub roots: Vec<RootPlan>,
+    /// Paths whose current content a restore would replace (lost without
+    /// a safety snapshot).
+    pub conflicts: Vec<String>,
+    pub conflict_count: u64,
+    /// Paths on disk that the snapshot does not have.
+    pub extras: Vec<String>,
+    pub unreadable: Vec<String>,
+}
+
+impl PlanReport {
+    /// Whether writing the plan would change anything on disk.
+    pub fn changes_anything(&self, delete: bool) -> bool {
+        self.roots
+            .iter()
+            .any(|r| r.create + r.overwrite + r.metadata > 0 || (delete && r.extra > 0))
+    }
+
+    /// Bytes the plan writes.
+    pub fn bytes(&self) -> u64 {
+        self.roots
+            .iter()
+            .map(|r| r.create_bytes + r.overwrite_bytes)
+            .sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("cannot create restore target {path}: {source}")]
+    Target {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("restored contents differ from the snapshot ({detail}); the file was not put in place")]
+    Mismatch { detail: String },
+    #[error("the restore would overwrite {count} path(s) in {target} that differ from the snapshot: {listed}; nothing was written (give --overwrite to write over them, or use --in-place, which keeps a safety snapshot)")]
+    WouldOverwrite {
+        target: PathBuf,
+        count: u64,
+        listed: String,
+    },
+    #[error("internal error: a restore worker stopped")]
+    WorkerPanicked,
+}
+
+/// A 64-bit digest of a manifest path; collisions are out of reach.
+fn path_key(path: &[u8]) -> u64 {
+    let hash = blake3::hash(path);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Each root of the snapshot at `DIR/<prefix>`.
+fn targets_under(dir: &Path, snapshot: &Snapshot) -> Vec<Target> {
+    snapshot
+        .record
+        .roots
+        .iter()
+        .map(|r| {
+            let lead: Vec<OsString> = r
+                .prefix
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(|c| bytes_to_path(c.as_bytes()).into_os_string())
+                .collect();
+            Target::new(r.prefix.clone(), dir.to_path_buf(), lead, Excludes::default())
+        })
+        .collect()
+}
+
+/// Rebuilds `snapshot` under `opts.target`. What is already there and the
+/// same is left alone; what differs is only written over with
+/// `opts.overwrite` (else the restore refuses before writing anything).
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary, RestoreError> {
+    let target_err = |source| RestoreError::Target {
+        path: opts.target.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode_private()
+        .create(&opts.target)
+        .map_err(target_err)?;
+    let target = std::fs::canonicalize(&opts.target).map_err(target_err)?;
+    let targets = targets_under(&target, snapshot);
+    let prefixes = snapshot.record.roots.iter().map(|r| r.prefix.clone()).collect();
+    let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
+    let report = plan(repo, index, snapshot, &targets, &selection, opts.checksum)?;
+    if !opts.overwrite && report.conflict_count > 0 {
+        let mut listed = report
+            .conflicts
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if report.conflict_count > 20 {
+            listed.push_str(&format!(" and {} more", report.conflict_count - 20));
+        }
+        return Err(RestoreError::WouldOverwrite {
+            target,
+            count: report.conflict_count,
+            listed,
+        });
+    }
+    progress.set_total(report.bytes());
+    let apply = ApplyOptions {
+        delete: opts.delete,
+        checksum: opts.checksum,
+        fsync: false,
+    };
+    apply::apply(repo, index, snapshot, &targets, &selection, apply, progress)
+}
+
+/// Private directories until their metadata is set: `DirBuilder` with 0700.
+trait PrivateDirs {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDirs for std::fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700);
+        self
+    }
+}
+
+/// Compares the snapshot with the disk and says what a restore would do;
+/// changes nothing.
+pub fn plan(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    selection: &Selection,
+    checksum: bool,
+) -> Result<PlanReport, RestoreError> {
+    let mut report = PlanReport {
+        roots: targets
+            .iter()
+            .map(|t| RootPlan {
+                prefix: t.prefix.clone(),
+                path: t.dest.display().to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut reader = BlobReader::new(repo, index);
+    let short = snapshot.id.short();
+    for step in plan::merge(reader.manifest(&short, &snapshot.record.manifest), targets) {
+        if interrupt::is_set() {
+            return Err(RepoError::Interrupted.into());
+        }
+        match step? {
+            Step::Entry { root, entry, live } if selection.matches(entry.path.as_bytes()) => {
+                let dest = targets[root].dest_of(entry.path.as_bytes());
+                let action = match classify(&entry, live.as_ref(), checksum, &dest) {
+                    Ok(action) => action,
+                    Err(e) => {
+                        report.unreadable.push(format!("{}: {e}", dest.display()));
+                        continue;
+                    }
+                };
+                let r = &mut report.roots[root];
+                let bytes = if entry.kind == EntryKind::File {
+                    entry.size
+                } else {
+                    0
+                };
+                match action {
+                    Action::Create => (r.create, r.create_bytes) = (r.create + 1, r.create_bytes + bytes),
+                    Action::Replace => {
+                        (r.overwrite, r.overwrite_bytes) = (r.overwrite + 1, r.overwrite_bytes + bytes);
+                        report.conflict_count += 1;
+                        if report.conflicts.len() < MAX_LISTED {
+                            report.conflicts.push(dest.display().to_string());
+                        }
+                    }
+                    Action::Metadata => r.metadata += 1,
+                    Action::Unchanged => r.unchanged += 1,
+                }
+            }
+            Step::Extra { root, path, stat } if selection.matches(&path) => {
+                let r = &mut report.roots[root];
+                r.extra += 1;
+                r.extra_bytes += if stat.is_file() { stat.size } else { 0 };
+                if report.extras.len() < MAX_LISTED {
+                    report
+                        .extras
+                        .push(targets[root].dest_of(&path).display().to_string());
+                }
+            }
+            Step::Unreadable { path, error } => {
+                report.unreadable.push(format!("{}: {error}", path.display()))
+            }
+            Step::Skipped { outside: Some(path) } => report.unreadable.push(format!(
+                "{}: lies outside every root of the snapshot",
+                String::from_utf8_lossy(&path)
+            )),
+            _ => {}
+        }
+    }
+    Ok(report)
+}

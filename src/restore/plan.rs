@@ -1,0 +1,268 @@
+//! The plan: a snapshot's manifest and what is on disk where it is restored,
+//! walked side by side in manifest order (as a backup matches its parent),
+//! so that every path is sorted into create, replace, metadata-only,
+//! unchanged, or on disk but not in the snapshot.
+
+use std::cmp::Ordering;
+use std::ffi::OsString;
+use std::io;
+use std::iter::Peekable;
+use std::path::{Path, PathBuf};
+
+use crate::collect::tree::{self, Excludes, TreeItem, TreeWalk};
+use crate::meta::{bytes_to_path, running_as_root, Stat};
+use crate::repo::manifest::{path_cmp, Entry, EntryKind};
+use crate::repo::RepoError;
+
+/// Where one root of the snapshot is written.
+pub struct Target {
+    pub prefix: String,
+    /// The directory opened by path; everything below it is reached
+    /// through descriptors.
+    pub base: PathBuf,
+    /// Names from `base` to the root itself: the prefix's components for
+    /// `--target`, the root's own name in place.
+    pub lead: Vec<OsString>,
+    /// The root's path on disk: `base` and `lead`.
+    pub dest: PathBuf,
+    /// Left alone: neither compared, nor deleted.
+    pub excludes: Excludes,
+    /// Not restored this time (`--root`).
+    pub selected: bool,
+}
+
+impl Target {
+    pub fn new(prefix: String, base: PathBuf, lead: Vec<OsString>, excludes: Excludes) -> Target {
+        let mut dest = base.clone();
+        dest.extend(&lead);
+        Target {
+            prefix,
+            base,
+            lead,
+            dest,
+            excludes,
+            selected: true,
+        }
+    }
+
+    /// The path on disk of the manifest path `path` (under this root).
+    pub fn dest_of(&self, path: &[u8]) -> PathBuf {
+        let mut p = self.dest.clone();
+        if let Some(rest) = path.get(self.prefix.len() + 1..) {
+            p.push(bytes_to_path(rest));
+        }
+        p
+    }
+
+    fn holds(&self, path: &[u8]) -> bool {
+        under(path, self.prefix.as_bytes())
+    }
+}
+
+/// Whether `path` is `prefix` or lies below it.
+pub fn under(path: &[u8], prefix: &[u8]) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
+}
+
+/// One path of the plan.
+pub enum Step {
+    /// A snapshot entry, and what is at its place now.
+    Entry {
+        root: usize,
+        entry: Entry,
+        live: Option<Stat>,
+    },
+    /// On disk under a root, not in the snapshot.
+    Extra { root: usize, path: Vec<u8>, stat: Stat },
+    /// Could not be read on disk; left as it is.
+    Unreadable { path: PathBuf, error: io::Error },
+    /// An entry of a root not being restored (another `--root`), or with
+    /// its path when it lies under no root at all (a damaged manifest).
+    Skipped { outside: Option<Vec<u8>> },
+}
+
+/// The manifest and the live roots, merged in manifest order.
+pub struct Merge<'a, I: Iterator<Item = Result<Entry, RepoError>>> {
+    manifest: Peekable<I>,
+    targets: &'a [Target],
+    current: usize,
+    walk: Option<Peekable<TreeWalk<'a>>>,
+    started: bool,
+}
+
+pub fn merge<I: Iterator<Item = Result<Entry, RepoError>>>(manifest: I, targets: &[Target]) -> Merge<'_, I> {
+    Merge {
+        manifest: manifest.peekable(),
+        targets,
+        current: 0,
+        walk: None,
+        started: false,
+    }
+}
+
+impl<'a, I: Iterator<Item = Result<Entry, RepoError>>> Merge<'a, I> {
+    /// Starts walking the current root's place on disk, if anything is there.
+    fn start_walk(&mut self) {
+        let target: &'a Target = &self.targets[self.current];
+        self.started = true;
+        self.walk = None;
+        if target.selected && std::fs::symlink_metadata(&target.dest).is_ok() {
+            self.walk = Some(tree::walk(&target.dest, &target.prefix, &target.excludes).peekable());
+        }
+    }
+
+    fn next_live(&mut self) -> Option<Step> {
+        let root = self.current;
+        match self.walk.as_mut()?.next()? {
+            TreeItem::Entry(w) => Some(Step::Extra {
+                root,
+                path: w.path,
+                stat: w.stat,
+            }),
+            TreeItem::Unreadable { path, error } => Some(Step::Unreadable { path, error }),
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<Entry, RepoError>>> Iterator for Merge<'_, I> {
+    type Item = Result<Step, RepoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some(target) = self.targets.get(self.current) else {
+                // Past the last root: anything left is outside them all.
+                return self.manifest.next().map(|e| e.map(|e| outside(e.path.0)));
+            };
+            if !self.started {
+                self.start_walk();
+            }
+            let entry_here = match self.manifest.peek() {
+                Some(Err(_)) => return self.manifest.next().map(|e| e.map(|e| outside(e.path.0))),
+                Some(Ok(e)) if target.holds(e.path.as_bytes()) => Some(e.path.as_bytes()),
+                Some(Ok(e)) if path_cmp(e.path.as_bytes(), target.prefix.as_bytes()) == Ordering::Less => {
+                    return self.manifest.next().map(|e| e.map(|e| outside(e.path.0)));
+                }
+                _ => None,
+            };
+            if !target.selected {
+                if entry_here.is_some() {
+                    self.manifest.next();
+                    return Some(Ok(Step::Skipped { outside: None }));
+                }
+                self.current += 1;
+                self.started = false;
+                continue;
+            }
+            let live_path = match self.walk.as_mut().and_then(|w| w.peek()) {
+                Some(TreeItem::Entry(w)) => Some(Some(w.path.as_slice())),
+                Some(TreeItem::Unreadable { .. }) => Some(None),
+                None => None,
+            };
+            let order = match (entry_here, live_path) {
+                (None, None) => {
+                    self.current += 1;
+                    self.started = false;
+                    continue;
+                }
+                (_, Some(None)) | (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(e), Some(Some(l))) => path_cmp(e, l),
+            };
+            let root = self.current;
+            return match order {
+                Ordering::Greater => self.next_live().map(Ok),
+                Ordering::Less => self.manifest.next().map(|e| {
+                    e.map(|entry| Step::Entry {
+                        root,
+                        entry,
+                        live: None,
+                    })
+                }),
+                Ordering::Equal => {
+                    let live = match self.walk.as_mut().and_then(Iterator::next) {
+                        Some(TreeItem::Entry(w)) => Some(w.stat),
+                        _ => None,
+                    };
+                    self.manifest
+                        .next()
+                        .map(|e| e.map(|entry| Step::Entry { root, entry, live }))
+                }
+            };
+        }
+    }
+}
+
+fn outside(path: Vec<u8>) -> Step {
+    Step::Skipped { outside: Some(path) }
+}
+
+/// What a restore does with one snapshot entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is there.
+    Create,
+    /// Something else is there (other content, another kind): it is lost
+    /// unless a safety snapshot keeps it.
+    Replace,
+    /// The same content; owner, mode or mtime differ.
+    Metadata,
+    Unchanged,
+}
+
+/// The kind an entry is on disk (a hard link is a file).
+fn disk_kind(kind: EntryKind) -> EntryKind {
+    match kind {
+        EntryKind::Hardlink => EntryKind::File,
+        k => k,
+    }
+}
+
+/// Whether what `live` says differs from the entry in what a restore sets.
+pub fn metadata_differs(entry: &Entry, live: &Stat) -> bool {
+    let owner = running_as_root() && (entry.uid != live.uid || entry.gid != live.gid);
+    let mode = entry.kind != EntryKind::Symlink && entry.mode & 0o7777 != live.mode;
+    let time = entry.mtime != live.mtime || entry.mtime_nsec != live.mtime_nsec;
+    owner || mode || time
+}
+
+/// Sorts one entry. Files whose size and mtime match are taken as
+/// unchanged (restic's `--overwrite if-changed`) unless `checksum`; other
+/// files of the same size are hashed. Hard links are settled by the writer.
+pub fn classify(entry: &Entry, live: Option<&Stat>, checksum: bool, dest: &Path) -> io::Result<Action> {
+    let Some(live) = live else {
+        return Ok(Action::Create);
+    };
+    if live.kind != Some(disk_kind(entry.kind)) {
+        return Ok(Action::Replace);
+    }
+    let same_content = match entry.kind {
+        EntryKind::Dir | EntryKind::Fifo | EntryKind::Hardlink => true,
+        EntryKind::Chardev | EntryKind::Blockdev => live.rdev == entry.rdev,
+        EntryKind::Symlink => {
+            entry.target.as_ref().map(|t| t.as_bytes().to_vec())
+                == Some(crate::meta::os_bytes(std::fs::read_link(dest)?.as_os_str()))
+        }
+        EntryKind::File => {
+            live.size == entry.size
+                && ((!checksum && live.mtime == entry.mtime && live.mtime_nsec == entry.mtime_nsec)
+                    || Some(hash_file(dest, live)?) == entry.content_hash())
+        }
+    };
+    Ok(if !same_content {
+        Action::Replace
+    } else if metadata_differs(entry, live) {
+        Action::Metadata
+    } else {
+        Action::Unchanged
+    })
+}
+
+/// The blake3 hash of the file at `path`, which must still be `live`
+/// (opened without following a link or blocking on a fifo).
+pub fn hash_file(path: &Path, live: &Stat) -> io::Result<crate::repo::id::ObjectId> {
+    let mut file = crate::meta::open_same(path, live.identity(), false)?;
+    let mut hasher = blake3::Hasher::new();
+    io::copy(&mut file, &mut hasher)?;
+    Ok(crate::repo::id::ObjectId::from_hash(hasher.finalize()))
+}

@@ -1,0 +1,166 @@
+//! Restoring into a directory: what broke, and the rules a restore keeps.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::process::Stdio;
+
+use crate::util::*;
+
+/// A snapshot holding a fifo hung restore forever (the fifo was opened for
+/// writing), ignored SIGTERM, left a temporary name and skipped the files
+/// after it.
+#[test]
+fn a_fifo_in_the_snapshot_hung_the_restore() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a-before"), b"before");
+    mkfifo(&src.join("b-fifo"), 0o640);
+    write(&src.join("c-after"), b"after");
+    env.backup(&[&src]);
+    let target = env.path("out");
+    let child = env
+        .cmd()
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_or_kill(child, 30, "restore of a fifo");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let fifo = fs::symlink_metadata(target.join("tree/src/b-fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+    assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(fs::read(target.join("tree/src/c-after")).unwrap(), b"after");
+    assert!(temp_names(&target).is_empty(), "{:?}", temp_names(&target));
+}
+
+/// Device nodes were opened after mknod: a crafted chardev failed and left
+/// a mode-666 node behind. A node is made at its recorded mode, never opened.
+#[test]
+fn a_device_node_was_opened_after_mknod() {
+    if !is_root() {
+        println!("SKIPPED: making device nodes needs root");
+        return;
+    }
+    let env = Env::with_repo();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // A character device whose driver does not exist: opening it fails.
+    let node = src.join("nodev");
+    let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mknod only creates the node.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o640, libc::makedev(4000, 7)) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    env.backup(&[&src]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restored = fs::symlink_metadata(target.join("tree/src/nodev")).unwrap();
+    assert!(restored.file_type().is_char_device());
+    assert_eq!(restored.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(restored.rdev(), libc::makedev(4000, 7));
+    assert!(temp_names(&target).is_empty());
+}
+
+/// `restore --target DIR` into a directory holding files silently wrote
+/// over them (a local edit was lost without a word).
+#[test]
+fn restore_into_a_non_empty_target_overwrote_local_edits() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("same"), b"same");
+    write(&src.join("edited"), b"original");
+    env.backup(&[&src]);
+    let target = env.path("out");
+    let t = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "--target", t]);
+    write(&target.join("tree/src/edited"), b"my local edit");
+    write(&target.join("tree/src/mine"), b"a file of my own");
+
+    let out = env.run(&["restore", "latest", "--target", t]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("would overwrite 1 path") && err.contains("tree/src/edited"),
+        "{err}"
+    );
+    assert!(err.contains("--overwrite"), "{err}");
+    assert_eq!(
+        fs::read(target.join("tree/src/edited")).unwrap(),
+        b"my local edit"
+    );
+
+    // An identical restore over an identical tree writes nothing.
+    fs::remove_file(target.join("tree/src/mine")).unwrap();
+    write(&target.join("tree/src/edited"), b"original");
+    env.ok(&["restore", "latest", "--target", t, "--overwrite"]);
+    let summary = env.json(&["restore", "latest", "--target", t]);
+    assert_eq!(summary["files"], 0, "{summary}");
+    assert_eq!(summary["metadata"], 0, "{summary}");
+
+    // --overwrite writes over a local edit; the user's own file stays.
+    write(&target.join("tree/src/edited"), b"my local edit");
+    write(&target.join("tree/src/mine"), b"a file of my own");
+    let summary = env.json(&["restore", "latest", "--target", t, "--overwrite"]);
+    assert_eq!(summary["files"], 1, "{summary}");
+    assert_eq!(fs::read(target.join("tree/src/edited")).unwrap(), b"original");
+    assert_eq!(
+        fs::read(target.join("tree/src/mine")).unwrap(),
+        b"a file of my own"
+    );
+    assert_eq!(summary["left_count"], 1, "{summary}");
+}
+
+/// A restore created files 0666 and directories 0777 (minus umask) and set
+/// the recorded modes only at the end: a 0600 key in a 0700 directory was
+/// readable by others meanwhile. A restore killed while writing a large
+/// file shows what it had made so far: all of it private.
+#[test]
+fn a_restore_left_files_readable_by_others_while_it_ran() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("private/big.key"), &noise(96 << 20, 7));
+    fs::set_permissions(src.join("private/big.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    env.backup(&[&src]);
+    let target = env.path("out");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 0; exec \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .args([
+            "--repo",
+            env.repo.to_str().unwrap(),
+            "restore",
+            "latest",
+            "--target",
+        ])
+        .arg(&target)
+        .env("CAIRN_STATE_DIR", env.path("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = target.join("tree/src/private");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let temp = loop {
+        if let Some(t) = temp_names(&target).into_iter().find(|p| p.starts_with(&dir)) {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no temporary file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mode = |p: &std::path::Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&temp), 0o600, "the file being written");
+    for d in [target.join("tree"), target.join("tree/src"), dir.clone()] {
+        assert_eq!(mode(&d), 0o700, "{} while the restore runs", d.display());
+    }
+    // Run again to the end: the recorded modes are there, and no temporary
+    // name is left.
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(mode(&dir.join("big.key")), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    assert!(temp_names(&target).is_empty(), "{:?}", temp_names(&target));
+}
