@@ -154,23 +154,30 @@ impl Filter {
     }
 }
 
-/// [`resolve`] among the snapshots that pass `filter`.
+/// [`resolve`] among the snapshots that pass `filter`. `latest` is never a
+/// safety snapshot (one taken before an in-place restore) unless the filter
+/// asks for their tag: restoring `latest` twice must not undo the first.
 pub fn resolve_filtered(snapshots: &[Snapshot], query: &str, filter: &Filter) -> Result<Snapshot, RefError> {
-    if filter.is_empty() {
+    let wants_safety = filter.tags.iter().flatten().any(|t| t == SAFETY_TAG);
+    let skip_safety = query == "latest" && !wants_safety;
+    if filter.is_empty() && !skip_safety {
         return resolve(snapshots, query).cloned();
     }
     let chosen: Vec<Snapshot> = snapshots
         .iter()
-        .filter(|s| filter.matches(&s.record))
+        .filter(|s| filter.matches(&s.record) && !(skip_safety && s.record.rollback.is_some()))
         .cloned()
         .collect();
     match resolve(&chosen, query) {
-        Err(RefError::NoSnapshots | RefError::NoMatch(_)) => {
+        Err(RefError::NoSnapshots | RefError::NoMatch(_)) if !filter.is_empty() => {
             Err(RefError::NoMatch(format!("{query} {}", filter.describe())))
         }
         other => other.cloned(),
     }
 }
+
+/// The tag of safety snapshots, taken before an in-place restore.
+pub const SAFETY_TAG: &str = "pre-restore";
 
 /// Finds the one snapshot a reference names: `latest`, a unique id prefix, or
 /// a time prefix (`2026-11-24`, `2026-11-24T10:30`) read in local time unless

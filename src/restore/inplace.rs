@@ -34,9 +34,7 @@ use crate::repo::snapshot::{Rollback, Root, Snapshot};
 use crate::repo::Repository;
 use crate::select::Selection;
 
-/// The tag of safety snapshots.
-pub const SAFETY_TAG: &str = "pre-restore";
-
+pub use crate::repo::snapshot::SAFETY_TAG;
 #[derive(Debug, Clone, Default)]
 pub struct InPlaceOptions {
     pub include: Vec<String>,
@@ -218,9 +216,7 @@ pub fn restore_in_place(
     });
     let summary = match (failure, summary) {
         (None, Ok(summary)) => summary,
-        (Some(what), _) | (None, Err(what)) => {
-            return Err(roll_back(repo, index, &mut journal, what, progress))
-        }
+        (Some(what), _) | (None, Err(what)) => return Err(roll_back(repo, &mut journal, what, progress)),
     };
     journal.state = State::Done;
     journal.save().map_err(InPlaceError::Journal)?;
@@ -368,20 +364,14 @@ fn health_check(cmd: &str, timeout: Duration) -> Result<(), String> {
 }
 
 /// Puts the journal's safety snapshot back after `what` went wrong.
-fn roll_back(
-    repo: &Repository,
-    index: &Index,
-    journal: &mut Journal,
-    what: String,
-    progress: &Progress,
-) -> InPlaceError {
+fn roll_back(repo: &Repository, journal: &mut Journal, what: String, progress: &Progress) -> InPlaceError {
     let Some(safety) = journal.safety else {
         journal.error = Some(what.clone());
         let _ = journal.save();
         return InPlaceError::Unprotected { what };
     };
     eprintln!("{what}; putting back safety snapshot {}", safety.short());
-    let result = put_back(repo, index, safety, progress);
+    let result = put_back(repo, safety, progress);
     journal.error = Some(what.clone());
     match result {
         Ok(()) => {
@@ -405,12 +395,9 @@ fn roll_back(
 
 /// Restores a safety snapshot in place over all its roots, removing what
 /// it does not have; no safety snapshot of its own, no health check.
-fn put_back(
-    repo: &Repository,
-    index: &Index,
-    safety: ObjectId,
-    progress: &Progress,
-) -> Result<(), InPlaceError> {
+fn put_back(repo: &Repository, safety: ObjectId, progress: &Progress) -> Result<(), InPlaceError> {
+    // The safety snapshot was written after the caller loaded its index.
+    let index = &repo.load_index().map_err(|e| InPlaceError::Restore(e.into()))?;
     let snapshot = repo
         .read_snapshot(&safety.to_hex())
         .map_err(|e| InPlaceError::Restore(e.into()))?;

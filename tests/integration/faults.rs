@@ -35,7 +35,7 @@ fn only_file_in(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     if !is_root() || !can_drop_privileges() {
-        eprintln!("skipped: needs root and setpriv to run cairn as an unprivileged user");
+        skip("needs root and setpriv to run cairn as an unprivileged user");
         return;
     }
     let env = Env::new();
@@ -415,7 +415,7 @@ fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
 #[test]
 fn metadata_that_cannot_be_restored_is_a_warning_not_a_lost_file() {
     if !is_root() || !can_drop_privileges() {
-        eprintln!("skipped: needs root and setpriv");
+        skip("needs root and setpriv");
         return;
     }
     let env = Env::with_repo();

@@ -9,4 +9,5 @@ mod fidelity;
 mod interrupt;
 mod profiles;
 mod restore;
+mod rollback;
 mod sink;

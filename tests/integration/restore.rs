@@ -39,7 +39,7 @@ fn a_fifo_in_the_snapshot_hung_the_restore() {
 #[test]
 fn a_device_node_was_opened_after_mknod() {
     if !is_root() {
-        println!("SKIPPED: making device nodes needs root");
+        skip("making device nodes needs root");
         return;
     }
     let env = Env::with_repo();

@@ -1,0 +1,328 @@
+//! Rollback: restore in place as one undoable transaction.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// `cp -a`: a reference copy with modes, times and links.
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+/// A project tree of a few kinds of entries.
+fn make_project(dir: &Path) {
+    write(&dir.join("main.go"), b"package main\n");
+    write(&dir.join("go.mod"), b"module example\n");
+    write(&dir.join("internal/a.go"), &noise(40_000, 1));
+    write(&dir.join("internal/b.go"), b"package internal\n");
+    write(&dir.join("docs/readme.md"), b"# readme\n");
+    write(&dir.join("bin/tool"), b"#!/bin/sh\necho tool 1.0\n");
+    fs::set_permissions(dir.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("main.go", dir.join("entry")).unwrap();
+    write(&dir.join("secret.key"), b"key");
+    fs::set_permissions(dir.join("secret.key"), fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// What an upgrade does: rewrites, adds, deletes, changes permissions,
+/// swaps a file for a symlink and a directory for a file.
+fn upgrade(dir: &Path) {
+    write(&dir.join("main.go"), b"package main // v2\n");
+    write(&dir.join("internal/c.go"), b"package internal // new\n");
+    fs::remove_file(dir.join("internal/b.go")).unwrap();
+    fs::set_permissions(dir.join("secret.key"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::remove_file(dir.join("go.mod")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("go.mod")).unwrap();
+    fs::remove_dir_all(dir.join("docs")).unwrap();
+    write(&dir.join("docs"), b"docs moved online\n");
+    fs::remove_file(dir.join("entry")).unwrap();
+    fs::create_dir(dir.join("entry")).unwrap();
+    write(&dir.join("bin/tool"), b"#!/bin/sh\necho tool 2.0\n");
+}
+
+struct Story {
+    env: Env,
+    proj: std::path::PathBuf,
+    /// The project as it was when the snapshot was taken.
+    original: std::path::PathBuf,
+    /// The project after the upgrade.
+    upgraded: std::path::PathBuf,
+}
+
+/// A snapshot of a project, then an upgrade of it, with copies of both.
+fn story() -> Story {
+    let env = Env::with_repo();
+    let proj = env.path("proj");
+    make_project(&proj);
+    env.backup(&[&proj]);
+    let original = env.path("original");
+    copy_tree(&proj, &original);
+    upgrade(&proj);
+    let upgraded = env.path("upgraded");
+    copy_tree(&proj, &upgraded);
+    Story {
+        env,
+        proj,
+        original,
+        upgraded,
+    }
+}
+
+#[test]
+fn in_place_restore_brings_the_tree_back_and_undo_takes_it_back() {
+    let s = story();
+    let out = s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    assert!(out.contains("safety snapshot"), "{out}");
+    assert_same_tree(&s.original, &s.proj);
+
+    // A second identical restore writes nothing.
+    let again = s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    assert!(again.contains("nothing to restore"), "{again}");
+
+    // The safety snapshot is tagged and names the restore it protects.
+    let snaps = s.env.json(&["snapshots", "--tag", "pre-restore"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    assert!(snaps[0]["rollback"]["restores"].is_string(), "{snaps}");
+
+    s.env.ok(&["restore", "--undo"]);
+    assert_same_tree(&s.upgraded, &s.proj);
+    // Undoing the undo restores the snapshot again.
+    s.env.ok(&["restore", "--undo"]);
+    assert_same_tree(&s.original, &s.proj);
+}
+
+#[test]
+fn without_delete_new_files_are_kept_and_listed() {
+    let s = story();
+    let out = s.env.run(&["restore", "latest", "--in-place"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not in the snapshot"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(s.proj.join("internal/c.go")).unwrap(),
+        b"package internal // new\n"
+    );
+    assert_eq!(fs::read(s.proj.join("main.go")).unwrap(), b"package main\n");
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    let s = story();
+    let plan = s
+        .env
+        .json(&["restore", "latest", "--in-place", "--delete", "--dry-run"]);
+    let root = &plan["roots"][0];
+    assert_eq!(root["prefix"], "tree/proj", "{plan}");
+    assert_eq!(root["create"], 2, "internal/b.go, docs/readme.md: {plan}");
+    // main.go, go.mod (a symlink now), docs (a file now), entry (a dir
+    // now), bin/tool.
+    assert_eq!(root["overwrite"], 5, "{plan}");
+    assert_eq!(root["extra"], 1, "internal/c.go: {plan}");
+    assert!(
+        root["metadata"].as_u64().unwrap() >= 1,
+        "secret.key's mode: {plan}"
+    );
+    assert_same_tree(&s.upgraded, &s.proj);
+    assert_eq!(
+        s.env.json(&["snapshots"]).as_array().unwrap().len(),
+        1,
+        "no safety snapshot"
+    );
+}
+
+#[test]
+fn excluded_paths_are_never_deleted() {
+    let env = Env::with_repo();
+    let proj = env.path("proj");
+    write(&proj.join("src/main.rs"), b"fn main() {}");
+    write(&proj.join("target/debug/app"), b"build output");
+    let p = proj.to_str().unwrap();
+    env.ok(&["backup", "--exclude", "target", "--exclude", "*.log", p]);
+    write(&proj.join("run.log"), b"log");
+    write(&proj.join("src/extra.rs"), b"added");
+    env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    assert!(proj.join("target/debug/app").exists(), "excluded tree kept");
+    assert!(proj.join("run.log").exists(), "excluded file kept");
+    assert!(
+        !proj.join("src/extra.rs").exists(),
+        "a file the snapshot lacks is deleted"
+    );
+}
+
+#[test]
+fn a_failing_health_check_rolls_everything_back() {
+    let s = story();
+    // The check wants the upgraded main.go: the restored one fails it.
+    let check = format!("grep -q v2 {} || exit 3", s.proj.join("main.go").display());
+    let out = s
+        .env
+        .run(&["restore", "latest", "--in-place", "--delete", "--check", &check]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("health check") && err.contains("put back"), "{err}");
+    assert_same_tree(&s.upgraded, &s.proj);
+    // A check that passes keeps the restore.
+    s.env
+        .ok(&["restore", "latest", "--in-place", "--delete", "--check", "true"]);
+    assert_same_tree(&s.original, &s.proj);
+}
+
+#[test]
+fn a_health_check_that_hangs_is_stopped_with_its_children() {
+    let s = story();
+    let marker = s.env.path("grandchild-alive");
+    let cmd = format!("(sleep 3; touch {}) & sleep 60", marker.display());
+    let started = Instant::now();
+    let out = s.env.run(&[
+        "restore",
+        "latest",
+        "--in-place",
+        "--check",
+        &cmd,
+        "--check-timeout",
+        "1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        stderr(&out).contains("still running after 1s"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!marker.exists(), "the check's whole process group was killed");
+    assert_same_tree(&s.upgraded, &s.proj);
+}
+
+/// A root that is now a symlink to somewhere else is replaced by the
+/// directory, never written through; a manifest entry cannot leave its root.
+#[test]
+fn a_root_swapped_for_a_symlink_is_not_written_through() {
+    let s = story();
+    let elsewhere = s.env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    write(&elsewhere.join("keep"), b"not mine to touch");
+    fs::rename(&s.proj, s.env.path("moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &s.proj).unwrap();
+    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1);
+    assert_eq!(fs::read(elsewhere.join("keep")).unwrap(), b"not mine to touch");
+    assert_same_tree(&s.original, &s.proj);
+    s.env.ok(&["restore", "--undo"]);
+    assert!(fs::symlink_metadata(&s.proj).unwrap().file_type().is_symlink());
+}
+
+/// Every file after a kill is its old or its new content, never a mix;
+/// running the restore again finishes it; `--undo` then gives back exactly
+/// the state before the first attempt.
+#[test]
+fn a_killed_in_place_restore_leaves_no_torn_file_and_can_be_finished_or_undone() {
+    // Many files of distinct old and new content.
+    let s = story();
+    for i in 0..300 {
+        write(&s.original.join(format!("many/f{i:03}")), &noise(30_000, i));
+    }
+    let env = &s.env;
+    fs::remove_dir_all(&s.proj).unwrap();
+    copy_tree(&s.original, &s.proj);
+    env.backup(&[&s.proj]);
+    let reference = env.path("reference");
+    copy_tree(&s.proj, &reference);
+    let upgraded = env.path("upgraded-many");
+    for i in 0..300 {
+        write(&s.proj.join(format!("many/f{i:03}")), &noise(20_000, 1000 + i));
+    }
+    upgrade(&s.proj);
+    copy_tree(&s.proj, &upgraded);
+
+    // How long a whole restore takes here, to spread the kills over it.
+    let started = Instant::now();
+    env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    let full = started.elapsed();
+    assert_same_tree(&reference, &s.proj);
+
+    for point in 0..12u32 {
+        fs::remove_dir_all(&s.proj).unwrap();
+        copy_tree(&upgraded, &s.proj);
+        let child = env
+            .cmd()
+            .args(["restore", "latest", "--in-place", "--delete"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        std::thread::sleep(full * point / 12);
+        let _ = child.kill();
+        child.wait().unwrap();
+        for i in 0..300 {
+            let path = s.proj.join(format!("many/f{i:03}"));
+            let now = fs::read(&path).unwrap();
+            assert!(
+                now == noise(30_000, i) || now == noise(20_000, 1000 + i),
+                "kill point {point}: {} is torn",
+                path.display()
+            );
+        }
+        env.ok(&["restore", "latest", "--in-place", "--delete"]);
+        assert_same_tree(&reference, &s.proj);
+        assert!(
+            temp_names(&s.proj).is_empty(),
+            "kill point {point}: temporary names left"
+        );
+        env.ok(&["restore", "--undo"]);
+        assert_same_tree(&upgraded, &s.proj);
+    }
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The disk fills while an in-place restore writes: the error says what
+/// failed, and everything is as it was before.
+#[test]
+fn a_disk_full_during_an_in_place_restore_changes_nothing() {
+    let env = Env::with_repo();
+    let Some(disk) = Tmpfs::mount(&env.path("small"), "1m") else {
+        skip("cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let proj = disk.0.join("proj");
+    write(&proj.join("big"), &noise(600_000, 1));
+    write(&proj.join("a"), b"a before");
+    env.backup(&[&proj]);
+    write(&proj.join("a"), b"a after");
+    write(&proj.join("big"), b"small now");
+    write(&proj.join("filler"), &noise(700_000, 2));
+    let before = env.path("before");
+    copy_tree(&proj, &before);
+    let out = env.run(&["restore", "latest", "--in-place"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("put back from safety snapshot"), "{err}");
+    assert_same_tree(&before, &proj);
+    assert!(temp_names(&proj).is_empty(), "{:?}", temp_names(&proj));
+}
