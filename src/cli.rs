@@ -35,8 +35,10 @@ pub enum Command {
     Ls(LsArgs),
     /// The facts a snapshot recorded about the machine (tool versions ...)
     Facts(FactsArgs),
-    /// Rebuild a snapshot under a directory
+    /// Rebuild a snapshot under a directory, or write it back in place
     Restore(RestoreArgs),
+    /// What changed between two snapshots, or between a snapshot and now
+    Diff(DiffArgs),
     /// Verify the repository
     Check(CheckArgs),
     /// Remove locks left by processes that are gone
@@ -167,7 +169,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["target", "in_place", "undo"])))]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["target", "in_place", "undo", "env_script"])))]
 pub struct RestoreArgs {
     /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
     #[arg(
@@ -186,6 +188,10 @@ pub struct RestoreArgs {
     /// Take back the last in-place restore: put its safety snapshot back
     #[arg(long)]
     pub undo: bool,
+    /// Print a script that sets the snapshot's environment variables again
+    /// (sh, powershell or cmd); secrets are left out, named in a comment
+    #[arg(long, value_name = "SHELL")]
+    pub env_script: Option<cairn::restore::envscript::Shell>,
     /// Restore only matching paths and what is inside them (repeatable)
     #[arg(long = "include", short = 'i', value_name = "GLOB")]
     pub include: Vec<String>,
@@ -221,6 +227,29 @@ pub struct RestoreArgs {
     /// Seconds the --check command may run before it counts as failed
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub check_timeout: u64,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The snapshot to compare from (`latest`, an id prefix, a time prefix)
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The snapshot to compare to [default: the machine now]
+    #[arg(value_name = "B")]
+    pub b: Option<String>,
+    /// Only counts per root, not each path
+    #[arg(long)]
+    pub stat: bool,
+    /// Only matching paths and what is inside them (repeatable)
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Not matching paths nor what is inside them (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[arg(long)]

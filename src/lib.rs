@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod backup;
 pub mod batch;
 pub mod collect;
+pub mod diff;
 pub mod interrupt;
 pub mod meta;
 pub mod process;

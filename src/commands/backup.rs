@@ -62,9 +62,7 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
     if profiles.is_empty() {
         return save(&repo, &base, args.json).map(|(code, _)| code);
     }
-    // Env fingerprints are keyed by the repository, so they compare equal
-    // across its snapshots and differ between repositories.
-    let fingerprint_key = blake3::derive_key("cairn env fingerprint v1", repo.config().id.as_bytes());
+    let fingerprint_key = super::fingerprint_key(&repo);
     let options = ResolveOptions {
         lookup: &process_var,
         vars: &process_vars,

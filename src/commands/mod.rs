@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod facts;
 pub mod init;
 pub mod ls;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Ls(args) => ls::run(repo, args),
         Command::Facts(args) => facts::run(repo, args),
         Command::Restore(args) => restore::run(repo, args),
+        Command::Diff(args) => diff::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
@@ -141,6 +143,57 @@ pub fn is_empty_or_missing(path: &Path) -> bool {
         Ok(mut entries) => entries.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
+}
+
+/// The key of env fingerprints: keyed by the repository, so they compare
+/// equal across its snapshots and differ between repositories.
+pub fn fingerprint_key(repo: &Repository) -> [u8; 32] {
+    blake3::derive_key("cairn env fingerprint v1", repo.config().id.as_bytes())
+}
+
+/// What the profile a snapshot was made with finds on this machine now:
+/// its facts and the contents of its env and command roots, by prefix.
+/// `None` when the snapshot has no profile or it is not found here.
+pub struct LiveState {
+    pub facts: std::collections::BTreeMap<String, String>,
+    pub contents: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+pub fn live_state(
+    repo: &Repository,
+    snapshot: &cairn::repo::snapshot::Snapshot,
+) -> Result<Option<LiveState>> {
+    use cairn::profile::resolve::{process_var, process_vars, resolve, ResolveOptions};
+    let Some(name) = &snapshot.record.profile else {
+        return Ok(None);
+    };
+    let Ok(profile) = cairn::profile::find(name) else {
+        eprintln!("note: profile {name} is not found here; facts and environment are not compared");
+        return Ok(None);
+    };
+    let options = ResolveOptions {
+        lookup: &process_var,
+        vars: &process_vars,
+        run_commands: true,
+        fingerprint_key: fingerprint_key(repo),
+    };
+    let resolved = resolve(&profile, &options)?;
+    let mut contents = std::collections::BTreeMap::new();
+    for root in resolved.roots {
+        let bytes = match root.content {
+            Some(bytes) => bytes,
+            None if root.collector == "command" => match std::fs::read(&root.path) {
+                Ok(bytes) if bytes.len() <= 1 << 20 => bytes,
+                _ => continue,
+            },
+            None => continue,
+        };
+        contents.insert(root.prefix, bytes);
+    }
+    Ok(Some(LiveState {
+        facts: resolved.facts,
+        contents,
+    }))
 }
 
 /// A snapshot as `--json` shows it: its record with its id added.

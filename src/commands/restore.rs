@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -5,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use cairn::progress::Progress;
 use cairn::repo::index::Index;
 use cairn::repo::lock::{self, LockKind};
+use cairn::repo::reader::BlobReader;
 use cairn::repo::snapshot::Snapshot;
 use cairn::repo::Repository;
+use cairn::restore::envscript::{self, Shell};
 use cairn::restore::inplace::{self, InPlaceOptions, Outcome};
 use cairn::restore::{self, PlanReport, RestoreOptions, RestoreSummary};
 use indicatif::HumanBytes;
@@ -24,6 +27,9 @@ pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
     }
     let query = args.snapshot.as_deref().unwrap_or("latest");
     let snapshot = repo.find_snapshot_filtered(query, &args.filter.filter())?;
+    if let Some(shell) = args.env_script {
+        return env_script(&repo, &index, &snapshot, shell);
+    }
     match &args.target {
         Some(target) if !args.in_place => to_target(&repo, &index, &snapshot, &args, target.clone()),
         _ => in_place(&repo, &index, &snapshot, &args, repo_dir),
@@ -79,6 +85,18 @@ fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
     }
 }
 
+/// `--json` of an in-place restore: one document whatever happened.
+#[derive(serde::Serialize)]
+struct InPlaceJson<'a> {
+    snapshot: String,
+    drift: &'a [Drift],
+    plan: &'a PlanReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a RestoreSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety: Option<String>,
+}
+
 fn in_place(
     repo: &Repository,
     index: &Index,
@@ -87,51 +105,130 @@ fn in_place(
     repo_dir: PathBuf,
 ) -> Result<u8> {
     let opts = options(args, repo_dir);
+    let drift = drift(repo, snapshot)?;
+    if !args.json {
+        for d in &drift {
+            eprintln!("drift: {}", d.describe());
+        }
+    }
     let progress = Progress::bytes("restore", None);
     let outcome = inplace::restore_in_place(repo, index, snapshot, &opts, &progress);
     progress.finish();
     let outcome =
         outcome.with_context(|| format!("in-place restore of snapshot {} failed", snapshot.id.short()))?;
     let short = snapshot.id.short();
-    match outcome {
-        Outcome::Planned(plan) => {
-            if args.json {
-                return print_json(&plan).map(|()| exit::OK);
-            }
-            outln!("restoring snapshot {short} in place would change (nothing written):")?;
-            print_plan(&plan, args.delete)?;
-            Ok(exit::OK)
-        }
-        Outcome::Nothing(plan) => {
-            if args.json {
-                return print_json(&plan).map(|()| exit::OK);
-            }
-            outln!("everything is as in snapshot {short}: nothing to restore")?;
-            Ok(exit::OK)
-        }
+    let (plan, summary, safety, resumed) = match &outcome {
+        Outcome::Planned(plan) | Outcome::Nothing(plan) => (plan, None, None, false),
         Outcome::Done {
+            plan,
             summary,
             safety,
             resumed,
-            ..
-        } => {
-            if args.json {
-                print_json(&summary)?;
-            } else {
-                if resumed {
-                    outln!("finished an interrupted restore of snapshot {short}")?;
-                }
-                outln!("restored snapshot {short} in place: {}", describe(&summary))?;
-                if let Some(safety) = safety {
-                    outln!(
-                        "safety snapshot {} holds what was there before: `cairn restore --undo` puts it back",
-                        safety.short()
-                    )?;
-                }
-            }
-            report(&summary, !args.delete)
+        } => (plan, Some(summary), *safety, *resumed),
+    };
+    if args.json {
+        print_json(&InPlaceJson {
+            snapshot: snapshot.id.to_hex(),
+            drift: &drift,
+            plan,
+            summary,
+            safety: safety.map(|s| s.to_hex()),
+        })?;
+    } else if let Outcome::Planned(plan) = &outcome {
+        outln!("restoring snapshot {short} in place would change (nothing written):")?;
+        print_plan(plan, args.delete)?;
+    } else if summary.is_none() {
+        outln!("everything is as in snapshot {short}: nothing to restore")?;
+    } else if let Some(summary) = summary {
+        if resumed {
+            outln!("finished an interrupted restore of snapshot {short}")?;
+        }
+        outln!("restored snapshot {short} in place: {}", describe(summary))?;
+        if let Some(safety) = safety {
+            outln!(
+                "safety snapshot {} holds what was there before: `cairn restore --undo` puts it back",
+                safety.short()
+            )?;
         }
     }
+    match summary {
+        Some(summary) => report(summary, !args.delete),
+        None => Ok(exit::OK),
+    }
+}
+
+/// A fact that differs between the snapshot and the machine now.
+#[derive(serde::Serialize)]
+struct Drift {
+    name: String,
+    snapshot: Option<String>,
+    now: Option<String>,
+}
+
+impl Drift {
+    fn describe(&self) -> String {
+        let secret = |v: &Option<String>| v.as_deref().is_some_and(|v| v.starts_with("redacted:"));
+        if secret(&self.snapshot) || secret(&self.now) {
+            return format!("{} changed", self.name);
+        }
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        format!(
+            "{}: {} now, {} in the snapshot",
+            self.name,
+            show(&self.now),
+            show(&self.snapshot)
+        )
+    }
+}
+
+/// The facts of the snapshot's profile, taken again now, that differ.
+fn drift(repo: &Repository, snapshot: &Snapshot) -> Result<Vec<Drift>> {
+    let Some(live) = super::live_state(repo, snapshot)? else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<&String> = snapshot.record.facts.keys().chain(live.facts.keys()).collect();
+    names.sort();
+    names.dedup();
+    Ok(names
+        .into_iter()
+        .filter(|n| snapshot.record.facts.get(*n) != live.facts.get(*n))
+        .map(|n| Drift {
+            name: n.clone(),
+            snapshot: snapshot.record.facts.get(n).cloned(),
+            now: live.facts.get(n).cloned(),
+        })
+        .collect())
+}
+
+/// Prints the script that sets the snapshot's environment variables again.
+fn env_script(repo: &Repository, index: &Index, snapshot: &Snapshot, shell: Shell) -> Result<u8> {
+    let prefixes: Vec<&str> = snapshot
+        .record
+        .roots
+        .iter()
+        .filter(|r| r.collector == "env")
+        .map(|r| r.prefix.as_str())
+        .collect();
+    if prefixes.is_empty() {
+        bail!(
+            "snapshot {} recorded no environment variables",
+            snapshot.id.short()
+        );
+    }
+    let mut objects = Vec::new();
+    let mut reader = BlobReader::new(repo, index);
+    let short = snapshot.id.short();
+    for entry in reader.manifest(&short, &snapshot.record.manifest) {
+        let entry = entry?;
+        if prefixes.contains(&entry.path.lossy().as_str()) {
+            if let Some(bytes) = cairn::diff::read_content(repo, index, &entry)? {
+                objects.push((entry.path.lossy(), bytes));
+            }
+        }
+    }
+    let text = envscript::script(shell, &objects).map_err(anyhow::Error::msg)?;
+    write!(std::io::stdout(), "{text}")?;
+    Ok(exit::OK)
 }
 
 fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, repo_dir: PathBuf) -> Result<u8> {

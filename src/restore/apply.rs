@@ -505,10 +505,8 @@ fn finish(
     for (root, entry) in later.dirs.into_iter().rev() {
         let mut warnings = Vec::new();
         match dir_metadata(&mut handles, root, &entry, &mut warnings) {
-            Ok(changed) => {
-                let mut s = shared.summary();
-                s.dirs += u64::from(changed);
-            }
+            Ok(true) => shared.summary().dirs += 1,
+            Ok(false) => shared.summary().unchanged += 1,
             Err(e) => shared.fail(entry.path.as_bytes(), &e),
         }
         shared.warn(entry.path.as_bytes(), warnings);

@@ -107,10 +107,19 @@ pub fn targets(
     opts: &InPlaceOptions,
 ) -> Result<Vec<Target>, InPlaceError> {
     let mut out = Vec::new();
-    for root in roots
-        .iter()
-        .filter(|r| matches!(r.collector.as_str(), "tree" | "files"))
-    {
+    for root in roots {
+        if !crate::diff::is_path_root(root) {
+            // A record, not a place: its entries are passed over.
+            let mut record = Target::new(
+                root.prefix.clone(),
+                PathBuf::new(),
+                Vec::new(),
+                Excludes::default(),
+            );
+            record.selected = false;
+            out.push(record);
+            continue;
+        }
         let path = bytes_to_path(root.path.as_bytes());
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(InPlaceError::NoParent { path });
@@ -135,7 +144,7 @@ pub fn targets(
                 .any(|n| *n == root.prefix || root.prefix.rsplit('/').next() == Some(n.as_str()));
         out.push(target);
     }
-    if out.is_empty() {
+    if !roots.iter().any(crate::diff::is_path_root) {
         return Err(InPlaceError::NoRoots {
             snapshot: snapshot.id.short(),
         });

@@ -11,6 +11,7 @@
 //! file; directory metadata is set last, deepest first.
 
 mod apply;
+pub mod envscript;
 mod fsops;
 pub mod inplace;
 mod journal;
@@ -320,5 +321,8 @@ pub fn plan(
             _ => {}
         }
     }
+    // Roots not restored this time (and records) are not part of the plan.
+    let mut selected = targets.iter().map(|t| t.selected);
+    report.roots.retain(|_| selected.next().unwrap_or(false));
     Ok(report)
 }

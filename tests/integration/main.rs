@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod diff;
 mod faults;
 mod fidelity;
 mod interrupt;

@@ -111,9 +111,10 @@ fn without_delete_new_files_are_kept_and_listed() {
 #[test]
 fn dry_run_shows_the_plan_and_changes_nothing() {
     let s = story();
-    let plan = s
+    let out = s
         .env
         .json(&["restore", "latest", "--in-place", "--delete", "--dry-run"]);
+    let plan = &out["plan"];
     let root = &plan["roots"][0];
     assert_eq!(root["prefix"], "tree/proj", "{plan}");
     assert_eq!(root["create"], 2, "internal/b.go, docs/readme.md: {plan}");
