@@ -39,6 +39,9 @@ pub enum Command {
     Restore(RestoreArgs),
     /// What changed between two snapshots, or between a snapshot and now
     Diff(DiffArgs),
+    /// Snapshot, run a command, snapshot again, and show what it changed
+    /// (`cairn run -p go-toolchain -- ./upgrade-go.sh`)
+    Run(RunArgs),
     /// Verify the repository
     Check(CheckArgs),
     /// Remove locks left by processes that are gone
@@ -254,6 +257,35 @@ pub struct DiffArgs {
     pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A profile that names what the command may change (repeatable)
+    #[arg(long = "profile", short = 'p', value_name = "NAME|FILE")]
+    pub profiles: Vec<String>,
+    /// Paths the command may change (added as trees)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Tag both snapshots (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Leave out matching paths (repeatable; as for backup)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// When the command fails (or --check does), restore the pre snapshot
+    /// in place; the post snapshot is its safety snapshot
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// A shell command that must succeed after a successful command
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+    /// Seconds the --check command may run
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub check_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,8 @@ pub struct BackupOptions {
     pub time: Option<DateTime<FixedOffset>>,
     /// Marks a safety snapshot taken before an in-place restore.
     pub rollback: Option<crate::repo::snapshot::Rollback>,
+    /// Marks one side of a `cairn run` pair.
+    pub run: Option<crate::repo::snapshot::RunInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +311,7 @@ pub fn run(
         stats: tally.stats,
         tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         rollback: opts.rollback.clone(),
+        run: opts.run.clone(),
     };
     // Packs and index are complete; only now may a snapshot refer to them.
     let id = repo.write_snapshot(&record)?;

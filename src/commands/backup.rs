@@ -8,6 +8,7 @@ use cairn::profile::{self, Profile, SinkSpec};
 use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
 use cairn::repo::snapshot::parse_time;
+use cairn::repo::Repository;
 use indicatif::HumanBytes;
 
 use super::{exit, open_or_create, open_repo, print_json, repo_path, SnapshotJson};
@@ -22,14 +23,35 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         ),
         None => None,
     };
-    // Every profile is read and checked before anything runs.
-    let profiles: Vec<Profile> = args
-        .profiles
+    let prepared = prepare(repo, &args.profiles)?;
+    let _lock = lock::acquire(prepared.repo.sink().clone(), LockKind::Shared)?;
+    let base = BackupOptions {
+        paths: args.paths.clone(),
+        excludes: args.excludes.clone(),
+        tags: args.tags.clone(),
+        time,
+        ..Default::default()
+    };
+    let report = if args.json { Report::Json } else { Report::Stdout };
+    save_all(&prepared, &base, report).map(|(code, _)| code)
+}
+
+/// The repository and profiles of a backup, checked before anything runs.
+pub struct Prepared {
+    pub repo: Repository,
+    /// Where the repository is on disk (left out of every source).
+    pub repo_dir: PathBuf,
+    pub profiles: Vec<Profile>,
+}
+
+/// Reads every profile, then opens the repository: without --repo, the
+/// first profile's own sink before the default one, either created on
+/// first use.
+pub fn prepare(repo: Option<PathBuf>, profile_names: &[String]) -> Result<Prepared> {
+    let profiles: Vec<Profile> = profile_names
         .iter()
         .map(|p| profile::find(p))
         .collect::<Result<_, _>>()?;
-    // Without --repo, a profile's own sink is used before the default one,
-    // and is created on first use as the default one is.
     let profile_sink = match (
         &repo,
         profiles.first().and_then(|p| p.sinks.first().map(|s| (p, s))),
@@ -47,34 +69,48 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         ),
         None => (repo_path(repo.clone())?.0, open_repo(repo, true)?),
     };
-    let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
+    Ok(Prepared {
+        repo,
+        repo_dir,
+        profiles,
+    })
+}
 
-    // One snapshot per profile; the paths given join each as trees.
+/// One snapshot per profile (the paths in `base` join each as trees), or
+/// one of the paths alone; hooks run around each. Returns the highest exit
+/// code and the snapshots' ids.
+/// Where a backup's one-line result goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Stdout,
+    Json,
+    /// On stderr: stdout belongs to something else (`cairn run`'s command).
+    Stderr,
+}
+
+pub fn save_all(prepared: &Prepared, base: &BackupOptions, report: Report) -> Result<(u8, Vec<String>)> {
+    let repo = &prepared.repo;
     let base = BackupOptions {
-        paths: args.paths.clone(),
         // A repository inside a source is never saved into itself.
-        skip: vec![repo_dir],
-        excludes: args.excludes.clone(),
-        tags: args.tags.clone(),
-        time,
-        ..Default::default()
+        skip: vec![prepared.repo_dir.clone()],
+        ..base.clone()
     };
-    if profiles.is_empty() {
-        return save(&repo, &base, args.json).map(|(code, _)| code);
+    if prepared.profiles.is_empty() {
+        return save(repo, &base, report).map(|(code, id)| (code, id.into_iter().collect()));
     }
-    let fingerprint_key = super::fingerprint_key(&repo);
+    let fingerprint_key = super::fingerprint_key(repo);
     let options = ResolveOptions {
         lookup: &process_var,
         vars: &process_vars,
         run_commands: true,
         fingerprint_key,
     };
-    let mut code = exit::OK;
-    for p in &profiles {
+    let (mut code, mut ids) = (exit::OK, Vec::new());
+    for p in &prepared.profiles {
         // A failing `before` hook stops this profile before anything is read.
         let result = hooks::run_before(p)
             .map_err(anyhow::Error::from)
-            .and_then(|()| resolve_and_save(&repo, p, &base, &options, args.json));
+            .and_then(|()| resolve_and_save(repo, p, &base, &options, report));
         let outcome = match &result {
             Ok((code, id)) => hooks::Outcome {
                 status: if *code == exit::PARTIAL {
@@ -94,9 +130,11 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
         for warning in hooks::run_after(p, &outcome) {
             eprintln!("warning: {warning}");
         }
-        code = code.max(result?.0);
+        let (c, id) = result?;
+        code = code.max(c);
+        ids.extend(id);
     }
-    Ok(code)
+    Ok((code, ids))
 }
 
 fn resolve_and_save(
@@ -104,7 +142,7 @@ fn resolve_and_save(
     p: &Profile,
     base: &BackupOptions,
     options: &ResolveOptions,
-    json: bool,
+    report: Report,
 ) -> Result<(u8, Option<String>)> {
     let resolved = resolve(p, options)?;
     for note in &resolved.notes {
@@ -126,11 +164,15 @@ fn resolve_and_save(
         tags,
         ..base.clone()
     };
-    save(repo, &opts, json)
+    save(repo, &opts, report)
 }
 
 /// Runs one backup and reports it; returns the exit code and the snapshot id.
-fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Result<(u8, Option<String>)> {
+fn save(
+    repo: &cairn::repo::Repository,
+    opts: &BackupOptions,
+    report: Report,
+) -> Result<(u8, Option<String>)> {
     let progress = Progress::bytes("backup", None);
     let outcome = backup::run(repo, opts, &progress);
     progress.finish();
@@ -144,14 +186,14 @@ fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Res
         eprintln!("warning: {w}");
     }
     let r = &outcome.record;
-    if json {
+    if report == Report::Json {
         print_json(&SnapshotJson {
             id: outcome.id.to_hex(),
             record: r,
         })?;
     } else {
         let s = &r.stats;
-        outln!(
+        let line = format!(
             "{what}snapshot {} saved{}: {} files ({} new, {} changed, {} unchanged), {} read, {} added ({} stored) in {:.2}s",
             outcome.id.short(),
             if r.partial { " (partial: some files could not be read)" } else { "" },
@@ -163,7 +205,11 @@ fn save(repo: &cairn::repo::Repository, opts: &BackupOptions, json: bool) -> Res
             HumanBytes(s.bytes_added),
             HumanBytes(s.bytes_stored),
             s.duration_secs
-        )?;
+        );
+        match report {
+            Report::Stderr => eprintln!("{line}"),
+            _ => outln!("{line}")?,
+        }
     }
     let code = if r.partial { exit::PARTIAL } else { exit::OK };
     Ok((code, Some(outcome.id.to_hex())))

@@ -9,6 +9,7 @@ pub mod init;
 pub mod ls;
 pub mod profiles;
 pub mod restore;
+pub mod run;
 pub mod snapshots;
 pub mod unlock;
 
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Facts(args) => facts::run(repo, args),
         Command::Restore(args) => restore::run(repo, args),
         Command::Diff(args) => diff::run(repo, args),
+        Command::Run(args) => run::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),

@@ -77,6 +77,7 @@ fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
         checksum: args.checksum,
         dry_run: args.dry_run,
         safety_snapshot: !args.no_safety_snapshot,
+        safety: None,
         verify: !args.no_verify,
         check: args.check.clone(),
         check_timeout: Duration::from_secs(args.check_timeout),

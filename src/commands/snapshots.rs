@@ -48,6 +48,23 @@ pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
         if r.partial {
             paths.push_str(" (partial)");
         }
+        if let Some(run) = &r.run {
+            match (&run.pre, run.exit_code) {
+                (Some(pre), code) => paths.push_str(&format!(
+                    " (after `{}` of {}: exit {})",
+                    run.command.join(" "),
+                    pre.short(),
+                    code.map(|c| c.to_string()).unwrap_or_else(|| "by signal".into())
+                )),
+                (None, _) => paths.push_str(&format!(" (before `{}`)", run.command.join(" "))),
+            }
+        }
+        if let Some(rb) = &r.rollback {
+            paths.push_str(&format!(
+                " (safety snapshot before restoring {})",
+                rb.restores.short()
+            ));
+        }
         let facts: String = args
             .facts
             .iter()

@@ -37,6 +37,32 @@ pub struct SnapshotRecord {
     /// Set on a safety snapshot: which in-place restore it protects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
+    /// Set on the two snapshots `cairn run` takes around a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
+}
+
+/// One side of a `cairn run` pair. Both sides carry the same `pair`; the
+/// `post` side also names the `pre` snapshot (the `pre` record is written
+/// first and, being named by its content, cannot name what comes after).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInfo {
+    /// Random, shared by the pre and post snapshots of one run.
+    pub pair: String,
+    /// `pre` or `post`.
+    pub role: String,
+    /// The command line that ran.
+    pub command: Vec<String>,
+    /// On `post`: the `pre` snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre: Option<ObjectId>,
+    /// On `post`: the exit code (`None` when ended by a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// On `post`: how long the command ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
 }
 
 /// What a safety snapshot (tag `pre-restore`) protects: the machine as it
@@ -302,6 +328,7 @@ mod tests {
                 stats: SnapshotStats::default(),
                 tool_version: "t".into(),
                 rollback: None,
+                run: None,
             },
         }
     }

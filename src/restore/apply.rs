@@ -53,6 +53,9 @@ struct Handles<'a> {
     root: Option<usize>,
     base: Option<Arc<DirHandle>>,
     chain: Vec<(OsString, Arc<DirHandle>)>,
+    /// Each base directory with its mtime when first opened: it lies
+    /// outside the roots, so a restore puts its mtime back at the end.
+    bases: Vec<(Arc<DirHandle>, i64, u32)>,
 }
 
 impl<'a> Handles<'a> {
@@ -62,6 +65,7 @@ impl<'a> Handles<'a> {
             root: None,
             base: None,
             chain: Vec::new(),
+            bases: Vec::new(),
         }
     }
 
@@ -81,6 +85,9 @@ impl<'a> Handles<'a> {
             None => {
                 std::fs::DirBuilder::new().recursive(true).create(&target.base)?;
                 let b = Arc::new(DirHandle::open_path(&target.base)?);
+                if let Ok(Some(st)) = b.stat(OsStr::new(".")) {
+                    self.bases.push((b.clone(), st.mtime, st.mtime_nsec));
+                }
                 self.base = Some(b.clone());
                 b
             }
@@ -190,6 +197,7 @@ pub fn apply(
         present: Mutex::new(HashSet::new()),
     };
     let mut later = Later::default();
+    let mut bases = Vec::new();
     std::thread::scope(|s| -> Result<(), RestoreError> {
         let (tx, rx) = bounded::<Vec<FileJob>>(4);
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -224,6 +232,7 @@ pub fn apply(
         };
         let merged = writer.merge(repo, index, snapshot, targets, selection);
         writer.flush();
+        bases = std::mem::take(&mut writer.handles.bases);
         drop(writer);
         let mut panicked = false;
         for w in workers {
@@ -237,7 +246,13 @@ pub fn apply(
     if interrupt::is_set() {
         return Err(RepoError::Interrupted.into());
     }
-    finish(repo, index, targets, later, &shared, opts, progress);
+    let mut handles = Handles::new(targets);
+    handles.bases = bases;
+    finish(repo, index, &mut handles, later, &shared, opts, progress);
+    // The earliest time recorded for a base is the one from before.
+    for (dir, secs, nsecs) in handles.bases.iter().rev() {
+        let _ = dir.set_times_nofollow(OsStr::new("."), *secs, *nsecs);
+    }
     Ok(shared.summary.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
@@ -454,13 +469,13 @@ impl Shared {
 fn finish(
     repo: &Repository,
     index: &Index,
-    targets: &[Target],
+    handles: &mut Handles,
     later: Later,
     shared: &Shared,
     opts: ApplyOptions,
     progress: &Progress,
 ) {
-    let mut handles = Handles::new(targets);
+    let targets = handles.targets;
     let mut reader = BlobReader::new(repo, index);
     for (root, entry) in later.deferred {
         let path = entry.path.as_bytes().to_vec();
@@ -484,7 +499,7 @@ fn finish(
         }
     }
     for (root, entry) in later.hardlinks {
-        let result = link(&mut handles, targets, root, &entry, shared);
+        let result = link(handles, targets, root, &entry, shared);
         match result {
             Ok(true) => shared.summary().files += 1,
             Ok(false) => shared.summary().unchanged += 1,
@@ -492,7 +507,7 @@ fn finish(
         }
     }
     for (root, path, is_dir) in later.extras.into_iter().rev() {
-        match remove(&mut handles, root, &path, is_dir) {
+        match remove(handles, root, &path, is_dir) {
             Ok(true) => shared.summary().deleted += 1,
             Ok(false) => {}
             Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => shared.warn(
@@ -504,7 +519,7 @@ fn finish(
     }
     for (root, entry) in later.dirs.into_iter().rev() {
         let mut warnings = Vec::new();
-        match dir_metadata(&mut handles, root, &entry, &mut warnings) {
+        match dir_metadata(handles, root, &entry, &mut warnings) {
             Ok(true) => shared.summary().dirs += 1,
             Ok(false) => shared.summary().unchanged += 1,
             Err(e) => shared.fail(entry.path.as_bytes(), &e),

@@ -45,6 +45,9 @@ pub struct InPlaceOptions {
     pub checksum: bool,
     pub dry_run: bool,
     pub safety_snapshot: bool,
+    /// A snapshot already taken of how things are now, used as the safety
+    /// snapshot instead of taking one (`cairn run`'s post snapshot).
+    pub safety: Option<ObjectId>,
     /// Read back and hash every file written.
     pub verify: bool,
     /// A shell command that must succeed afterwards, and how long it may take.
@@ -251,17 +254,17 @@ fn start(
         chrono::Local::now().format("%Y%m%dT%H%M%S"),
         crate::sink::local::random_u64() as u32
     );
-    let safety = if opts.safety_snapshot {
-        Some(safety_snapshot(
+    let safety = match opts.safety {
+        Some(given) => Some(given),
+        None if opts.safety_snapshot => Some(safety_snapshot(
             repo,
             snapshot,
             roots,
             targets,
             &transaction,
             opts,
-        )?)
-    } else {
-        None
+        )?),
+        None => None,
     };
     let now = chrono::Local::now().fixed_offset();
     let mut journal = Journal {

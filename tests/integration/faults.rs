@@ -209,6 +209,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         stats: SnapshotStats::default(),
         tool_version: "test".into(),
         rollback: None,
+        run: None,
     })
     .unwrap();
 }

@@ -12,3 +12,4 @@ mod profiles;
 mod restore;
 mod rollback;
 mod sink;
+mod story;
