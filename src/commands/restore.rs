@@ -125,7 +125,7 @@ fn in_place(
             summary,
             safety,
             resumed,
-        } => (plan, Some(summary), *safety, *resumed),
+        } => (plan, Some(&**summary), *safety, *resumed),
     };
     if args.json {
         print_json(&InPlaceJson {
@@ -259,7 +259,7 @@ fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, repo_dir: PathBuf)
             return Ok(exit::OK);
         }
         Outcome::Nothing(plan) => (RestoreSummary::default(), plan),
-        Outcome::Done { summary, plan, .. } => (summary, plan),
+        Outcome::Done { summary, plan, .. } => (*summary, plan),
     };
     let undone = journal.snapshot.short();
     inplace::mark_undone(journal)?;

@@ -129,6 +129,7 @@ impl<'a> Handles<'a> {
 
 /// A file for a worker to write.
 struct FileJob {
+    root: usize,
     dir: Arc<DirHandle>,
     name: OsString,
     entry: Entry,
@@ -213,7 +214,7 @@ pub fn apply(
                                 return;
                             }
                             let result = write_file(&mut reader, &job, opts.fsync, progress);
-                            shared.file_written(&job.entry, result, progress);
+                            shared.file_written(job.root, &job.entry, result, progress);
                         }
                     }
                 })
@@ -257,7 +258,13 @@ pub fn apply(
 }
 
 impl Shared {
-    fn file_written(&self, entry: &Entry, result: Result<Vec<String>, RestoreError>, progress: &Progress) {
+    fn file_written(
+        &self,
+        root: usize,
+        entry: &Entry,
+        result: Result<Vec<String>, RestoreError>,
+        progress: &Progress,
+    ) {
         match result {
             Ok(warnings) => {
                 self.warn(entry.path.as_bytes(), warnings);
@@ -265,6 +272,12 @@ impl Shared {
                 let mut s = self.summary();
                 s.files += 1;
                 s.bytes += entry.size;
+                s.written.push(super::Written {
+                    root,
+                    path: entry.path.as_bytes().to_vec(),
+                    size: entry.size,
+                    hash: entry.content_hash(),
+                });
                 progress.file_done();
             }
             Err(e) => self.fail(entry.path.as_bytes(), &e),
@@ -357,6 +370,7 @@ impl Writer<'_, '_> {
             }
             (EntryKind::File, _) => match self.handles.parent_of(root, &path) {
                 Ok((dir, name)) => self.queue(FileJob {
+                    root,
                     dir,
                     name,
                     entry,
@@ -487,13 +501,14 @@ fn finish(
             (Err(e), _) => shared.fail(&path, &e),
             (Ok((dir, name)), EntryKind::File) => {
                 let job = FileJob {
+                    root,
                     dir,
                     name,
                     entry,
                     replacing: true,
                 };
                 let result = write_file(&mut reader, &job, opts.fsync, progress);
-                shared.file_written(&job.entry, result, progress);
+                shared.file_written(job.root, &job.entry, result, progress);
             }
             (Ok((dir, name)), _) => shared.special_written(&entry, write_special(&dir, &name, &entry)),
         }

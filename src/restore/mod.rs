@@ -77,6 +77,18 @@ pub struct RestoreSummary {
     pub errors: Vec<String>,
     /// Entries restored without some metadata (owner, extended attributes).
     pub warnings: Vec<String>,
+    /// The files written, for reading them back (`--verify`).
+    #[serde(skip)]
+    pub written: Vec<Written>,
+}
+
+/// A file a restore wrote, and what it must hold.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub root: usize,
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub hash: Option<crate::repo::id::ObjectId>,
 }
 
 /// What a restore would do to one root.
