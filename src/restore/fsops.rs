@@ -374,6 +374,39 @@ mod portable {
         path: PathBuf,
     }
 
+    /// Windows refuses to rename over a read-only file or one that is open:
+    /// clear the read-only bit, retry a few times, then say it is busy.
+    #[cfg(windows)]
+    fn windows_rename(from: &Path, to: &Path) -> io::Result<()> {
+        let mut last = None;
+        for attempt in 0..5 {
+            match fs::rename(from, to) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    if let Ok(meta) = fs::symlink_metadata(to) {
+                        let mut perms = meta.permissions();
+                        if perms.readonly() {
+                            #[allow(clippy::permissions_set_readonly_false)]
+                            perms.set_readonly(false);
+                            let _ = fs::set_permissions(to, perms);
+                        }
+                    }
+                    last = Some(e);
+                    std::thread::sleep(std::time::Duration::from_millis(100 << attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} is in use by another program ({})",
+                to.display(),
+                last.map(|e| e.to_string()).unwrap_or_default()
+            ),
+        ))
+    }
+
     fn unsupported(what: &str) -> io::Error {
         io::Error::new(
             io::ErrorKind::Unsupported,
@@ -428,7 +461,11 @@ mod portable {
             fs::create_dir(self.path.join(name))
         }
         pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-            fs::rename(self.path.join(from), self.path.join(to))
+            let (from, to) = (self.path.join(from), self.path.join(to));
+            #[cfg(windows)]
+            return windows_rename(&from, &to);
+            #[cfg(not(windows))]
+            fs::rename(from, to)
         }
         pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
             fs::remove_file(self.path.join(name))
