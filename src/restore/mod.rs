@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use self::apply::ApplyOptions;
+pub use self::apply::{apply, ApplyOptions};
 use self::plan::{classify, Action, Step, Target};
 use crate::collect::tree::{Excludes, PatternError};
 use crate::interrupt;

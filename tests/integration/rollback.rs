@@ -327,3 +327,85 @@ fn a_disk_full_during_an_in_place_restore_changes_nothing() {
     assert_same_tree(&before, &proj);
     assert!(temp_names(&proj).is_empty(), "{:?}", temp_names(&proj));
 }
+
+/// A directory swapped for a symlink after the plan and before the write:
+/// the write sees the symlink where the plan saw a directory, replaces it,
+/// and writes nothing through it.
+#[test]
+fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
+    use cairn::progress::Progress;
+    use cairn::repo::Repository;
+    use cairn::restore::inplace::{self, InPlaceOptions};
+    use cairn::restore::{self, ApplyOptions};
+    use cairn::select::Selection;
+    use cairn::sink::LocalSink;
+    use std::sync::Arc;
+
+    let s = story();
+    let repo = Repository::open(Arc::new(LocalSink::new(&s.env.repo))).unwrap();
+    let index = repo.load_index().unwrap();
+    let snapshot = repo.find_snapshot("latest").unwrap();
+    let opts = InPlaceOptions::default();
+    let targets = inplace::targets(&snapshot, &snapshot.record.roots, &opts).unwrap();
+    let everything = Selection::default();
+    let plan = restore::plan(&repo, &index, &snapshot, &targets, &everything, false).unwrap();
+    assert!(plan.conflict_count > 0, "the plan writes into internal/");
+
+    // internal/ (which the plan will write into) becomes a link elsewhere.
+    let elsewhere = s.env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::rename(s.proj.join("internal"), s.env.path("internal-moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.proj.join("internal")).unwrap();
+
+    let apply = ApplyOptions {
+        delete: true,
+        ..Default::default()
+    };
+    let summary = restore::apply(
+        &repo,
+        &index,
+        &snapshot,
+        &targets,
+        &everything,
+        apply,
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    assert_same_tree(&s.original, &s.proj);
+}
+
+#[test]
+fn part_of_a_snapshot_is_restored_in_place_by_root_or_pattern() {
+    let env = Env::with_repo();
+    let (a, b) = (env.path("a"), env.path("b"));
+    write(&a.join("x.conf"), b"a1");
+    write(&a.join("y.txt"), b"a1");
+    write(&b.join("z"), b"b1");
+    env.backup(&[&a, &b]);
+    write(&a.join("x.conf"), b"a2");
+    write(&a.join("y.txt"), b"a2");
+    write(&b.join("z"), b"b2");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--in-place",
+        "--root",
+        "a",
+        "--include",
+        "*.conf",
+    ]);
+    assert_eq!(fs::read(a.join("x.conf")).unwrap(), b"a1");
+    assert_eq!(fs::read(a.join("y.txt")).unwrap(), b"a2", "not included");
+    assert_eq!(fs::read(b.join("z")).unwrap(), b"b2", "another root");
+    let out = env.run(&["restore", "latest", "--in-place", "--root", "nope"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("no root of snapshot"), "{}", stderr(&out));
+    env.ok(&["restore", "latest", "--in-place", "--root", "tree/b"]);
+    assert_eq!(fs::read(b.join("z")).unwrap(), b"b1");
+}
