@@ -303,6 +303,75 @@ pub struct ManifestParser {
     last: Vec<u8>,
 }
 
+/// Compares an entry's metadata with a manifest line as bytes: the entry is
+/// written as the writer would write it without its contents (see
+/// [`write_metadata`]), and the line must go on with exactly those bytes
+/// after its path. Keeps one buffer, so the common case allocates nothing.
+#[derive(Default)]
+pub struct MetadataMatcher {
+    buf: Vec<u8>,
+}
+
+impl MetadataMatcher {
+    /// The rest of `line` after the metadata, when the line holds exactly
+    /// the metadata the writer would write for `entry`. The caller matched
+    /// the paths already; a plain path that is UTF-8 is written as it is, so
+    /// only what follows it needs comparing.
+    pub fn rest_after<'l>(&mut self, line: &'l RawLine, entry: &Entry) -> Option<&'l [u8]> {
+        let after_path = line.after_plain_path()?;
+        std::str::from_utf8(entry.path.as_bytes()).ok()?;
+        self.buf.clear();
+        write_metadata(entry, &mut self.buf)?;
+        after_path.strip_prefix(self.buf.as_slice())
+    }
+}
+
+/// Appends what the manifest writer puts between the path string and the
+/// contents of an entry with no target, device number or attributes:
+/// `,"type":"file","mode":420,...,"size":553`. Written by hand, not by
+/// serde, because it runs for every entry of every backup; a test holds it
+/// to the derived serialization (field order, fields left out when zero).
+pub fn write_metadata(entry: &Entry, out: &mut Vec<u8>) -> Option<()> {
+    if entry.target.is_some() || entry.rdev != 0 || !entry.xattrs.is_empty() {
+        return None;
+    }
+    let kind: &[u8] = match entry.kind {
+        EntryKind::Dir => b"dir",
+        EntryKind::File => b"file",
+        _ => return None,
+    };
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(br#","type":""#);
+    out.extend_from_slice(kind);
+    out.push(b'"');
+    let mut field = |name: &[u8], text: &str| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(text.as_bytes());
+    };
+    field(b"mode", number.format(entry.mode));
+    field(b"uid", number.format(entry.uid));
+    field(b"gid", number.format(entry.gid));
+    field(b"mtime", number.format(entry.mtime));
+    if entry.mtime_nsec != 0 {
+        field(b"mtime_nsec", number.format(entry.mtime_nsec));
+    }
+    if entry.ctime != 0 {
+        field(b"ctime", number.format(entry.ctime));
+    }
+    if entry.ctime_nsec != 0 {
+        field(b"ctime_nsec", number.format(entry.ctime_nsec));
+    }
+    if entry.ino != 0 {
+        field(b"ino", number.format(entry.ino));
+    }
+    if entry.size != 0 {
+        field(b"size", number.format(entry.size));
+    }
+    Some(())
+}
+
 /// One manifest line, parsed only as far as its path: a backup compares
 /// most lines of its parent by their bytes and never needs the rest.
 #[derive(Debug, Clone)]
@@ -439,6 +508,57 @@ impl ManifestParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metadata_file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: RawBytes::from(path),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime: 1_700_000_000,
+            mtime_nsec: 5,
+            ctime: 1_700_000_001,
+            ctime_nsec: 6,
+            ino: 42,
+            size,
+            hash: None,
+            blobs: Vec::new(),
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn metadata_is_written_as_serde_writes_it() {
+        let mut cases = Vec::new();
+        for kind in [EntryKind::File, EntryKind::Dir] {
+            for zeros in 0..32u32 {
+                let mut e = metadata_file("tree/a b/ü.txt", 553);
+                e.kind = kind;
+                let pick = |bit: u32, v: u64| if zeros & (1 << bit) != 0 { 0 } else { v };
+                e.mtime_nsec = pick(0, 5) as u32;
+                e.ctime = pick(1, 1_700_000_001) as i64;
+                e.ctime_nsec = pick(2, 6) as u32;
+                e.ino = pick(3, u64::MAX);
+                e.size = if kind == EntryKind::Dir { 0 } else { pick(4, 553) };
+                e.mtime = -5;
+                cases.push(e);
+            }
+        }
+        for e in cases {
+            let mut line = r#"{"path":"tree/a b/ü.txt""#.as_bytes().to_vec();
+            write_metadata(&e, &mut line).unwrap();
+            line.push(b'}');
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&e).unwrap(),
+                "{e:?}"
+            );
+        }
+    }
+
     use crate::repo::config::Config;
 
     fn entry(path: &[u8]) -> Entry {

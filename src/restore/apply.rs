@@ -247,6 +247,7 @@ pub fn apply(
     if interrupt::is_set() {
         return Err(RepoError::Interrupted.into());
     }
+    tracing::debug!("merge and file writes done");
     let mut handles = Handles::new(targets);
     handles.bases = bases;
     finish(repo, index, &mut handles, later, &shared, opts, progress);

@@ -185,6 +185,7 @@ pub fn restore_in_place(
     let prefixes = roots.iter().map(|r| r.prefix.clone()).collect();
     let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
     let report = super::plan(repo, index, snapshot, &targets, &selection, opts.checksum)?;
+    tracing::debug!("plan done: {} bytes to write", report.bytes());
     if opts.dry_run {
         return Ok(Outcome::Planned(report));
     }
@@ -204,6 +205,7 @@ pub fn restore_in_place(
         checksum: opts.checksum,
         fsync: true,
     };
+    tracing::debug!("safety snapshot and journal done");
     let summary = match apply::apply(repo, index, snapshot, &targets, &selection, apply_opts, progress) {
         // Stopped by the user: the journal stays open, so running the same
         // restore again finishes it, and --undo takes it back.
@@ -221,6 +223,7 @@ pub fn restore_in_place(
         Ok(s) if opts.verify => verify(&targets, s).err(),
         Ok(_) => None,
     };
+    tracing::debug!("written and verified");
     let failure = failure.or_else(|| {
         opts.check
             .as_ref()
