@@ -11,11 +11,11 @@ use std::iter::Peekable;
 use serde::Serialize;
 
 use crate::repo::index::Index;
-use crate::repo::manifest::{path_cmp, Entry, EntryKind};
+use crate::repo::manifest::{path_cmp, Entry, EntryKind, RawLine};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::{Root, Snapshot};
 use crate::repo::{RepoError, Repository};
-use crate::restore::plan::{self, classify, Action, Step, Target};
+use crate::restore::plan::{self, Action, Step, Target};
 use crate::select::Selection;
 
 /// Content roots (env, command output) larger than this are compared by
@@ -217,7 +217,7 @@ pub fn live(
     let mut reader = BlobReader::new(repo, index);
     let short = a.id.short();
     let mut stats: BTreeMap<String, Stat> = BTreeMap::new();
-    let manifest = reader.manifest(&short, &a.record.manifest);
+    let lines = reader.manifest(&short, &a.record.manifest).raw_lines();
     let mut record = |root: &str, path: &[u8], change: Change| {
         stats.entry(root.to_string()).or_default().count(change);
         on_change(PathChange {
@@ -226,23 +226,25 @@ pub fn live(
             change,
         });
     };
-    for step in plan::merge(manifest.inspect(|e| hand_content(a, e, content)), targets) {
+    let mut sorter = plan::Sorter::new(false);
+    for step in plan::merge(lines.inspect(|l| hand_content(a, l, content)), targets) {
         match step? {
-            Step::Entry { root, entry, live } if selection.matches(entry.path.as_bytes()) => {
-                let dest = targets[root].dest_of(entry.path.as_bytes());
-                let change = match classify(&entry, live.as_ref(), false, &dest) {
-                    Ok(Action::Create) => Some(Change::Removed),
-                    Ok(Action::Replace) | Err(_) => Some(Change::Modified),
-                    Ok(Action::Metadata)
+            Step::Entry { root, line, live } if selection.matches(line.path()) => {
+                let dest = || targets[root].dest_of(line.path());
+                let change = match sorter.sort(&line, live.as_ref(), &dest)? {
+                    (None, _) => None,
+                    (Some(_), Ok(Action::Create)) => Some(Change::Removed),
+                    (Some(_), Ok(Action::Replace) | Err(_)) => Some(Change::Modified),
+                    (Some(entry), Ok(Action::Metadata))
                         if entry.kind == EntryKind::Dir && !dir_meta_differs(&entry, live) =>
                     {
                         None
                     }
-                    Ok(Action::Metadata) => Some(Change::Metadata),
-                    Ok(Action::Unchanged) => None,
+                    (Some(_), Ok(Action::Metadata)) => Some(Change::Metadata),
+                    (Some(_), Ok(Action::Unchanged)) => None,
                 };
                 if let Some(change) = change {
-                    record(&targets[root].prefix, entry.path.as_bytes(), change);
+                    record(&targets[root].prefix, line.path(), change);
                 }
             }
             Step::Extra { root, path, .. } if selection.matches(&path) => {
@@ -263,10 +265,12 @@ fn dir_meta_differs(entry: &Entry, live: Option<crate::meta::Stat>) -> bool {
 }
 
 /// Hands entries of `a`'s content roots to `content` as the merge reads them.
-fn hand_content(a: &Snapshot, e: &Result<Entry, RepoError>, content: &mut OnContent) {
-    if let Ok(e) = e {
-        if root_of(&a.record.roots, e.path.as_bytes()).is_some_and(|r| !is_path_root(r)) {
-            content(Side::Before, e);
+fn hand_content(a: &Snapshot, line: &Result<RawLine, RepoError>, content: &mut OnContent) {
+    if let Ok(line) = line {
+        if root_of(&a.record.roots, line.path()).is_some_and(|r| !is_path_root(r)) {
+            if let Ok(e) = line.entry() {
+                content(Side::Before, &e);
+            }
         }
     }
 }

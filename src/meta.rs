@@ -314,8 +314,10 @@ pub fn bytes_to_path(b: &[u8]) -> std::path::PathBuf {
 pub fn running_as_root() -> bool {
     #[cfg(unix)]
     {
+        // Asked for every entry a restore compares: taken once.
+        static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
+        *ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
     }
     #[cfg(not(unix))]
     {

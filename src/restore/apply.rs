@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Sender};
 
 use super::fsops::{is_temp_name, DirHandle};
-use super::plan::{self, classify, Action, Step, Target};
+use super::plan::{self, Action, Sorter, Step, Target};
 use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
 use crate::meta::{self, bytes_to_path};
@@ -153,7 +153,21 @@ struct Shared {
     /// Files in place (written, or found unchanged), as path keys: a hard
     /// link may only point at one of these.
     present: Mutex<HashSet<u64>>,
+    /// Files written at a temporary name, waiting to be synced and renamed.
+    pending: Mutex<Vec<Pending>>,
 }
+
+/// A file written and verified at `tmp`, to be synced and renamed.
+struct Pending {
+    job: FileJob,
+    tmp: OsString,
+    warnings: Vec<String>,
+}
+
+/// Files synced at once: one `syncfs` for the batch instead of an fsync
+/// per file (which costs a disk flush each), and at most this many
+/// directory handles held open meanwhile.
+const SYNC_BATCH: usize = 256;
 
 impl Shared {
     fn summary(&self) -> std::sync::MutexGuard<'_, RestoreSummary> {
@@ -196,6 +210,7 @@ pub fn apply(
     let shared = Shared {
         summary: Mutex::new(RestoreSummary::default()),
         present: Mutex::new(HashSet::new()),
+        pending: Mutex::new(Vec::new()),
     };
     let mut later = Later::default();
     let mut bases = Vec::new();
@@ -214,7 +229,7 @@ pub fn apply(
                                 return;
                             }
                             let result = write_file(&mut reader, &job, opts.fsync, progress);
-                            shared.file_written(job.root, &job.entry, result, progress);
+                            shared.written_or_pending(job, result, progress);
                         }
                     }
                 })
@@ -247,6 +262,7 @@ pub fn apply(
     if interrupt::is_set() {
         return Err(RepoError::Interrupted.into());
     }
+    shared.commit(progress);
     tracing::debug!("merge and file writes done");
     let mut handles = Handles::new(targets);
     handles.bases = bases;
@@ -259,6 +275,68 @@ pub fn apply(
 }
 
 impl Shared {
+    /// Counts a file written, or queues it for `commit` (committing a full
+    /// batch on this thread).
+    fn written_or_pending(
+        &self,
+        job: FileJob,
+        result: Result<(Vec<String>, Option<OsString>), RestoreError>,
+        progress: &Progress,
+    ) {
+        match result {
+            Ok((warnings, Some(tmp))) => {
+                let full = {
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    pending.push(Pending { job, tmp, warnings });
+                    pending.len() >= SYNC_BATCH
+                };
+                if full {
+                    self.commit(progress);
+                }
+            }
+            Ok((warnings, None)) => self.file_written(job.root, &job.entry, Ok(warnings), progress),
+            Err(e) => self.file_written(job.root, &job.entry, Err(e), progress),
+        }
+    }
+
+    /// Makes the pending files durable, then renames each into place: a
+    /// crash leaves every file old or new, and the new one complete.
+    fn commit(&self, progress: &Progress) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        // One syncfs covers a root's whole filesystem; elsewhere each file
+        // is fsynced.
+        let once_per_root = cfg!(any(target_os = "linux", target_os = "android"));
+        let mut synced_roots = HashSet::new();
+        let mut failed = None;
+        for p in &batch {
+            if !once_per_root || synced_roots.insert(p.job.root) {
+                if let Err(e) = p.job.dir.sync_filesystem(&p.tmp) {
+                    failed = Some(e);
+                }
+            }
+        }
+        for p in batch {
+            let result = match &failed {
+                Some(e) => Err(io::Error::new(e.kind(), format!("cannot sync: {e}"))),
+                None => p.job.dir.rename(&p.tmp, &p.job.name),
+            };
+            match result {
+                Ok(()) => self.file_written(p.job.root, &p.job.entry, Ok(p.warnings), progress),
+                Err(source) => {
+                    let _ = p.job.dir.unlink(&p.tmp);
+                    let e = RestoreError::Write {
+                        path: PathBuf::from(&p.job.name),
+                        source,
+                    };
+                    self.file_written(p.job.root, &p.job.entry, Err(e), progress);
+                }
+            }
+        }
+    }
+
     fn file_written(
         &self,
         root: usize,
@@ -312,16 +390,22 @@ impl Writer<'_, '_> {
     ) -> Result<(), RestoreError> {
         let mut reader = BlobReader::new(repo, index);
         let short = snapshot.id.short();
-        for step in plan::merge(reader.manifest(&short, &snapshot.record.manifest), targets) {
+        let mut sorter = Sorter::new(self.opts.checksum);
+        let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
+        for step in plan::merge(lines, targets) {
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted.into());
             }
             match step? {
-                Step::Entry { root, entry, live } if selection.matches(entry.path.as_bytes()) => {
-                    let dest = targets[root].dest_of(entry.path.as_bytes());
-                    match classify(&entry, live.as_ref(), self.opts.checksum, &dest) {
-                        Ok(action) => self.entry(root, entry, live, action),
-                        Err(e) => self.shared.fail(entry.path.as_bytes(), &e),
+                Step::Entry { root, line, live } if selection.matches(line.path()) => {
+                    let dest = || targets[root].dest_of(line.path());
+                    match sorter.sort(&line, live.as_ref(), &dest)? {
+                        (None, _) => {
+                            self.shared.present(line.path());
+                            self.shared.summary().unchanged += 1;
+                        }
+                        (Some(entry), Ok(action)) => self.entry(root, entry, live, action),
+                        (Some(entry), Err(e)) => self.shared.fail(entry.path.as_bytes(), &e),
                     }
                 }
                 Step::Extra { root, path, stat } if selection.matches(&path) => self.extra(root, path, stat),
@@ -509,7 +593,8 @@ fn finish(
                     replacing: true,
                 };
                 let result = write_file(&mut reader, &job, opts.fsync, progress);
-                shared.file_written(job.root, &job.entry, result, progress);
+                shared.written_or_pending(job, result, progress);
+                shared.commit(progress);
             }
             (Ok((dir, name)), _) => shared.special_written(&entry, write_special(&dir, &name, &entry)),
         }
@@ -621,14 +706,17 @@ fn link(
 }
 
 /// Writes one file at a temporary name (0600), verifies it against the
-/// manifest, applies its metadata through the handle, syncs it when it
-/// replaces something, and renames it into place.
+/// manifest, applies its metadata through the handle, and renames it into
+/// place, or, when it must be durable first (it replaces something, or the
+/// restore is in place), leaves the rename to `Shared::commit`.
+/// Returns the warnings, and the temporary name when the file still has to
+/// be synced and renamed.
 fn write_file(
     reader: &mut BlobReader,
     job: &FileJob,
     fsync: bool,
     progress: &Progress,
-) -> Result<Vec<String>, RestoreError> {
+) -> Result<(Vec<String>, Option<OsString>), RestoreError> {
     let (dir, entry) = (&job.dir, &job.entry);
     let (tmp, mut file) = dir.create_temp(&job.name).map_err(|source| RestoreError::Write {
         path: PathBuf::from(&job.name),
@@ -661,19 +749,22 @@ fn write_file(
             });
         }
         meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
-        if fsync || job.replacing {
-            file.sync_all().map_err(io_err)?;
-        }
         drop(file);
-        dir.rename(&tmp, &job.name).map_err(|source| RestoreError::Write {
-            path: PathBuf::from(&job.name),
-            source,
-        })
+        if fsync || job.replacing {
+            // Synced in a batch, then renamed: see `Shared::commit`.
+            return Ok(Some(tmp.clone()));
+        }
+        dir.rename(&tmp, &job.name)
+            .map_err(|source| RestoreError::Write {
+                path: PathBuf::from(&job.name),
+                source,
+            })?;
+        Ok(None)
     })();
     if result.is_err() {
         let _ = dir.unlink(&tmp);
     }
-    result.map(|()| warnings)
+    result.map(|pending| (warnings, pending))
 }
 
 /// Makes a symlink, fifo or device node at a temporary name (never opening

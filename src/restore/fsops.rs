@@ -257,6 +257,19 @@ mod unix {
             check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) })
         }
 
+        /// Makes everything written to this directory's filesystem durable
+        /// (Linux: one `syncfs`); elsewhere, fsyncs the file `name` in it.
+        pub fn sync_filesystem(&self, name: &OsStr) -> io::Result<()> {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                let _ = name;
+                // SAFETY: the descriptor is open.
+                check(unsafe { libc::syncfs(self.fd.as_raw_fd()) })
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            self.open_read(name)?.sync_all()
+        }
+
         /// The names in this directory, without `.` and `..`.
         pub fn names(&self) -> io::Result<Vec<OsString>> {
             // A second descriptor for the stream: closedir closes it.
@@ -472,6 +485,9 @@ mod portable {
         }
         pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
             fs::remove_dir(self.path.join(name))
+        }
+        pub fn sync_filesystem(&self, name: &OsStr) -> io::Result<()> {
+            File::open(self.path.join(name))?.sync_all()
         }
         pub fn names(&self) -> io::Result<Vec<OsString>> {
             fs::read_dir(&self.path)?

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use self::apply::{apply, ApplyOptions};
-use self::plan::{classify, Action, Step, Target};
+use self::plan::{Action, Step, Target};
 use crate::collect::tree::{Excludes, PatternError};
 use crate::interrupt;
 use crate::meta::bytes_to_path;
@@ -280,17 +280,23 @@ pub fn plan(
     };
     let mut reader = BlobReader::new(repo, index);
     let short = snapshot.id.short();
-    for step in plan::merge(reader.manifest(&short, &snapshot.record.manifest), targets) {
+    let mut sorter = plan::Sorter::new(checksum);
+    let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
+    for step in plan::merge(lines, targets) {
         if interrupt::is_set() {
             return Err(RepoError::Interrupted.into());
         }
         match step? {
-            Step::Entry { root, entry, live } if selection.matches(entry.path.as_bytes()) => {
-                let dest = targets[root].dest_of(entry.path.as_bytes());
-                let action = match classify(&entry, live.as_ref(), checksum, &dest) {
-                    Ok(action) => action,
-                    Err(e) => {
-                        report.unreadable.push(format!("{}: {e}", dest.display()));
+            Step::Entry { root, line, live } if selection.matches(line.path()) => {
+                let dest = || targets[root].dest_of(line.path());
+                let (entry, action) = match sorter.sort(&line, live.as_ref(), &dest)? {
+                    (None, _) => {
+                        report.roots[root].unchanged += 1;
+                        continue;
+                    }
+                    (Some(entry), Ok(action)) => (entry, action),
+                    (Some(_), Err(e)) => {
+                        report.unreadable.push(format!("{}: {e}", dest().display()));
                         continue;
                     }
                 };
@@ -306,7 +312,7 @@ pub fn plan(
                         (r.overwrite, r.overwrite_bytes) = (r.overwrite + 1, r.overwrite_bytes + bytes);
                         report.conflict_count += 1;
                         if report.conflicts.len() < MAX_LISTED {
-                            report.conflicts.push(dest.display().to_string());
+                            report.conflicts.push(dest().display().to_string());
                         }
                     }
                     Action::Metadata => r.metadata += 1,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::collect::tree::{self, Excludes, TreeItem, TreeWalk};
 use crate::meta::{bytes_to_path, running_as_root, Stat};
-use crate::repo::manifest::{path_cmp, Entry, EntryKind};
+use crate::repo::manifest::{path_cmp, Entry, EntryKind, MetadataMatcher, RawLine};
 use crate::repo::RepoError;
 
 /// Where one root of the snapshot is written.
@@ -67,10 +67,11 @@ pub fn under(path: &[u8], prefix: &[u8]) -> bool {
 
 /// One path of the plan.
 pub enum Step {
-    /// A snapshot entry, and what is at its place now.
+    /// A snapshot entry (its manifest line, parsed only when needed: see
+    /// [`Sorter`]), and what is at its place now.
     Entry {
         root: usize,
-        entry: Entry,
+        line: RawLine,
         live: Option<Stat>,
     },
     /// On disk under a root, not in the snapshot.
@@ -83,7 +84,7 @@ pub enum Step {
 }
 
 /// The manifest and the live roots, merged in manifest order.
-pub struct Merge<'a, I: Iterator<Item = Result<Entry, RepoError>>> {
+pub struct Merge<'a, I: Iterator<Item = Result<RawLine, RepoError>>> {
     manifest: Peekable<I>,
     targets: &'a [Target],
     current: usize,
@@ -91,7 +92,10 @@ pub struct Merge<'a, I: Iterator<Item = Result<Entry, RepoError>>> {
     started: bool,
 }
 
-pub fn merge<I: Iterator<Item = Result<Entry, RepoError>>>(manifest: I, targets: &[Target]) -> Merge<'_, I> {
+pub fn merge<I: Iterator<Item = Result<RawLine, RepoError>>>(
+    manifest: I,
+    targets: &[Target],
+) -> Merge<'_, I> {
     Merge {
         manifest: manifest.peekable(),
         targets,
@@ -101,7 +105,7 @@ pub fn merge<I: Iterator<Item = Result<Entry, RepoError>>>(manifest: I, targets:
     }
 }
 
-impl<'a, I: Iterator<Item = Result<Entry, RepoError>>> Merge<'a, I> {
+impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
     /// Starts walking the current root's place on disk, if anything is there.
     fn start_walk(&mut self) {
         let target: &'a Target = &self.targets[self.current];
@@ -125,23 +129,34 @@ impl<'a, I: Iterator<Item = Result<Entry, RepoError>>> Merge<'a, I> {
     }
 }
 
-impl<I: Iterator<Item = Result<Entry, RepoError>>> Iterator for Merge<'_, I> {
+impl<I: Iterator<Item = Result<RawLine, RepoError>>> Iterator for Merge<'_, I> {
     type Item = Result<Step, RepoError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let Some(target) = self.targets.get(self.current) else {
                 // Past the last root: anything left is outside them all.
-                return self.manifest.next().map(|e| e.map(|e| outside(e.path.0)));
+                return self
+                    .manifest
+                    .next()
+                    .map(|e| e.map(|e| outside(e.path().to_vec())));
             };
             if !self.started {
                 self.start_walk();
             }
             let entry_here = match self.manifest.peek() {
-                Some(Err(_)) => return self.manifest.next().map(|e| e.map(|e| outside(e.path.0))),
-                Some(Ok(e)) if target.holds(e.path.as_bytes()) => Some(e.path.as_bytes()),
-                Some(Ok(e)) if path_cmp(e.path.as_bytes(), target.prefix.as_bytes()) == Ordering::Less => {
-                    return self.manifest.next().map(|e| e.map(|e| outside(e.path.0)));
+                Some(Err(_)) => {
+                    return self
+                        .manifest
+                        .next()
+                        .map(|e| e.map(|e| outside(e.path().to_vec())))
+                }
+                Some(Ok(e)) if target.holds(e.path()) => Some(e.path()),
+                Some(Ok(e)) if path_cmp(e.path(), target.prefix.as_bytes()) == Ordering::Less => {
+                    return self
+                        .manifest
+                        .next()
+                        .map(|e| e.map(|e| outside(e.path().to_vec())));
                 }
                 _ => None,
             };
@@ -173,9 +188,9 @@ impl<I: Iterator<Item = Result<Entry, RepoError>>> Iterator for Merge<'_, I> {
             return match order {
                 Ordering::Greater => self.next_live().map(Ok),
                 Ordering::Less => self.manifest.next().map(|e| {
-                    e.map(|entry| Step::Entry {
+                    e.map(|line| Step::Entry {
                         root,
-                        entry,
+                        line,
                         live: None,
                     })
                 }),
@@ -186,7 +201,7 @@ impl<I: Iterator<Item = Result<Entry, RepoError>>> Iterator for Merge<'_, I> {
                     };
                     self.manifest
                         .next()
-                        .map(|e| e.map(|entry| Step::Entry { root, entry, live }))
+                        .map(|e| e.map(|line| Step::Entry { root, line, live }))
                 }
             };
         }
@@ -195,6 +210,47 @@ impl<I: Iterator<Item = Result<Entry, RepoError>>> Iterator for Merge<'_, I> {
 
 fn outside(path: Vec<u8>) -> Step {
     Step::Skipped { outside: Some(path) }
+}
+
+/// Sorts manifest lines against what is on disk, parsing a line only when
+/// the bytes do not already say the file is the one the snapshot saw.
+pub struct Sorter {
+    matcher: MetadataMatcher,
+    checksum: bool,
+}
+
+/// A sorted entry: `None` for a file left unchanged on the fast path.
+pub type Sorted = (Option<Entry>, io::Result<Action>);
+
+impl Sorter {
+    pub fn new(checksum: bool) -> Sorter {
+        Sorter {
+            matcher: MetadataMatcher::default(),
+            checksum,
+        }
+    }
+
+    /// A regular file whose lstat (mode, owner, mtime, ctime, inode, size)
+    /// is written exactly as in the line is the very file the snapshot saw,
+    /// untouched since: unchanged, without parsing the line. Anything else
+    /// is parsed and classified.
+    pub fn sort(
+        &mut self,
+        line: &RawLine,
+        live: Option<&Stat>,
+        dest: &dyn Fn() -> PathBuf,
+    ) -> Result<Sorted, RepoError> {
+        if let Some(live) = live.filter(|l| l.is_file() && !self.checksum) {
+            if let Some(now) = live.entry(line.path().to_vec()) {
+                if self.matcher.rest_after(line, &now).is_some() {
+                    return Ok((None, Ok(Action::Unchanged)));
+                }
+            }
+        }
+        let entry = line.entry()?;
+        let action = classify(&entry, live, self.checksum, &dest());
+        Ok((Some(entry), action))
+    }
 }
 
 /// What a restore does with one snapshot entry.
