@@ -18,7 +18,8 @@ const CACHED_BYTES: usize = 4 << 20;
 pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    frames: VecDeque<((ObjectId, u64), Vec<u8>)>,
+    /// Decoded frames: whole, or the prefix a blob needed (`false`).
+    frames: VecDeque<((ObjectId, u64), Vec<u8>, bool)>,
     decoder: pack::FrameDecoder,
     /// Compressed bytes fetched from the sink.
     pub bytes_fetched: u64,
@@ -74,9 +75,23 @@ impl<'a> BlobReader<'a> {
         loc: BlobLocation,
     ) -> Result<usize, RepoError> {
         let key = (pack_id, loc.frame_offset);
-        let pos = match self.frames.iter().position(|(k, _)| *k == key) {
-            Some(pos) => pos,
-            None => {
+        let blob = loc.to_index_blob(*id);
+        let needed = (blob.offset as usize).saturating_add(blob.length as usize);
+        let cached = self.frames.iter().position(|(k, _, _)| *k == key);
+        // A prefix too short for this blob is decoded again, whole: reads in
+        // manifest order go forward through a frame, so a frame is decoded
+        // at most twice, the first time only up to its first blob.
+        let whole = match cached {
+            Some(pos) if self.frames[pos].2 || self.frames[pos].1.len() >= needed => None,
+            Some(pos) => {
+                self.frames.remove(pos);
+                Some(true)
+            }
+            None => Some(false),
+        };
+        let pos = match (cached, whole) {
+            (Some(pos), None) => pos,
+            (_, whole) => {
                 let raw = self.repo.sink().read_range(
                     ObjectKind::Pack,
                     &pack_id.to_hex(),
@@ -87,24 +102,29 @@ impl<'a> BlobReader<'a> {
                 // The oldest frame makes room, and lends its buffer: a fresh
                 // one of a megabyte costs hundreds of page faults.
                 let mut frame = if self.frames.len() >= CACHED_FRAMES {
-                    self.frames.pop_front().map(|(_, f)| f).unwrap_or_default()
+                    self.frames.pop_front().map(|(_, f, _)| f).unwrap_or_default()
                 } else {
                     Vec::new()
                 };
-                self.decoder
-                    .decode_into(&raw, loc.frame_offset, &mut frame)
-                    .map_err(|source| RepoError::Pack {
-                        pack: pack_id,
-                        source,
-                    })?;
-                let mut cached: usize = self.frames.iter().map(|(_, f)| f.len()).sum();
+                let whole = whole == Some(true);
+                let decoded = if whole {
+                    self.decoder.decode_into(&raw, loc.frame_offset, &mut frame)
+                } else {
+                    self.decoder
+                        .decode_prefix_into(&raw, loc.frame_offset, &mut frame, needed)
+                };
+                decoded.map_err(|source| RepoError::Pack {
+                    pack: pack_id,
+                    source,
+                })?;
+                let mut cached: usize = self.frames.iter().map(|(_, f, _)| f.len()).sum();
                 while cached + frame.len() > CACHED_BYTES {
                     match self.frames.pop_front() {
-                        Some((_, old)) => cached -= old.len(),
+                        Some((_, old, _)) => cached -= old.len(),
                         None => break,
                     }
                 }
-                self.frames.push_back((key, frame));
+                self.frames.push_back((key, frame, whole));
                 self.frames.len() - 1
             }
         };
