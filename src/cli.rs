@@ -42,6 +42,8 @@ pub enum Command {
     /// Snapshot, run a command, snapshot again, and show what it changed
     /// (`cairn run -p go-toolchain -- ./upgrade-go.sh`)
     Run(RunArgs),
+    /// Write a snapshot as one .tar.zst that tar and zstd unpack anywhere
+    Export(ExportArgs),
     /// Verify the repository
     Check(CheckArgs),
     /// Remove locks left by processes that are gone
@@ -286,6 +288,26 @@ pub struct RunArgs {
     /// Seconds the --check command may run
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub check_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `latest`, an id prefix, or a time prefix such as 2026-11-24T10:30
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// The archive to write (replaced if it exists), or - for standard output
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Export only matching paths and what is inside them (repeatable)
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out matching paths and what is inside them (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

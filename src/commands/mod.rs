@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod check;
 pub mod diff;
+pub mod export;
 pub mod facts;
 pub mod init;
 pub mod ls;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(args) => restore::run(repo, args),
         Command::Diff(args) => diff::run(repo, args),
         Command::Run(args) => run::run(repo, args),
+        Command::Export(args) => export::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod diff;
+mod export;
 mod faults;
 mod fidelity;
 mod interrupt;

@@ -167,6 +167,7 @@ pub struct Node {
 /// by which earlier path they share an inode with.
 pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Node> {
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<(u64, u64), PathBuf> = BTreeMap::new();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
@@ -181,6 +182,11 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Node> {
             )
         } else if ft.is_dir() {
             ("dir", Vec::new())
+        } else if ft.is_fifo() {
+            // Never opened: opening a fifo waits for a writer.
+            ("fifo", Vec::new())
+        } else if ft.is_char_device() || ft.is_block_device() {
+            ("device", m.rdev().to_le_bytes().to_vec())
         } else {
             ("file", fs::read(e.path()).expect("read"))
         };
