@@ -121,23 +121,7 @@ pub fn run(repo: Option<PathBuf>, args: DiffArgs) -> Result<u8> {
     if args.json {
         return print_json(&report).map(|()| exit::OK);
     }
-    print_records(&report)?;
-    for (root, s) in &report.stats {
-        outln!(
-            "{root}: {} added, {} removed, {} modified, {} metadata only",
-            s.added,
-            s.removed,
-            s.modified,
-            s.metadata
-        )?;
-    }
-    if report.stats.is_empty()
-        && report.facts.is_empty()
-        && report.env.is_empty()
-        && report.commands.is_empty()
-    {
-        outln!("no differences")?;
-    }
+    print_text(&report)?;
     Ok(exit::OK)
 }
 
@@ -196,6 +180,29 @@ fn records(
                 report.commands.insert(prefix, text);
             }
         }
+    }
+    Ok(())
+}
+
+/// The text report after the paths: facts, environment, command outputs,
+/// and counts per root.
+fn print_text(report: &Report) -> Result<()> {
+    print_records(report)?;
+    for (root, s) in &report.stats {
+        outln!(
+            "{root}: {} added, {} removed, {} modified, {} metadata only",
+            s.added,
+            s.removed,
+            s.modified,
+            s.metadata
+        )?;
+    }
+    if report.stats.is_empty()
+        && report.facts.is_empty()
+        && report.env.is_empty()
+        && report.commands.is_empty()
+    {
+        outln!("no differences")?;
     }
     Ok(())
 }

@@ -129,6 +129,34 @@ impl PlanReport {
             .any(|r| r.create + r.overwrite + r.metadata > 0 || (delete && r.extra > 0))
     }
 
+    /// Counts one sorted entry of root `root`.
+    fn count(
+        &mut self,
+        root: usize,
+        entry: &crate::repo::manifest::Entry,
+        action: Action,
+        dest: &dyn Fn() -> PathBuf,
+    ) {
+        let r = &mut self.roots[root];
+        let bytes = if entry.kind == EntryKind::File {
+            entry.size
+        } else {
+            0
+        };
+        match action {
+            Action::Create => (r.create, r.create_bytes) = (r.create + 1, r.create_bytes + bytes),
+            Action::Replace => {
+                (r.overwrite, r.overwrite_bytes) = (r.overwrite + 1, r.overwrite_bytes + bytes);
+                self.conflict_count += 1;
+                if self.conflicts.len() < MAX_LISTED {
+                    self.conflicts.push(dest().display().to_string());
+                }
+            }
+            Action::Metadata => r.metadata += 1,
+            Action::Unchanged => r.unchanged += 1,
+        }
+    }
+
     /// Bytes the plan writes.
     pub fn bytes(&self) -> u64 {
         self.roots
@@ -289,34 +317,10 @@ pub fn plan(
         match step? {
             Step::Entry { root, line, live } if selection.matches(line.path()) => {
                 let dest = || targets[root].dest_of(line.path());
-                let (entry, action) = match sorter.sort(&line, live.as_ref(), &dest)? {
-                    (None, _) => {
-                        report.roots[root].unchanged += 1;
-                        continue;
-                    }
-                    (Some(entry), Ok(action)) => (entry, action),
-                    (Some(_), Err(e)) => {
-                        report.unreadable.push(format!("{}: {e}", dest().display()));
-                        continue;
-                    }
-                };
-                let r = &mut report.roots[root];
-                let bytes = if entry.kind == EntryKind::File {
-                    entry.size
-                } else {
-                    0
-                };
-                match action {
-                    Action::Create => (r.create, r.create_bytes) = (r.create + 1, r.create_bytes + bytes),
-                    Action::Replace => {
-                        (r.overwrite, r.overwrite_bytes) = (r.overwrite + 1, r.overwrite_bytes + bytes);
-                        report.conflict_count += 1;
-                        if report.conflicts.len() < MAX_LISTED {
-                            report.conflicts.push(dest().display().to_string());
-                        }
-                    }
-                    Action::Metadata => r.metadata += 1,
-                    Action::Unchanged => r.unchanged += 1,
+                match sorter.sort(&line, live.as_ref(), &dest)? {
+                    (None, _) => report.roots[root].unchanged += 1,
+                    (Some(entry), Ok(action)) => report.count(root, &entry, action, &dest),
+                    (Some(_), Err(e)) => report.unreadable.push(format!("{}: {e}", dest().display())),
                 }
             }
             Step::Extra { root, path, stat } if selection.matches(&path) => {
