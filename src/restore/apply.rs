@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Sender};
 
 use super::fsops::{is_temp_name, DirHandle};
-use super::plan::{self, Action, Sorter, Step, Target};
+use super::plan::{self, Action, Target, Visit};
 use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
 use crate::meta::{self, bytes_to_path};
@@ -388,37 +388,42 @@ impl Writer<'_, '_> {
         targets: &[Target],
         selection: &Selection,
     ) -> Result<(), RestoreError> {
-        let mut reader = BlobReader::new(repo, index);
-        let short = snapshot.id.short();
-        let mut sorter = Sorter::new(self.opts.checksum);
-        let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
-        for step in plan::merge(lines, targets) {
-            if interrupt::is_set() {
-                return Err(RepoError::Interrupted.into());
-            }
-            match step? {
-                Step::Entry { root, line, live } if selection.matches(line.path()) => {
-                    let dest = || targets[root].dest_of(line.path());
-                    match sorter.sort(&line, live.as_ref(), &dest)? {
-                        (None, _) => {
-                            self.shared.present(line.path());
-                            self.shared.summary().unchanged += 1;
-                        }
-                        (Some(entry), Ok(action)) => self.entry(root, entry, live, action),
-                        (Some(entry), Err(e)) => self.shared.fail(entry.path.as_bytes(), &e),
+        plan::visit(
+            repo,
+            index,
+            snapshot,
+            targets,
+            selection,
+            self.opts.checksum,
+            &mut |v| {
+                match v {
+                    Visit::Unchanged { path, .. } => {
+                        self.shared.present(path);
+                        self.shared.summary().unchanged += 1;
                     }
+                    Visit::Entry {
+                        root,
+                        entry,
+                        live,
+                        action: Ok(action),
+                    } => self.entry(root, entry, live, action),
+                    Visit::Entry {
+                        entry,
+                        action: Err(e),
+                        ..
+                    } => self.shared.fail(entry.path.as_bytes(), &e),
+                    Visit::Extra { root, path, stat } => self.extra(root, path, stat),
+                    Visit::Unreadable { path, error } => {
+                        let msg = format!("cannot read {}: {error}; left as it is", path.display());
+                        self.shared.summary().warnings.push(msg);
+                    }
+                    Visit::Outside { path } => self
+                        .shared
+                        .fail(&path, &"lies outside every root of the snapshot; skipped"),
                 }
-                Step::Extra { root, path, stat } if selection.matches(&path) => self.extra(root, path, stat),
-                Step::Unreadable { path, error } => {
-                    let msg = format!("cannot read {}: {error}; left as it is", path.display());
-                    self.shared.summary().warnings.push(msg);
-                }
-                Step::Skipped { outside: Some(path) } => self
-                    .shared
-                    .fail(&path, &"lies outside every root of the snapshot; skipped"),
-                _ => {}
-            }
-        }
+                Ok::<(), RestoreError>(())
+            },
+        )?;
         Ok(())
     }
 

@@ -24,14 +24,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use self::apply::{apply, ApplyOptions};
-use self::plan::{Action, Step, Target};
+use self::plan::{Action, Target, Visit};
 use crate::collect::tree::{Excludes, PatternError};
-use crate::interrupt;
 use crate::meta::bytes_to_path;
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::manifest::EntryKind;
-use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 use crate::select::Selection;
@@ -306,43 +304,46 @@ pub fn plan(
             .collect(),
         ..Default::default()
     };
-    let mut reader = BlobReader::new(repo, index);
-    let short = snapshot.id.short();
-    let mut sorter = plan::Sorter::new(checksum);
-    let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
-    for step in plan::merge(lines, targets) {
-        if interrupt::is_set() {
-            return Err(RepoError::Interrupted.into());
-        }
-        match step? {
-            Step::Entry { root, line, live } if selection.matches(line.path()) => {
-                let dest = || targets[root].dest_of(line.path());
-                match sorter.sort(&line, live.as_ref(), &dest)? {
-                    (None, _) => report.roots[root].unchanged += 1,
-                    (Some(entry), Ok(action)) => report.count(root, &entry, action, &dest),
-                    (Some(_), Err(e)) => report.unreadable.push(format!("{}: {e}", dest().display())),
+    plan::visit(
+        repo,
+        index,
+        snapshot,
+        targets,
+        selection,
+        checksum,
+        &mut |v| -> Result<(), RestoreError> {
+            match v {
+                Visit::Unchanged { root, .. } => report.roots[root].unchanged += 1,
+                Visit::Entry {
+                    root, entry, action, ..
+                } => {
+                    let dest = || targets[root].dest_of(entry.path.as_bytes());
+                    match action {
+                        Ok(action) => report.count(root, &entry, action, &dest),
+                        Err(e) => report.unreadable.push(format!("{}: {e}", dest().display())),
+                    }
                 }
-            }
-            Step::Extra { root, path, stat } if selection.matches(&path) => {
-                let r = &mut report.roots[root];
-                r.extra += 1;
-                r.extra_bytes += if stat.is_file() { stat.size } else { 0 };
-                if report.extras.len() < MAX_LISTED {
-                    report
-                        .extras
-                        .push(targets[root].dest_of(&path).display().to_string());
+                Visit::Extra { root, path, stat } => {
+                    let r = &mut report.roots[root];
+                    r.extra += 1;
+                    r.extra_bytes += if stat.is_file() { stat.size } else { 0 };
+                    if report.extras.len() < MAX_LISTED {
+                        report
+                            .extras
+                            .push(targets[root].dest_of(&path).display().to_string());
+                    }
                 }
+                Visit::Unreadable { path, error } => {
+                    report.unreadable.push(format!("{}: {error}", path.display()))
+                }
+                Visit::Outside { path } => report.unreadable.push(format!(
+                    "{}: lies outside every root of the snapshot",
+                    String::from_utf8_lossy(&path)
+                )),
             }
-            Step::Unreadable { path, error } => {
-                report.unreadable.push(format!("{}: {error}", path.display()))
-            }
-            Step::Skipped { outside: Some(path) } => report.unreadable.push(format!(
-                "{}: lies outside every root of the snapshot",
-                String::from_utf8_lossy(&path)
-            )),
-            _ => {}
-        }
-    }
+            Ok(())
+        },
+    )?;
     // Roots not restored this time (and records) are not part of the plan.
     let mut selected = targets.iter().map(|t| t.selected);
     report.roots.retain(|_| selected.next().unwrap_or(false));

@@ -322,3 +322,69 @@ pub fn hash_file(path: &Path, live: &Stat) -> io::Result<crate::repo::id::Object
     io::copy(&mut file, &mut hasher)?;
     Ok(crate::repo::id::ObjectId::from_hash(hasher.finalize()))
 }
+
+/// One path of a snapshot and its place on disk, sorted (see [`visit`]).
+pub enum Visit<'l> {
+    /// A file that is byte-for-byte the one the snapshot saw (not parsed).
+    Unchanged { root: usize, path: &'l [u8] },
+    /// An entry, and what to do with it (or why that could not be told).
+    Entry {
+        root: usize,
+        entry: Entry,
+        live: Option<Stat>,
+        action: io::Result<Action>,
+    },
+    /// On disk under a root, not in the snapshot.
+    Extra { root: usize, path: Vec<u8>, stat: Stat },
+    /// Could not be read on disk.
+    Unreadable { path: PathBuf, error: io::Error },
+    /// A manifest entry under no root at all (a damaged manifest).
+    Outside { path: Vec<u8> },
+}
+
+/// Merges `snapshot`'s manifest with the disk under `targets` and hands
+/// every selected path, sorted, to `f`, in manifest order. Stops at the
+/// first error `f` returns, or when cairn is interrupted.
+pub fn visit<E: From<RepoError>>(
+    repo: &crate::repo::Repository,
+    index: &crate::repo::index::Index,
+    snapshot: &crate::repo::snapshot::Snapshot,
+    targets: &[Target],
+    selection: &crate::select::Selection,
+    checksum: bool,
+    f: &mut dyn FnMut(Visit<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut reader = crate::repo::reader::BlobReader::new(repo, index);
+    let short = snapshot.id.short();
+    let mut sorter = Sorter::new(checksum);
+    let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
+    for step in merge(lines, targets) {
+        if crate::interrupt::is_set() {
+            return Err(RepoError::Interrupted.into());
+        }
+        match step? {
+            Step::Entry { root, line, live } if selection.matches(line.path()) => {
+                let dest = || targets[root].dest_of(line.path());
+                match sorter.sort(&line, live.as_ref(), &dest)? {
+                    (None, _) => f(Visit::Unchanged {
+                        root,
+                        path: line.path(),
+                    })?,
+                    (Some(entry), action) => f(Visit::Entry {
+                        root,
+                        entry,
+                        live,
+                        action,
+                    })?,
+                }
+            }
+            Step::Extra { root, path, stat } if selection.matches(&path) => {
+                f(Visit::Extra { root, path, stat })?
+            }
+            Step::Unreadable { path, error } => f(Visit::Unreadable { path, error })?,
+            Step::Skipped { outside: Some(path) } => f(Visit::Outside { path })?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
