@@ -26,6 +26,7 @@ use crate::repo::manifest::{Entry, EntryKind, RawBytes};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
+use crate::restore::path_key;
 use crate::select::Selection;
 use crate::sink::local::random_u64;
 
@@ -489,14 +490,6 @@ fn mismatch(path: &str, bytes: u64, hash: Option<ObjectId>, expected: u64) -> Ex
         path: path.to_string(),
         detail,
     }
-}
-
-/// A 64-bit digest of a manifest path; collisions are out of reach.
-fn path_key(path: &[u8]) -> u64 {
-    let hash = blake3::hash(path);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_le_bytes(first)
 }
 
 /// The archive's temporary name beside its final one; removed unless the

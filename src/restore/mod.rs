@@ -195,7 +195,7 @@ pub enum RestoreError {
 }
 
 /// A 64-bit digest of a manifest path; collisions are out of reach.
-fn path_key(path: &[u8]) -> u64 {
+pub(crate) fn path_key(path: &[u8]) -> u64 {
     let hash = blake3::hash(path);
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
