@@ -23,6 +23,9 @@ pub struct BlobReader<'a> {
     decoder: pack::FrameDecoder,
     /// Compressed bytes fetched from the sink.
     pub bytes_fetched: u64,
+    /// Few blobs scattered over many frames are wanted: decode a frame only
+    /// as far as the blob asked for (see [`BlobReader::sparse`]).
+    sparse: bool,
 }
 
 impl<'a> BlobReader<'a> {
@@ -33,7 +36,17 @@ impl<'a> BlobReader<'a> {
             frames: VecDeque::new(),
             decoder: pack::FrameDecoder::default(),
             bytes_fetched: 0,
+            sparse: false,
         }
+    }
+
+    /// A reader for few blobs scattered over many frames (an in-place
+    /// restore of a small change): each frame is decoded only up to the end
+    /// of the blob asked for, and whole when a later blob needs more. Reads
+    /// of most of a snapshot are faster without: each frame is decoded once.
+    pub fn sparse(mut self) -> BlobReader<'a> {
+        self.sparse = true;
+        self
     }
 
     /// The blob's bytes, verified against its id. A blob stored more than
@@ -87,7 +100,7 @@ impl<'a> BlobReader<'a> {
                 self.frames.remove(pos);
                 Some(true)
             }
-            None => Some(false),
+            None => Some(!self.sparse),
         };
         let pos = match (cached, whole) {
             (Some(pos), None) => pos,

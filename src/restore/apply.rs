@@ -44,6 +44,8 @@ pub struct ApplyOptions {
     /// fsync every file before it is renamed into place (an existing file
     /// is always synced before it is replaced).
     pub fsync: bool,
+    /// Little of the snapshot is written: read frames sparsely.
+    pub sparse: bool,
 }
 
 /// Directory descriptors along manifest paths: the chain of the last path
@@ -223,6 +225,9 @@ pub fn apply(
                 let shared = &shared;
                 s.spawn(move || {
                     let mut reader = BlobReader::new(repo, index);
+                    if opts.sparse {
+                        reader = reader.sparse();
+                    }
                     for batch in rx {
                         for job in batch {
                             if interrupt::is_set() {

@@ -204,6 +204,7 @@ pub fn restore_in_place(
         delete: opts.delete,
         checksum: opts.checksum,
         fsync: true,
+        sparse: super::is_sparse(&report, snapshot),
     };
     tracing::debug!("safety snapshot and journal done");
     let summary = match apply::apply(repo, index, snapshot, &targets, &selection, apply_opts, progress) {
@@ -433,6 +434,8 @@ fn put_back(repo: &Repository, safety: ObjectId, progress: &Progress) -> Result<
         delete: true,
         checksum: false,
         fsync: true,
+        // Putting back what a restore changed: usually little.
+        sparse: true,
     };
     let summary = apply::apply(
         repo,

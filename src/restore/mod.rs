@@ -243,7 +243,15 @@ pub fn restore(
     let targets = targets_under(&target, snapshot);
     let prefixes = snapshot.record.roots.iter().map(|r| r.prefix.clone()).collect();
     let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
-    let report = plan(repo, index, snapshot, &targets, &selection, opts.checksum)?;
+    // Into a fresh place nothing can be in the way: no plan needed.
+    let fresh = targets
+        .iter()
+        .all(|t| std::fs::symlink_metadata(&t.dest).is_err());
+    let report = if fresh {
+        PlanReport::default()
+    } else {
+        plan(repo, index, snapshot, &targets, &selection, opts.checksum)?
+    };
     if !opts.overwrite && report.conflict_count > 0 {
         let mut listed = report
             .conflicts
@@ -261,13 +269,25 @@ pub fn restore(
             listed,
         });
     }
-    progress.set_total(report.bytes());
+    let total = if fresh && selection.is_everything() {
+        snapshot.record.stats.bytes
+    } else {
+        report.bytes()
+    };
+    progress.set_total(total);
     let apply = ApplyOptions {
         delete: opts.delete,
         checksum: opts.checksum,
         fsync: false,
+        sparse: !fresh && is_sparse(&report, snapshot),
     };
     apply::apply(repo, index, snapshot, &targets, &selection, apply, progress)
+}
+
+/// Whether a plan writes little enough of the snapshot (under a quarter of
+/// its bytes) for frames to be read sparsely.
+fn is_sparse(report: &PlanReport, snapshot: &Snapshot) -> bool {
+    report.bytes().saturating_mul(4) < snapshot.record.stats.bytes
 }
 
 /// Private directories until their metadata is set: `DirBuilder` with 0700.
