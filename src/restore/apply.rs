@@ -252,6 +252,7 @@ pub fn apply(
             skip_under: None,
         };
         let merged = writer.merge(repo, index, snapshot, targets, selection);
+        tracing::debug!("merge done");
         writer.flush();
         bases = std::mem::take(&mut writer.handles.bases);
         drop(writer);
@@ -267,6 +268,7 @@ pub fn apply(
     if interrupt::is_set() {
         return Err(RepoError::Interrupted.into());
     }
+    tracing::debug!("files written");
     shared.commit(progress);
     tracing::debug!("merge and file writes done");
     let mut handles = Handles::new(targets);
@@ -543,7 +545,10 @@ impl Writer<'_, '_> {
     fn queue(&mut self, job: FileJob) {
         self.batch_bytes += job.entry.size;
         self.batch.push(job);
-        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_FILES {
+        // Scattered files share no frames: hand them over at once, so
+        // writing them overlaps with the rest of the merge.
+        let files = if self.opts.sparse { 1 } else { BATCH_FILES };
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= files {
             self.flush();
         }
     }
