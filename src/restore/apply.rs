@@ -266,6 +266,9 @@ pub fn apply(
         merged
     })?;
     if interrupt::is_set() {
+        // Written but not in place: the old files stay, their temporary
+        // copies go.
+        shared.discard_pending();
         return Err(RepoError::Interrupted.into());
     }
     tracing::debug!("files written");
@@ -303,6 +306,12 @@ impl Shared {
             }
             Ok((warnings, None)) => self.file_written(job.root, &job.entry, Ok(warnings), progress),
             Err(e) => self.file_written(job.root, &job.entry, Err(e), progress),
+        }
+    }
+
+    fn discard_pending(&self) {
+        for p in std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner())) {
+            let _ = p.job.dir.unlink(&p.tmp);
         }
     }
 
@@ -746,6 +755,9 @@ fn write_file(
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for id in &entry.blobs {
+            if interrupt::is_set() {
+                return Err(RepoError::Interrupted.into());
+            }
             reader.read_with(id, |data| -> Result<(), RestoreError> {
                 written += data.len() as u64;
                 hasher.update(data);

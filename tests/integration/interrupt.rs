@@ -86,3 +86,48 @@ fn an_interrupted_backup_exits_130_and_releases_its_lock() {
     assert_eq!(fs::read_dir(env.repo.join("locks")).unwrap().count(), 0);
     env.ok(&["check", "--read-data"]);
 }
+
+/// One SIGTERM ends a restore promptly (exit 130): no temporary file is
+/// left, and every file is its old or its new content.
+#[test]
+fn sigterm_ends_an_in_place_restore_promptly_and_cleanly() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..6 {
+        write(&src.join(format!("big{i}")), &noise(24 << 20, i));
+    }
+    env.backup(&[&src]);
+    for i in 0..6 {
+        write(&src.join(format!("big{i}")), b"changed");
+    }
+    let child = env
+        .cmd()
+        .args(["restore", "latest", "--in-place"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it writes, then one SIGTERM.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while temp_names(&src).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let out = wait_or_kill(child, 20, "restore after SIGTERM");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(5), "ended promptly");
+    assert!(temp_names(&src).is_empty(), "{:?}", temp_names(&src));
+    for i in 0..6 {
+        let now = fs::read(src.join(format!("big{i}"))).unwrap();
+        assert!(now == b"changed" || now == noise(24 << 20, i), "big{i} is torn");
+    }
+    // Running it again finishes the restore.
+    env.ok(&["restore", "latest", "--in-place"]);
+    assert_eq!(fs::read(src.join("big0")).unwrap(), noise(24 << 20, 0));
+}
