@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Sender};
 
 use super::fsops::{is_temp_name, DirHandle};
-use super::plan::{self, Action, Target, Visit};
+use super::plan::{self, classify, Action, PlanItem, Target, Visit};
 use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
 use crate::meta::{self, bytes_to_path};
@@ -76,6 +76,24 @@ impl<'a> Handles<'a> {
     /// and the root, or left out by `--include`) are created 0700: they
     /// have no metadata to apply.
     fn parent_of(&mut self, root: usize, path: &[u8]) -> io::Result<(Arc<DirHandle>, OsString)> {
+        self.open_parent(root, path, true)
+    }
+
+    /// What is at `path` now, without creating anything on the way.
+    fn live(&mut self, root: usize, path: &[u8]) -> io::Result<Option<meta::Stat>> {
+        match self.open_parent(root, path, false) {
+            Ok((dir, name)) => dir.stat(&name),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_parent(
+        &mut self,
+        root: usize,
+        path: &[u8],
+        create: bool,
+    ) -> io::Result<(Arc<DirHandle>, OsString)> {
         let target = &self.targets[root];
         if self.root != Some(root) {
             self.chain.clear();
@@ -116,7 +134,7 @@ impl<'a> Handles<'a> {
                 .map(|(_, h)| h.clone())
                 .unwrap_or_else(|| base.clone());
             let dir = match parent.open_dir(component) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     parent.mkdir(component)?;
                     parent.open_dir(component)?
                 }
@@ -157,6 +175,10 @@ struct Shared {
     present: Mutex<HashSet<u64>>,
     /// Files written at a temporary name, waiting to be synced and renamed.
     pending: Mutex<Vec<Pending>>,
+    /// Only the plan's items are visited: a file that is not among them was
+    /// unchanged, so is in place unless it failed.
+    items_mode: bool,
+    failed: Mutex<HashSet<u64>>,
 }
 
 /// A file written and verified at `tmp`, to be synced and renamed.
@@ -177,6 +199,10 @@ impl Shared {
     }
 
     fn fail(&self, what: &[u8], e: &dyn std::fmt::Display) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(what));
         self.summary()
             .errors
             .push(format!("{}: {e}", String::from_utf8_lossy(what)));
@@ -206,6 +232,7 @@ pub fn apply(
     snapshot: &Snapshot,
     targets: &[Target],
     selection: &Selection,
+    items: Option<Vec<PlanItem>>,
     opts: ApplyOptions,
     progress: &Progress,
 ) -> Result<RestoreSummary, RestoreError> {
@@ -213,6 +240,8 @@ pub fn apply(
         summary: Mutex::new(RestoreSummary::default()),
         present: Mutex::new(HashSet::new()),
         pending: Mutex::new(Vec::new()),
+        items_mode: items.is_some(),
+        failed: Mutex::new(HashSet::new()),
     };
     let mut later = Later::default();
     let mut bases = Vec::new();
@@ -251,7 +280,12 @@ pub fn apply(
             opts,
             skip_under: None,
         };
-        let merged = writer.merge(repo, index, snapshot, targets, selection);
+        let merged = match items.map(|items| writer.replay(targets, items)) {
+            Some(Ok(false)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            // No plan items, or the disk changed under them.
+            Some(Ok(true)) | None => writer.merge(repo, index, snapshot, targets, selection),
+        };
         tracing::debug!("merge done");
         writer.flush();
         bases = std::mem::take(&mut writer.handles.bases);
@@ -441,6 +475,42 @@ impl Writer<'_, '_> {
             },
         )?;
         Ok(())
+    }
+
+    /// Visits only the plan's items, each looked at again as it is now.
+    /// Returns whether the disk changed under the plan: a directory the plan
+    /// found in place is not any more, and what was in it must be looked at
+    /// again (by a whole merge).
+    fn replay(&mut self, targets: &[Target], items: Vec<PlanItem>) -> Result<bool, RestoreError> {
+        let remade = |a: Option<Action>| matches!(a, Some(Action::Create | Action::Replace));
+        let mut stale = false;
+        for item in items {
+            if interrupt::is_set() {
+                return Err(RepoError::Interrupted.into());
+            }
+            match item {
+                PlanItem::Entry { root, entry, planned } => {
+                    let path = entry.path.as_bytes();
+                    let dest = targets[root].dest_of(path);
+                    let action = self.handles.live(root, path).and_then(|live| {
+                        Ok((live, classify(&entry, live.as_ref(), self.opts.checksum, &dest)?))
+                    });
+                    match action {
+                        Ok((live, action)) => {
+                            stale |= entry.kind == EntryKind::Dir && remade(Some(action)) && !remade(planned);
+                            self.entry(root, entry, live, action)
+                        }
+                        Err(e) => self.shared.fail(entry.path.as_bytes(), &e),
+                    }
+                }
+                PlanItem::Extra { root, path } => match self.handles.live(root, &path) {
+                    Ok(Some(stat)) => self.extra(root, path, stat),
+                    Ok(None) => {}
+                    Err(e) => self.shared.fail(&path, &e),
+                },
+            }
+        }
+        Ok(stale)
     }
 
     fn entry(&mut self, root: usize, entry: Entry, live: Option<meta::Stat>, action: Action) {
@@ -702,11 +772,18 @@ fn link(
     shared: &Shared,
 ) -> io::Result<bool> {
     let first = entry.target.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
+    let key = path_key(first);
     let present = shared
         .present
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .contains(&path_key(first));
+        .contains(&key)
+        || (shared.items_mode
+            && !shared
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&key));
     let first_root = targets
         .iter()
         .position(|t| plan::under(first, t.prefix.as_bytes()));

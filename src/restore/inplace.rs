@@ -184,7 +184,15 @@ pub fn restore_in_place(
     let targets = targets(snapshot, &roots, opts)?;
     let prefixes = roots.iter().map(|r| r.prefix.clone()).collect();
     let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
-    let report = super::plan(repo, index, snapshot, &targets, &selection, opts.checksum)?;
+    let mut report = super::plan_items(
+        repo,
+        index,
+        snapshot,
+        &targets,
+        &selection,
+        opts.checksum,
+        !opts.dry_run,
+    )?;
     tracing::debug!("plan done: {} bytes to write", report.bytes());
     if opts.dry_run {
         return Ok(Outcome::Planned(report));
@@ -207,12 +215,21 @@ pub fn restore_in_place(
         sparse: super::is_sparse(&report, snapshot),
     };
     tracing::debug!("safety snapshot and journal done");
-    let summary = match apply::apply(repo, index, snapshot, &targets, &selection, apply_opts, progress) {
+    let items = report.items.take();
+    // Only the plan's items are visited: what it found unchanged is counted
+    // from the plan.
+    let planned_unchanged: u64 = report.roots.iter().map(|r| r.unchanged).sum();
+    let summary = match apply::apply(
+        repo, index, snapshot, &targets, &selection, items, apply_opts, progress,
+    ) {
         // Stopped by the user: the journal stays open, so running the same
         // restore again finishes it, and --undo takes it back.
         Err(e @ RestoreError::Repo(crate::repo::RepoError::Interrupted)) => return Err(e.into()),
         Err(e) => Err(format!("the restore failed: {e}")),
-        Ok(summary) => Ok(summary),
+        Ok(mut summary) => {
+            summary.unchanged = summary.unchanged.max(planned_unchanged);
+            Ok(summary)
+        }
     };
     let failure = match &summary {
         Err(what) => Some(what.clone()),
@@ -443,6 +460,7 @@ fn put_back(repo: &Repository, safety: ObjectId, progress: &Progress) -> Result<
         &snapshot,
         &targets,
         &Selection::default(),
+        None,
         apply_opts,
         progress,
     )?;

@@ -117,6 +117,10 @@ pub struct PlanReport {
     /// Paths on disk that the snapshot does not have.
     pub extras: Vec<String>,
     pub unreadable: Vec<String>,
+    /// What the writer must look at again, when few enough to keep (see
+    /// `plan::Changes`): it then visits only these, not the whole tree.
+    #[serde(skip)]
+    pub items: Option<Vec<plan::PlanItem>>,
 }
 
 impl PlanReport {
@@ -281,7 +285,7 @@ pub fn restore(
         fsync: false,
         sparse: !fresh && is_sparse(&report, snapshot),
     };
-    apply::apply(repo, index, snapshot, &targets, &selection, apply, progress)
+    apply::apply(repo, index, snapshot, &targets, &selection, None, apply, progress)
 }
 
 /// Whether a plan writes little enough of the snapshot (under a quarter of
@@ -313,6 +317,21 @@ pub fn plan(
     selection: &Selection,
     checksum: bool,
 ) -> Result<PlanReport, RestoreError> {
+    plan_items(repo, index, snapshot, targets, selection, checksum, false)
+}
+
+/// [`plan`], keeping (with `keep`) the entries and extra paths that the
+/// writer must visit, with the directories above them.
+pub fn plan_items(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    selection: &Selection,
+    checksum: bool,
+    keep: bool,
+) -> Result<PlanReport, RestoreError> {
+    let mut changes = plan::Changes::new(keep);
     let mut report = PlanReport {
         roots: targets
             .iter()
@@ -338,12 +357,14 @@ pub fn plan(
                     root, entry, action, ..
                 } => {
                     let dest = || targets[root].dest_of(entry.path.as_bytes());
-                    match action {
-                        Ok(action) => report.count(root, &entry, action, &dest),
+                    match &action {
+                        Ok(action) => report.count(root, &entry, *action, &dest),
                         Err(e) => report.unreadable.push(format!("{}: {e}", dest().display())),
                     }
+                    changes.entry(root, entry, action.ok());
                 }
                 Visit::Extra { root, path, stat } => {
+                    changes.extra(root, &path);
                     let r = &mut report.roots[root];
                     r.extra += 1;
                     r.extra_bytes += if stat.is_file() { stat.size } else { 0 };
@@ -364,6 +385,7 @@ pub fn plan(
             Ok(())
         },
     )?;
+    report.items = changes.into_items();
     // Roots not restored this time (and records) are not part of the plan.
     let mut selected = targets.iter().map(|t| t.selected);
     report.roots.retain(|_| selected.next().unwrap_or(false));

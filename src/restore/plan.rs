@@ -388,3 +388,105 @@ pub fn visit<E: From<RepoError>>(
     }
     Ok(())
 }
+
+/// What a writer must look at again after a plan: an entry to act on, or a
+/// path on disk that the snapshot does not have.
+#[derive(Debug, Clone)]
+pub enum PlanItem {
+    /// With what the plan found to do (`None`: it could not tell).
+    Entry {
+        root: usize,
+        entry: Entry,
+        planned: Option<Action>,
+    },
+    Extra {
+        root: usize,
+        path: Vec<u8>,
+    },
+}
+
+/// Collects the plan's items: every entry that is not unchanged, every
+/// hard link (its first name may be replaced), every extra path, and the
+/// directories above each of them (their mtime changes when their contents
+/// do, and is set back at the end). Gives up past [`Changes::MAX`] items,
+/// and the writer then walks the whole tree again.
+pub struct Changes {
+    items: Option<Vec<PlanItem>>,
+    /// The directories above the current path: root, entry, planned
+    /// action, and whether it is kept already.
+    dirs: Vec<(usize, Entry, Option<Action>, bool)>,
+}
+
+impl Changes {
+    const MAX: usize = 50_000;
+
+    pub fn new(keep: bool) -> Changes {
+        Changes {
+            items: keep.then(Vec::new),
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Drops the directories of the stack that are not above `path`.
+    fn keep_dirs_above(&mut self, root: usize, path: &[u8]) {
+        self.dirs
+            .retain(|(r, d, _, _)| *r == root && under(path, d.path.as_bytes()) && path != d.path.as_bytes());
+    }
+
+    /// Keeps the directories above `path` that are not kept yet.
+    fn ancestors(&mut self, root: usize, path: &[u8]) {
+        self.keep_dirs_above(root, path);
+        let Some(items) = self.items.as_mut() else { return };
+        for (r, d, planned, kept) in self.dirs.iter_mut().filter(|(_, _, _, kept)| !*kept) {
+            items.push(PlanItem::Entry {
+                root: *r,
+                entry: d.clone(),
+                planned: *planned,
+            });
+            *kept = true;
+        }
+        if items.len() > Changes::MAX {
+            self.items = None;
+        }
+    }
+
+    pub fn entry(&mut self, root: usize, entry: Entry, action: Option<Action>) {
+        if self.items.is_none() {
+            return;
+        }
+        let path = entry.path.as_bytes().to_vec();
+        let act = action != Some(Action::Unchanged) || entry.kind == EntryKind::Hardlink;
+        if act {
+            self.ancestors(root, &path);
+            if let Some(items) = self.items.as_mut() {
+                items.push(PlanItem::Entry {
+                    root,
+                    entry: entry.clone(),
+                    planned: action,
+                });
+            }
+        } else {
+            self.keep_dirs_above(root, &path);
+        }
+        if entry.kind == EntryKind::Dir {
+            self.dirs.push((root, entry, action, act));
+        }
+    }
+
+    pub fn extra(&mut self, root: usize, path: &[u8]) {
+        if self.items.is_none() {
+            return;
+        }
+        self.ancestors(root, path);
+        if let Some(items) = self.items.as_mut() {
+            items.push(PlanItem::Extra {
+                root,
+                path: path.to_vec(),
+            });
+        }
+    }
+
+    pub fn into_items(self) -> Option<Vec<PlanItem>> {
+        self.items
+    }
+}

@@ -341,43 +341,50 @@ fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
     use cairn::sink::LocalSink;
     use std::sync::Arc;
 
-    let s = story();
-    let repo = Repository::open(Arc::new(LocalSink::new(&s.env.repo))).unwrap();
-    let index = repo.load_index().unwrap();
-    let snapshot = repo.find_snapshot("latest").unwrap();
-    let opts = InPlaceOptions::default();
-    let targets = inplace::targets(&snapshot, &snapshot.record.roots, &opts).unwrap();
-    let everything = Selection::default();
-    let plan = restore::plan(&repo, &index, &snapshot, &targets, &everything, false).unwrap();
-    assert!(plan.conflict_count > 0, "the plan writes into internal/");
+    // Both ways of writing: over the whole tree again, or only the
+    // plan's items.
+    for keep in [false, true] {
+        let s = story();
+        let repo = Repository::open(Arc::new(LocalSink::new(&s.env.repo))).unwrap();
+        let index = repo.load_index().unwrap();
+        let snapshot = repo.find_snapshot("latest").unwrap();
+        let opts = InPlaceOptions::default();
+        let targets = inplace::targets(&snapshot, &snapshot.record.roots, &opts).unwrap();
+        let everything = Selection::default();
+        let mut plan =
+            restore::plan_items(&repo, &index, &snapshot, &targets, &everything, false, keep).unwrap();
+        assert_eq!(plan.items.is_some(), keep);
+        assert!(plan.conflict_count > 0, "the plan writes into internal/");
 
-    // internal/ (which the plan will write into) becomes a link elsewhere.
-    let elsewhere = s.env.path("elsewhere");
-    fs::create_dir(&elsewhere).unwrap();
-    fs::rename(s.proj.join("internal"), s.env.path("internal-moved")).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, s.proj.join("internal")).unwrap();
+        // internal/ (which the plan will write into) becomes a link elsewhere.
+        let elsewhere = s.env.path("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::rename(s.proj.join("internal"), s.env.path("internal-moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.proj.join("internal")).unwrap();
 
-    let apply = ApplyOptions {
-        delete: true,
-        ..Default::default()
-    };
-    let summary = restore::apply(
-        &repo,
-        &index,
-        &snapshot,
-        &targets,
-        &everything,
-        apply,
-        &Progress::hidden(),
-    )
-    .unwrap();
-    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
-    assert_eq!(
-        fs::read_dir(&elsewhere).unwrap().count(),
-        0,
-        "nothing written through the link"
-    );
-    assert_same_tree(&s.original, &s.proj);
+        let apply = ApplyOptions {
+            delete: true,
+            ..Default::default()
+        };
+        let summary = restore::apply(
+            &repo,
+            &index,
+            &snapshot,
+            &targets,
+            &everything,
+            plan.items.take(),
+            apply,
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "nothing written through the link"
+        );
+        assert_same_tree(&s.original, &s.proj);
+    }
 }
 
 #[test]
