@@ -226,6 +226,8 @@ impl Shared {
 }
 
 /// Writes `snapshot` over `targets` as `selection` and `opts` say.
+// The snapshot, where it goes, which part, and how: each is needed.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     repo: &Repository,
     index: &Index,
