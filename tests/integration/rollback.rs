@@ -416,3 +416,32 @@ fn part_of_a_snapshot_is_restored_in_place_by_root_or_pattern() {
     env.ok(&["restore", "latest", "--in-place", "--root", "tree/b"]);
     assert_eq!(fs::read(b.join("z")).unwrap(), b"b1");
 }
+
+/// A repository inside a restored root is neither part of the safety
+/// snapshot nor removed by `--delete`.
+#[test]
+fn the_repository_inside_a_root_survives_an_in_place_delete() {
+    let env = Env::new();
+    let home = env.path("home");
+    write(&home.join("notes.txt"), b"v1");
+    let repo = home.join(".backup");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .env("CAIRN_STATE_DIR", env.path("state"))
+            .env("XDG_DATA_HOME", env.path("xdg-data"))
+            .args(["--repo", repo.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    };
+    run(&["init"]);
+    run(&["backup", home.to_str().unwrap()]);
+    write(&home.join("notes.txt"), b"v2");
+    write(&home.join("added.txt"), b"new");
+    run(&["restore", "latest", "--in-place", "--delete"]);
+    assert_eq!(fs::read(home.join("notes.txt")).unwrap(), b"v1");
+    assert!(!home.join("added.txt").exists());
+    assert!(repo.join("config.json").exists(), "the repository is still there");
+    run(&["check", "--read-data"]);
+}
