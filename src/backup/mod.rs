@@ -156,6 +156,18 @@ pub fn run(
     opts: &BackupOptions,
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
+    run_with_index(repo, opts, progress, None)
+}
+
+/// [`run`] with the repository's index already loaded by the caller (an
+/// in-place restore taking its safety snapshot), so that it is not held
+/// twice.
+pub fn run_with_index(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+    loaded: Option<&crate::repo::index::Index>,
+) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     if opts.paths.is_empty() && opts.roots.is_empty() {
         return Err(BackupError::NoPaths);
@@ -203,7 +215,14 @@ pub fn run(
     let host = crate::repo::lock::hostname();
     let parent = find_parent(&snapshots, &host, &roots);
     check_space(repo, &sources, &snapshots, parent.map(|p| p.record.stats.bytes))?;
-    let index = repo.load_index()?;
+    let own_index;
+    let index = match loaded {
+        Some(index) => index,
+        None => {
+            own_index = repo.load_index()?;
+            &own_index
+        }
+    };
     tracing::debug!(
         "index loaded: {} blobs, {:?} CPU on this thread",
         index.len(),

@@ -205,7 +205,7 @@ pub fn restore_in_place(
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
     let mut journal = match unfinished {
         Some(j) => j,
-        None => start(repo, snapshot, &roots, &targets, opts)?,
+        None => start(repo, index, snapshot, &roots, &targets, opts)?,
     };
     progress.set_total(report.bytes());
     let apply_opts = ApplyOptions {
@@ -265,6 +265,7 @@ pub fn restore_in_place(
 /// restore can be finished or undone.
 fn start(
     repo: &Repository,
+    index: &Index,
     snapshot: &Snapshot,
     roots: &[Root],
     targets: &[Target],
@@ -279,6 +280,7 @@ fn start(
         Some(given) => Some(given),
         None if opts.safety_snapshot => Some(safety_snapshot(
             repo,
+            index,
             snapshot,
             roots,
             targets,
@@ -312,6 +314,7 @@ fn start(
 /// prefixes (so restoring it in place puts each back where it was).
 fn safety_snapshot(
     repo: &Repository,
+    index: &Index,
     snapshot: &Snapshot,
     roots: &[Root],
     targets: &[Target],
@@ -351,7 +354,8 @@ fn safety_snapshot(
         }),
         ..Default::default()
     };
-    let outcome = backup::run(repo, &backup_opts, &Progress::hidden()).map_err(InPlaceError::Safety)?;
+    let outcome = backup::run_with_index(repo, &backup_opts, &Progress::hidden(), Some(index))
+        .map_err(InPlaceError::Safety)?;
     if outcome.record.partial {
         // What could not be read could not be put back: do not go on.
         let first = outcome.warnings.first().cloned().unwrap_or_default();
