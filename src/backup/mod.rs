@@ -236,7 +236,7 @@ pub fn run_with_index(
     }
 
     let (manifest, mut tally) = std::thread::scope(|s| -> Result<(Vec<ObjectId>, Tally), RepoError> {
-        let (packer, writer) = packer::start(repo, &index);
+        let (packer, writer) = packer::start(repo, index);
         let packer = Arc::new(packer);
         let writer = s.spawn(move || writer.run());
         let (job_tx, job_rx) = bounded::<FileJob>(64);
@@ -266,7 +266,7 @@ pub fn run_with_index(
             permits: &permit_tx,
             progress,
         };
-        let walked = walk::walk_sources(repo, &index, parent, &sources, walked, outlets, &mut walk_tally);
+        let walked = walk::walk_sources(repo, index, parent, &sources, walked, outlets, &mut walk_tally);
         tracing::debug!(
             "walk done, {:?} CPU on this thread",
             crate::progress::thread_cpu()
