@@ -6,20 +6,20 @@
 //! on this thread; directory metadata is set last, deepest first.
 
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
-use std::io::{self, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::ffi::OsStr;
+use std::io;
+use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, Sender};
 
-use super::fsops::{is_temp_name, DirHandle};
+use super::fsops::is_temp_name;
+use super::handles::Handles;
 use super::plan::{self, classify, Action, PlanItem, Target, Visit};
+use super::write::{write_file, write_special, FileJob, Shared};
 use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
-use crate::meta::{self, bytes_to_path};
+use crate::meta;
 use crate::progress::Progress;
-use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind};
 use crate::repo::reader::BlobReader;
@@ -48,115 +48,6 @@ pub struct ApplyOptions {
     pub sparse: bool,
 }
 
-/// Directory descriptors along manifest paths: the chain of the last path
-/// stays open, since manifest order visits siblings together.
-struct Handles<'a> {
-    targets: &'a [Target],
-    root: Option<usize>,
-    base: Option<Arc<DirHandle>>,
-    chain: Vec<(OsString, Arc<DirHandle>)>,
-    /// Each base directory with its mtime when first opened: it lies
-    /// outside the roots, so a restore puts its mtime back at the end.
-    bases: Vec<(Arc<DirHandle>, i64, u32)>,
-}
-
-impl<'a> Handles<'a> {
-    fn new(targets: &'a [Target]) -> Handles<'a> {
-        Handles {
-            targets,
-            root: None,
-            base: None,
-            chain: Vec::new(),
-            bases: Vec::new(),
-        }
-    }
-
-    /// The directory holding the entry at `path` (of root `root`), and the
-    /// entry's name in it. Missing directories on the way (between the base
-    /// and the root, or left out by `--include`) are created 0700: they
-    /// have no metadata to apply.
-    fn parent_of(&mut self, root: usize, path: &[u8]) -> io::Result<(Arc<DirHandle>, OsString)> {
-        self.open_parent(root, path, true)
-    }
-
-    /// What is at `path` now, without creating anything on the way.
-    fn live(&mut self, root: usize, path: &[u8]) -> io::Result<Option<meta::Stat>> {
-        match self.open_parent(root, path, false) {
-            Ok((dir, name)) => dir.stat(&name),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn open_parent(
-        &mut self,
-        root: usize,
-        path: &[u8],
-        create: bool,
-    ) -> io::Result<(Arc<DirHandle>, OsString)> {
-        let target = &self.targets[root];
-        if self.root != Some(root) {
-            self.chain.clear();
-            self.base = None;
-            self.root = Some(root);
-        }
-        let base = match &self.base {
-            Some(b) => b.clone(),
-            None => {
-                std::fs::DirBuilder::new().recursive(true).create(&target.base)?;
-                let b = Arc::new(DirHandle::open_path(&target.base)?);
-                if let Ok(Some(st)) = b.stat(OsStr::new(".")) {
-                    self.bases.push((b.clone(), st.mtime, st.mtime_nsec));
-                }
-                self.base = Some(b.clone());
-                b
-            }
-        };
-        let rest = path.get(target.prefix.len() + 1..).unwrap_or_default();
-        let mut names: Vec<OsString> = target.lead.clone();
-        names.extend(
-            rest.split(|b| *b == b'/')
-                .filter(|c| !c.is_empty())
-                .map(|c| bytes_to_path(c).into_os_string()),
-        );
-        let name = names.pop().unwrap_or_default();
-        let same = self
-            .chain
-            .iter()
-            .zip(&names)
-            .take_while(|((have, _), want)| have == *want)
-            .count();
-        self.chain.truncate(same);
-        for component in names.iter().skip(same) {
-            let parent = self
-                .chain
-                .last()
-                .map(|(_, h)| h.clone())
-                .unwrap_or_else(|| base.clone());
-            let dir = match parent.open_dir(component) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    parent.mkdir(component)?;
-                    parent.open_dir(component)?
-                }
-                other => other?,
-            };
-            self.chain.push((component.clone(), Arc::new(dir)));
-        }
-        let parent = self.chain.last().map(|(_, h)| h.clone()).unwrap_or(base);
-        Ok((parent, name))
-    }
-}
-
-/// A file for a worker to write.
-struct FileJob {
-    root: usize,
-    dir: Arc<DirHandle>,
-    name: OsString,
-    entry: Entry,
-    /// Something is there now: sync before renaming over it.
-    replacing: bool,
-}
-
 /// What the writer keeps for after the merge.
 #[derive(Default)]
 struct Later {
@@ -165,64 +56,6 @@ struct Later {
     /// Entries whose place holds a directory that must go first.
     deferred: Vec<(usize, Entry)>,
     extras: Vec<(usize, Vec<u8>, bool)>,
-}
-
-/// Shared between the writer thread and the workers.
-struct Shared {
-    summary: Mutex<RestoreSummary>,
-    /// Files in place (written, or found unchanged), as path keys: a hard
-    /// link may only point at one of these.
-    present: Mutex<HashSet<u64>>,
-    /// Files written at a temporary name, waiting to be synced and renamed.
-    pending: Mutex<Vec<Pending>>,
-    /// Only the plan's items are visited: a file that is not among them was
-    /// unchanged, so is in place unless it failed.
-    items_mode: bool,
-    failed: Mutex<HashSet<u64>>,
-}
-
-/// A file written and verified at `tmp`, to be synced and renamed.
-struct Pending {
-    job: FileJob,
-    tmp: OsString,
-    warnings: Vec<String>,
-}
-
-/// Files synced at once: one `syncfs` for the batch instead of an fsync
-/// per file (which costs a disk flush each), and at most this many
-/// directory handles held open meanwhile.
-const SYNC_BATCH: usize = 256;
-
-impl Shared {
-    fn summary(&self) -> std::sync::MutexGuard<'_, RestoreSummary> {
-        self.summary.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn fail(&self, what: &[u8], e: &dyn std::fmt::Display) {
-        self.failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path_key(what));
-        self.summary()
-            .errors
-            .push(format!("{}: {e}", String::from_utf8_lossy(what)));
-    }
-
-    fn warn(&self, what: &[u8], warnings: Vec<String>) {
-        if !warnings.is_empty() {
-            let path = String::from_utf8_lossy(what);
-            self.summary()
-                .warnings
-                .extend(warnings.into_iter().map(|w| format!("{path}: {w}")));
-        }
-    }
-
-    fn present(&self, path: &[u8]) {
-        self.present
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path_key(path));
-    }
 }
 
 /// Writes `snapshot` over `targets` as `selection` and `opts` say.
@@ -318,102 +151,6 @@ pub fn apply(
         let _ = dir.set_times_nofollow(OsStr::new("."), *secs, *nsecs);
     }
     Ok(shared.summary.into_inner().unwrap_or_else(|e| e.into_inner()))
-}
-
-impl Shared {
-    /// Counts a file written, or queues it for `commit` (committing a full
-    /// batch on this thread).
-    fn written_or_pending(
-        &self,
-        job: FileJob,
-        result: Result<(Vec<String>, Option<OsString>), RestoreError>,
-        progress: &Progress,
-    ) {
-        match result {
-            Ok((warnings, Some(tmp))) => {
-                let full = {
-                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    pending.push(Pending { job, tmp, warnings });
-                    pending.len() >= SYNC_BATCH
-                };
-                if full {
-                    self.commit(progress);
-                }
-            }
-            Ok((warnings, None)) => self.file_written(job.root, &job.entry, Ok(warnings), progress),
-            Err(e) => self.file_written(job.root, &job.entry, Err(e), progress),
-        }
-    }
-
-    fn discard_pending(&self) {
-        for p in std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner())) {
-            let _ = p.job.dir.unlink(&p.tmp);
-        }
-    }
-
-    /// Makes the pending files durable, then renames each into place: a
-    /// crash leaves every file old or new, and the new one complete.
-    fn commit(&self, progress: &Progress) {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if batch.is_empty() {
-            return;
-        }
-        // One syncfs covers a root's whole filesystem; elsewhere each file
-        // is fsynced.
-        let once_per_root = cfg!(any(target_os = "linux", target_os = "android"));
-        let mut synced_roots = HashSet::new();
-        let mut failed = None;
-        for p in &batch {
-            if !once_per_root || synced_roots.insert(p.job.root) {
-                if let Err(e) = p.job.dir.sync_filesystem(&p.tmp) {
-                    failed = Some(e);
-                }
-            }
-        }
-        for p in batch {
-            let result = match &failed {
-                Some(e) => Err(io::Error::new(e.kind(), format!("cannot sync: {e}"))),
-                None => p.job.dir.rename(&p.tmp, &p.job.name),
-            };
-            match result {
-                Ok(()) => self.file_written(p.job.root, &p.job.entry, Ok(p.warnings), progress),
-                Err(source) => {
-                    let _ = p.job.dir.unlink(&p.tmp);
-                    let e = RestoreError::Write {
-                        path: PathBuf::from(&p.job.name),
-                        source,
-                    };
-                    self.file_written(p.job.root, &p.job.entry, Err(e), progress);
-                }
-            }
-        }
-    }
-
-    fn file_written(
-        &self,
-        root: usize,
-        entry: &Entry,
-        result: Result<Vec<String>, RestoreError>,
-        progress: &Progress,
-    ) {
-        match result {
-            Ok(warnings) => {
-                self.warn(entry.path.as_bytes(), warnings);
-                self.present(entry.path.as_bytes());
-                let mut s = self.summary();
-                s.files += 1;
-                s.bytes += entry.size;
-                s.written.push(super::Written {
-                    root,
-                    path: entry.path.as_bytes().to_vec(),
-                    size: entry.size,
-                    hash: entry.content_hash(),
-                });
-                progress.file_done();
-            }
-            Err(e) => self.fail(entry.path.as_bytes(), &e),
-        }
-    }
 }
 
 /// The merge's side of the restore: decides, and makes everything but
@@ -642,23 +379,6 @@ impl Writer<'_, '_> {
     }
 }
 
-impl Shared {
-    fn special_written(&self, entry: &Entry, result: io::Result<Vec<String>>) {
-        match result {
-            Ok(warnings) => {
-                self.warn(entry.path.as_bytes(), warnings);
-                let mut s = self.summary();
-                if entry.kind == EntryKind::Symlink {
-                    s.links += 1;
-                } else {
-                    s.other += 1;
-                }
-            }
-            Err(e) => self.fail(entry.path.as_bytes(), &e),
-        }
-    }
-}
-
 /// After the merge: what had to wait for the files (kind changes, hard
 /// links), then removals deepest first, then directories' metadata.
 fn finish(
@@ -806,89 +526,4 @@ fn link(
         let _ = dir.unlink(&tmp);
     })?;
     Ok(true)
-}
-
-/// Writes one file at a temporary name (0600), verifies it against the
-/// manifest, applies its metadata through the handle, and renames it into
-/// place, or, when it must be durable first (it replaces something, or the
-/// restore is in place), leaves the rename to `Shared::commit`.
-/// Returns the warnings, and the temporary name when the file still has to
-/// be synced and renamed.
-fn write_file(
-    reader: &mut BlobReader,
-    job: &FileJob,
-    fsync: bool,
-    progress: &Progress,
-) -> Result<(Vec<String>, Option<OsString>), RestoreError> {
-    let (dir, entry) = (&job.dir, &job.entry);
-    let (tmp, mut file) = dir.create_temp(&job.name).map_err(|source| RestoreError::Write {
-        path: PathBuf::from(&job.name),
-        source,
-    })?;
-    let io_err = |source: io::Error| RestoreError::Write {
-        path: PathBuf::from(&tmp),
-        source,
-    };
-    let mut warnings = Vec::new();
-    let result = (|| {
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
-        for id in &entry.blobs {
-            if interrupt::is_set() {
-                return Err(RepoError::Interrupted.into());
-            }
-            reader.read_with(id, |data| -> Result<(), RestoreError> {
-                written += data.len() as u64;
-                hasher.update(data);
-                file.write_all(data).map_err(io_err)?;
-                progress.add(data.len() as u64);
-                Ok(())
-            })??;
-        }
-        let actual = ObjectId::from_hash(hasher.finalize());
-        if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
-            return Err(RestoreError::Mismatch {
-                detail: format!(
-                    "{written} bytes hashing to {actual}, the manifest says {} bytes",
-                    entry.size
-                ),
-            });
-        }
-        meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
-        drop(file);
-        if fsync || job.replacing {
-            // Synced in a batch, then renamed: see `Shared::commit`.
-            return Ok(Some(tmp.clone()));
-        }
-        dir.rename(&tmp, &job.name)
-            .map_err(|source| RestoreError::Write {
-                path: PathBuf::from(&job.name),
-                source,
-            })?;
-        Ok(None)
-    })();
-    if result.is_err() {
-        let _ = dir.unlink(&tmp);
-    }
-    result.map(|pending| (warnings, pending))
-}
-
-/// Makes a symlink, fifo or device node at a temporary name (never opening
-/// it), sets its metadata without following it, and renames it into place.
-fn write_special(dir: &DirHandle, name: &OsStr, entry: &Entry) -> io::Result<Vec<String>> {
-    let tmp = match entry.kind {
-        EntryKind::Symlink => {
-            let target = entry.target.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
-            dir.symlink_temp(target, name)?
-        }
-        kind => dir.mknod_temp(kind, entry.rdev, name)?,
-    };
-    let mut warnings = Vec::new();
-    let result = dir
-        .set_meta_nofollow(&tmp, entry, &mut warnings)
-        .and_then(|()| dir.rename(&tmp, name));
-    if result.is_err() {
-        let _ = dir.unlink(&tmp);
-    }
-    result.map(|()| warnings)
 }

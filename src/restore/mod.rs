@@ -13,9 +13,11 @@
 mod apply;
 pub mod envscript;
 mod fsops;
+mod handles;
 pub mod inplace;
 mod journal;
 pub mod plan;
+mod write;
 
 use std::ffi::OsString;
 use std::io;

@@ -1,0 +1,285 @@
+//! Files and special entries written at a temporary name and put in place,
+//! and what the writer and its workers share: counts, what is in place, and
+//! the files waiting to be synced and renamed.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::fsops::DirHandle;
+use super::{path_key, RestoreError, RestoreSummary};
+use crate::interrupt;
+use crate::meta;
+use crate::progress::Progress;
+use crate::repo::id::ObjectId;
+use crate::repo::manifest::{Entry, EntryKind};
+use crate::repo::reader::BlobReader;
+use crate::repo::RepoError;
+
+/// A file for a worker to write.
+pub(super) struct FileJob {
+    pub(super) root: usize,
+    pub(super) dir: Arc<DirHandle>,
+    pub(super) name: OsString,
+    pub(super) entry: Entry,
+    /// Something is there now: sync before renaming over it.
+    pub(super) replacing: bool,
+}
+
+/// Shared between the writer thread and the workers.
+pub(super) struct Shared {
+    pub(super) summary: Mutex<RestoreSummary>,
+    /// Files in place (written, or found unchanged), as path keys: a hard
+    /// link may only point at one of these.
+    pub(super) present: Mutex<HashSet<u64>>,
+    /// Files written at a temporary name, waiting to be synced and renamed.
+    pub(super) pending: Mutex<Vec<Pending>>,
+    /// Only the plan's items are visited: a file that is not among them was
+    /// unchanged, so is in place unless it failed.
+    pub(super) items_mode: bool,
+    pub(super) failed: Mutex<HashSet<u64>>,
+}
+
+/// A file written and verified at `tmp`, to be synced and renamed.
+pub(super) struct Pending {
+    job: FileJob,
+    tmp: OsString,
+    warnings: Vec<String>,
+}
+
+/// Files synced at once: one `syncfs` for the batch instead of an fsync
+/// per file (which costs a disk flush each), and at most this many
+/// directory handles held open meanwhile.
+const SYNC_BATCH: usize = 256;
+
+impl Shared {
+    pub(super) fn summary(&self) -> std::sync::MutexGuard<'_, RestoreSummary> {
+        self.summary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn fail(&self, what: &[u8], e: &dyn std::fmt::Display) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(what));
+        self.summary()
+            .errors
+            .push(format!("{}: {e}", String::from_utf8_lossy(what)));
+    }
+
+    pub(super) fn warn(&self, what: &[u8], warnings: Vec<String>) {
+        if !warnings.is_empty() {
+            let path = String::from_utf8_lossy(what);
+            self.summary()
+                .warnings
+                .extend(warnings.into_iter().map(|w| format!("{path}: {w}")));
+        }
+    }
+
+    pub(super) fn present(&self, path: &[u8]) {
+        self.present
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(path));
+    }
+}
+
+impl Shared {
+    /// Counts a file written, or queues it for `commit` (committing a full
+    /// batch on this thread).
+    pub(super) fn written_or_pending(
+        &self,
+        job: FileJob,
+        result: Result<(Vec<String>, Option<OsString>), RestoreError>,
+        progress: &Progress,
+    ) {
+        match result {
+            Ok((warnings, Some(tmp))) => {
+                let full = {
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    pending.push(Pending { job, tmp, warnings });
+                    pending.len() >= SYNC_BATCH
+                };
+                if full {
+                    self.commit(progress);
+                }
+            }
+            Ok((warnings, None)) => self.file_written(job.root, &job.entry, Ok(warnings), progress),
+            Err(e) => self.file_written(job.root, &job.entry, Err(e), progress),
+        }
+    }
+
+    pub(super) fn discard_pending(&self) {
+        for p in std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner())) {
+            let _ = p.job.dir.unlink(&p.tmp);
+        }
+    }
+
+    /// Makes the pending files durable, then renames each into place: a
+    /// crash leaves every file old or new, and the new one complete.
+    pub(super) fn commit(&self, progress: &Progress) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        // One syncfs covers a root's whole filesystem; elsewhere each file
+        // is fsynced.
+        let once_per_root = cfg!(any(target_os = "linux", target_os = "android"));
+        let mut synced_roots = HashSet::new();
+        let mut failed = None;
+        for p in &batch {
+            if !once_per_root || synced_roots.insert(p.job.root) {
+                if let Err(e) = p.job.dir.sync_filesystem(&p.tmp) {
+                    failed = Some(e);
+                }
+            }
+        }
+        for p in batch {
+            let result = match &failed {
+                Some(e) => Err(io::Error::new(e.kind(), format!("cannot sync: {e}"))),
+                None => p.job.dir.rename(&p.tmp, &p.job.name),
+            };
+            match result {
+                Ok(()) => self.file_written(p.job.root, &p.job.entry, Ok(p.warnings), progress),
+                Err(source) => {
+                    let _ = p.job.dir.unlink(&p.tmp);
+                    let e = RestoreError::Write {
+                        path: PathBuf::from(&p.job.name),
+                        source,
+                    };
+                    self.file_written(p.job.root, &p.job.entry, Err(e), progress);
+                }
+            }
+        }
+    }
+
+    pub(super) fn file_written(
+        &self,
+        root: usize,
+        entry: &Entry,
+        result: Result<Vec<String>, RestoreError>,
+        progress: &Progress,
+    ) {
+        match result {
+            Ok(warnings) => {
+                self.warn(entry.path.as_bytes(), warnings);
+                self.present(entry.path.as_bytes());
+                let mut s = self.summary();
+                s.files += 1;
+                s.bytes += entry.size;
+                s.written.push(super::Written {
+                    root,
+                    path: entry.path.as_bytes().to_vec(),
+                    size: entry.size,
+                    hash: entry.content_hash(),
+                });
+                progress.file_done();
+            }
+            Err(e) => self.fail(entry.path.as_bytes(), &e),
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn special_written(&self, entry: &Entry, result: io::Result<Vec<String>>) {
+        match result {
+            Ok(warnings) => {
+                self.warn(entry.path.as_bytes(), warnings);
+                let mut s = self.summary();
+                if entry.kind == EntryKind::Symlink {
+                    s.links += 1;
+                } else {
+                    s.other += 1;
+                }
+            }
+            Err(e) => self.fail(entry.path.as_bytes(), &e),
+        }
+    }
+}
+
+/// Writes one file at a temporary name (0600), verifies it against the
+/// manifest, applies its metadata through the handle, and renames it into
+/// place, or, when it must be durable first (it replaces something, or the
+/// restore is in place), leaves the rename to `Shared::commit`.
+/// Returns the warnings, and the temporary name when the file still has to
+/// be synced and renamed.
+pub(super) fn write_file(
+    reader: &mut BlobReader,
+    job: &FileJob,
+    fsync: bool,
+    progress: &Progress,
+) -> Result<(Vec<String>, Option<OsString>), RestoreError> {
+    let (dir, entry) = (&job.dir, &job.entry);
+    let (tmp, mut file) = dir.create_temp(&job.name).map_err(|source| RestoreError::Write {
+        path: PathBuf::from(&job.name),
+        source,
+    })?;
+    let io_err = |source: io::Error| RestoreError::Write {
+        path: PathBuf::from(&tmp),
+        source,
+    };
+    let mut warnings = Vec::new();
+    let result = (|| {
+        let mut hasher = blake3::Hasher::new();
+        let mut written = 0u64;
+        for id in &entry.blobs {
+            if interrupt::is_set() {
+                return Err(RepoError::Interrupted.into());
+            }
+            reader.read_with(id, |data| -> Result<(), RestoreError> {
+                written += data.len() as u64;
+                hasher.update(data);
+                file.write_all(data).map_err(io_err)?;
+                progress.add(data.len() as u64);
+                Ok(())
+            })??;
+        }
+        let actual = ObjectId::from_hash(hasher.finalize());
+        if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
+            return Err(RestoreError::Mismatch {
+                detail: format!(
+                    "{written} bytes hashing to {actual}, the manifest says {} bytes",
+                    entry.size
+                ),
+            });
+        }
+        meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
+        drop(file);
+        if fsync || job.replacing {
+            // Synced in a batch, then renamed: see `Shared::commit`.
+            return Ok(Some(tmp.clone()));
+        }
+        dir.rename(&tmp, &job.name)
+            .map_err(|source| RestoreError::Write {
+                path: PathBuf::from(&job.name),
+                source,
+            })?;
+        Ok(None)
+    })();
+    if result.is_err() {
+        let _ = dir.unlink(&tmp);
+    }
+    result.map(|pending| (warnings, pending))
+}
+
+/// Makes a symlink, fifo or device node at a temporary name (never opening
+/// it), sets its metadata without following it, and renames it into place.
+pub(super) fn write_special(dir: &DirHandle, name: &OsStr, entry: &Entry) -> io::Result<Vec<String>> {
+    let tmp = match entry.kind {
+        EntryKind::Symlink => {
+            let target = entry.target.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
+            dir.symlink_temp(target, name)?
+        }
+        kind => dir.mknod_temp(kind, entry.rdev, name)?,
+    };
+    let mut warnings = Vec::new();
+    let result = dir
+        .set_meta_nofollow(&tmp, entry, &mut warnings)
+        .and_then(|()| dir.rename(&tmp, name));
+    if result.is_err() {
+        let _ = dir.unlink(&tmp);
+    }
+    result.map(|()| warnings)
+}
