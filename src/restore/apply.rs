@@ -1,9 +1,10 @@
-//! Writing a plan: the manifest and the disk are merged again (so what
-//! changed since the plan is seen), and every entry that differs is put in
-//! place through directory descriptors (see `fsops`). Files are written by
-//! parallel workers to a temporary name, verified against their hash and
-//! renamed over the old one; links, special files and directories are made
-//! on this thread; directory metadata is set last, deepest first.
+//! Writing a plan. Either the manifest and the disk are merged again, or
+//! (an in-place restore) only the plan's items are looked at again; in both
+//! cases what is on disk now decides, so a change since the plan is seen.
+//! Every entry that differs is put in place through directory descriptors
+//! (`handles`, `fsops`): files by parallel workers at a temporary name,
+//! verified and renamed (`write`); links, special files and directories on
+//! this thread; removals and directory metadata last, deepest first.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
