@@ -283,13 +283,18 @@ impl Repository {
     }
 
     pub fn write_snapshot(&self, record: &SnapshotRecord) -> Result<ObjectId, RepoError> {
+        let (id, bytes) = Repository::encode_snapshot(record)?;
+        self.write_content_named(ObjectKind::Snapshot, id, &bytes)?;
+        Ok(id)
+    }
+
+    /// A record's stored bytes and the name they give it.
+    pub fn encode_snapshot(record: &SnapshotRecord) -> Result<(ObjectId, Vec<u8>), RepoError> {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Encode {
             what: "snapshot".into(),
             source: e,
         })?;
-        let id = ObjectId::of(&bytes);
-        self.write_content_named(ObjectKind::Snapshot, id, &bytes)?;
-        Ok(id)
+        Ok((ObjectId::of(&bytes), bytes))
     }
 
     pub fn find_snapshot(&self, query: &str) -> Result<Snapshot, RepoError> {

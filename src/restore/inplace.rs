@@ -184,28 +184,47 @@ pub fn restore_in_place(
     let targets = targets(snapshot, &roots, opts)?;
     let prefixes = roots.iter().map(|r| r.prefix.clone()).collect();
     let selection = Selection::new(&opts.include, &opts.exclude, prefixes)?;
-    let mut report = super::plan_items(
-        repo,
-        index,
-        snapshot,
-        &targets,
-        &selection,
-        opts.checksum,
-        !opts.dry_run,
-    )?;
-    tracing::debug!("plan done: {} bytes to write", report.bytes());
+    let repo_id = repo.config().id.clone();
+    let unfinished = (!opts.dry_run)
+        .then(|| Journal::unfinished(&repo_id, snapshot.id))
+        .flatten();
+    let transaction = new_transaction();
+    // The safety snapshot is taken while the plan is made: both only read
+    // the disk. Its record is written only if the plan changes anything.
+    let take_safety = !opts.dry_run && unfinished.is_none() && opts.safety.is_none() && opts.safety_snapshot;
+    let (report, safety) = std::thread::scope(|s| {
+        let safety = take_safety.then(|| {
+            s.spawn(|| safety_snapshot(repo, index, snapshot, &roots, &targets, &transaction, opts))
+        });
+        let keep = !opts.dry_run;
+        let report = super::plan_items(repo, index, snapshot, &targets, &selection, opts.checksum, keep);
+        let safety = safety.map(|h| {
+            h.join()
+                .unwrap_or(Err(InPlaceError::Restore(RestoreError::WorkerPanicked)))
+        });
+        (report, safety)
+    });
+    let mut report = report?;
+    tracing::debug!("plan and safety snapshot done: {} bytes to write", report.bytes());
     if opts.dry_run {
         return Ok(Outcome::Planned(report));
     }
-    let repo_id = repo.config().id.clone();
-    let unfinished = Journal::unfinished(&repo_id, snapshot.id);
     if !report.changes_anything(opts.delete) && unfinished.is_none() {
         return Ok(Outcome::Nothing(report));
     }
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
     let mut journal = match unfinished {
         Some(j) => j,
-        None => start(repo, index, snapshot, &roots, &targets, opts)?,
+        None => {
+            let safety = match safety.transpose()? {
+                Some(Some(outcome)) => {
+                    Some(repo.write_snapshot(&outcome.record).map_err(RestoreError::from)?)
+                }
+                Some(None) => None,
+                None => opts.safety,
+            };
+            start(repo, snapshot, &targets, transaction, safety)?
+        }
     };
     progress.set_total(report.bytes());
     let apply_opts = ApplyOptions {
@@ -261,34 +280,24 @@ pub fn restore_in_place(
     })
 }
 
-/// Takes the safety snapshot and writes the journal: from here on, the
-/// restore can be finished or undone.
-fn start(
-    repo: &Repository,
-    index: &Index,
-    snapshot: &Snapshot,
-    roots: &[Root],
-    targets: &[Target],
-    opts: &InPlaceOptions,
-) -> Result<Journal, InPlaceError> {
-    let transaction = format!(
+/// A new transaction id: the time and 32 random bits.
+fn new_transaction() -> String {
+    format!(
         "{}-{:08x}",
         chrono::Local::now().format("%Y%m%dT%H%M%S"),
         crate::sink::local::random_u64() as u32
-    );
-    let safety = match opts.safety {
-        Some(given) => Some(given),
-        None if opts.safety_snapshot => Some(safety_snapshot(
-            repo,
-            index,
-            snapshot,
-            roots,
-            targets,
-            &transaction,
-            opts,
-        )?),
-        None => None,
-    };
+    )
+}
+
+/// Writes the journal of a restore about to write, under its safety
+/// snapshot: from here on, the restore can be finished or undone.
+fn start(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    targets: &[Target],
+    transaction: String,
+    safety: Option<ObjectId>,
+) -> Result<Journal, InPlaceError> {
     let now = chrono::Local::now().fixed_offset();
     let mut journal = Journal {
         transaction,
@@ -320,7 +329,7 @@ fn safety_snapshot(
     targets: &[Target],
     transaction: &str,
     opts: &InPlaceOptions,
-) -> Result<ObjectId, InPlaceError> {
+) -> Result<Option<backup::BackupOutcome>, InPlaceError> {
     let mut specs = Vec::new();
     let mut absent = Vec::new();
     for target in targets.iter().filter(|t| t.selected) {
@@ -342,8 +351,14 @@ fn safety_snapshot(
             ..Default::default()
         });
     }
+    if specs.is_empty() {
+        // Nothing of the roots exists: nothing to keep, nothing to undo
+        // but the roots the restore creates.
+        return Ok(None);
+    }
     let backup_opts = BackupOptions {
         roots: specs,
+        defer_record: true,
         profile: snapshot.record.profile.clone(),
         skip: opts.skip.clone(),
         tags: vec![SAFETY_TAG.to_string()],
@@ -363,7 +378,7 @@ fn safety_snapshot(
             "some paths could not be read ({first})"
         ))));
     }
-    Ok(outcome.id)
+    Ok(Some(outcome))
 }
 
 /// Reads back every file the restore wrote and checks it against the

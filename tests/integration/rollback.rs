@@ -445,3 +445,24 @@ fn the_repository_inside_a_root_survives_an_in_place_delete() {
     assert!(repo.join("config.json").exists(), "the repository is still there");
     run(&["check", "--read-data"]);
 }
+
+/// A root that no longer exists at all is restored in place (there is
+/// nothing to keep in a safety snapshot).
+#[test]
+fn a_root_that_was_removed_entirely_comes_back() {
+    let env = Env::with_repo();
+    let proj = env.path("proj");
+    write(&proj.join("a/b.txt"), b"kept");
+    env.backup(&[&proj]);
+    fs::remove_dir_all(&proj).unwrap();
+    env.ok(&["restore", "latest", "--in-place"]);
+    assert_eq!(fs::read(proj.join("a/b.txt")).unwrap(), b"kept");
+    // Nothing was there before, so there is nothing to undo.
+    let out = env.run(&["restore", "--undo"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("no in-place restore to undo"),
+        "{}",
+        stderr(&out)
+    );
+}
