@@ -78,7 +78,7 @@ pub enum InPlaceError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Pattern(#[from] PatternError),
-    #[error("the safety snapshot could not be taken, so nothing was changed")]
+    #[error("the safety snapshot could not be taken, so nothing was changed (--no-safety-snapshot restores without one, and without --undo)")]
     Safety(#[source] BackupError),
     #[error("snapshot {snapshot} has no roots that can be restored in place (environment and command outputs are records; see --env-script)")]
     NoRoots { snapshot: String },
