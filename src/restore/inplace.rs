@@ -244,7 +244,7 @@ pub fn restore_in_place(
         // Stopped by the user: the journal stays open, so running the same
         // restore again finishes it, and --undo takes it back.
         Err(e @ RestoreError::Repo(crate::repo::RepoError::Interrupted)) => return Err(e.into()),
-        Err(e) => Err(format!("the restore failed: {e}")),
+        Err(e) => Err(format!("writing failed: {e}")),
         Ok(mut summary) => {
             summary.unchanged = summary.unchanged.max(planned_unchanged);
             Ok(summary)
@@ -253,7 +253,7 @@ pub fn restore_in_place(
     let failure = match &summary {
         Err(what) => Some(what.clone()),
         Ok(s) if !s.errors.is_empty() => Some(format!(
-            "the restore failed: {} entries could not be written, the first: {}",
+            "{} entries could not be written (the first: {})",
             s.errors.len(),
             s.errors[0]
         )),
