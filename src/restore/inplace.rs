@@ -216,6 +216,7 @@ pub fn restore_in_place(
     let mut journal = match unfinished {
         Some(j) => j,
         None => {
+            // Only now, with something to change, is the safety record written.
             let safety = match safety.transpose()? {
                 Some(Some(outcome)) => {
                     Some(repo.write_snapshot(&outcome.record).map_err(RestoreError::from)?)
@@ -250,22 +251,7 @@ pub fn restore_in_place(
             Ok(summary)
         }
     };
-    let failure = match &summary {
-        Err(what) => Some(what.clone()),
-        Ok(s) if !s.errors.is_empty() => Some(format!(
-            "{} entries could not be written (the first: {})",
-            s.errors.len(),
-            s.errors[0]
-        )),
-        Ok(s) if opts.verify => verify(&targets, s).err(),
-        Ok(_) => None,
-    };
-    tracing::debug!("written and verified");
-    let failure = failure.or_else(|| {
-        opts.check
-            .as_ref()
-            .and_then(|cmd| health_check(cmd, opts.check_timeout).err())
-    });
+    let failure = judge(&summary, &targets, opts);
     let summary = match (failure, summary) {
         (None, Ok(summary)) => summary,
         (Some(what), _) | (None, Err(what)) => return Err(roll_back(repo, &mut journal, what, progress)),
@@ -379,6 +365,31 @@ fn safety_snapshot(
         ))));
     }
     Ok(Some(outcome))
+}
+
+/// What went wrong after writing, if anything: entries that failed, files
+/// that do not read back as written, or the health check.
+fn judge(
+    summary: &Result<RestoreSummary, String>,
+    targets: &[Target],
+    opts: &InPlaceOptions,
+) -> Option<String> {
+    let failure = match summary {
+        Err(what) => Some(what.clone()),
+        Ok(s) if !s.errors.is_empty() => Some(format!(
+            "{} entries could not be written (the first: {})",
+            s.errors.len(),
+            s.errors[0]
+        )),
+        Ok(s) if opts.verify => verify(targets, s).err(),
+        Ok(_) => None,
+    };
+    tracing::debug!("written and verified");
+    failure.or_else(|| {
+        opts.check
+            .as_ref()
+            .and_then(|cmd| health_check(cmd, opts.check_timeout).err())
+    })
 }
 
 /// Reads back every file the restore wrote and checks it against the
