@@ -68,9 +68,6 @@ pub struct BackupOptions {
     pub rollback: Option<crate::repo::snapshot::Rollback>,
     /// Marks one side of a `cairn run` pair.
     pub run: Option<crate::repo::snapshot::RunInfo>,
-    /// Store the data but leave the record to the caller (who writes it
-    /// with `Repository::write_snapshot` only if it turns out to be needed).
-    pub defer_record: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,11 +333,7 @@ pub fn run_with_index(
         run: opts.run.clone(),
     };
     // Packs and index are complete; only now may a snapshot refer to them.
-    let id = if opts.defer_record {
-        Repository::encode_snapshot(&record)?.0
-    } else {
-        repo.write_snapshot(&record)?
-    };
+    let id = repo.write_snapshot(&record)?;
     Ok(BackupOutcome {
         id,
         record,
