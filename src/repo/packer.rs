@@ -26,8 +26,11 @@ const BLOBS_PER_INDEX: usize = 8192;
 /// Frames waiting for the pack writer; bounds memory when the sink is slow.
 const QUEUED_FRAMES: usize = 4;
 
-pub struct Packer {
-    known: Mutex<IdSet>,
+pub struct Packer<'i> {
+    /// The repository's blobs, and those this run added: a blob in either
+    /// is not stored again. The index is borrowed, not copied.
+    index: &'i Index,
+    added: Mutex<IdSet>,
     frames: Sender<CompressedFrame>,
     frame_target: usize,
     level: i32,
@@ -48,10 +51,11 @@ pub struct PackWriter {
 }
 
 /// A packer for the workers and the writer that must run beside them.
-pub fn start(repo: &Repository, index: &Index) -> (Packer, PackWriter) {
+pub fn start<'i>(repo: &Repository, index: &'i Index) -> (Packer<'i>, PackWriter) {
     let (tx, rx) = bounded(QUEUED_FRAMES);
     let packer = Packer {
-        known: Mutex::new(index.blob_ids().copied().collect()),
+        index,
+        added: Mutex::new(IdSet::default()),
         frames: tx,
         frame_target: repo.config().frame_target as usize,
         level: repo.config().compression.level,
@@ -65,7 +69,7 @@ pub fn start(repo: &Repository, index: &Index) -> (Packer, PackWriter) {
     (packer, writer)
 }
 
-impl Packer {
+impl Packer<'_> {
     pub fn frame_builder(&self) -> FrameBuilder {
         FrameBuilder::new(self.frame_target, self.level)
     }
@@ -73,7 +77,7 @@ impl Packer {
     /// Stores a blob unless the repository (or this run) has it; returns
     /// whether it was new.
     pub fn add(&self, frames: &mut FrameBuilder, id: ObjectId, data: &[u8]) -> Result<bool, RepoError> {
-        let new = self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        let new = !self.index.contains(&id) && self.added.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         if !new {
             return Ok(false);
         }
