@@ -77,7 +77,8 @@ impl Packer<'_> {
     /// Stores a blob unless the repository (or this run) has it; returns
     /// whether it was new.
     pub fn add(&self, frames: &mut FrameBuilder, id: ObjectId, data: &[u8]) -> Result<bool, RepoError> {
-        let new = !self.index.contains(&id) && self.added.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        let new =
+            !self.index.contains(&id) && self.added.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         if !new {
             return Ok(false);
         }
