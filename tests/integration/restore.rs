@@ -164,3 +164,42 @@ fn a_restore_left_files_readable_by_others_while_it_ran() {
     assert_eq!(mode(&dir), 0o700);
     assert!(temp_names(&target).is_empty(), "{:?}", temp_names(&target));
 }
+
+/// `--checksum` finds a file whose content changed behind an unchanged
+/// size and mtime; `--delete` removes what the snapshot does not have.
+#[test]
+fn checksum_and_delete_in_a_target() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("same-size"), b"aaaa");
+    env.backup(&[&src]);
+    let target = env.path("out");
+    let t = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "--target", t]);
+    let file = target.join("tree/src/same-size");
+    let mtime = filetime::FileTime::from_last_modification_time(&fs::metadata(&file).unwrap());
+    fs::write(&file, b"bbbb").unwrap();
+    filetime::set_file_mtime(&file, mtime).unwrap();
+    write(&target.join("tree/src/extra"), b"not in the snapshot");
+
+    // Size and mtime match: taken as unchanged, and the extra file stays.
+    let summary = env.json(&["restore", "latest", "--target", t]);
+    assert_eq!(summary["files"], 0, "{summary}");
+    assert_eq!(fs::read(&file).unwrap(), b"bbbb");
+    // By content it differs: refused without --overwrite, written with it.
+    let out = env.run(&["restore", "latest", "--target", t, "--checksum"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let summary = env.json(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--checksum",
+        "--overwrite",
+        "--delete",
+    ]);
+    assert_eq!(summary["files"], 1, "{summary}");
+    assert_eq!(summary["deleted"], 1, "{summary}");
+    assert_eq!(fs::read(&file).unwrap(), b"aaaa");
+    assert!(!target.join("tree/src/extra").exists());
+}
