@@ -106,6 +106,18 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
+/// Which part of a snapshot a command works on (gitignore-like patterns,
+/// matched inside each root and against the whole manifest path).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Only matching paths and what is inside them (repeatable)
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out matching paths and what is inside them (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+}
+
 /// Which snapshots a command considers; a reference such as `latest` is
 /// resolved among these only.
 #[derive(Debug, Args, Clone, Default)]
@@ -197,12 +209,8 @@ pub struct RestoreArgs {
     /// (sh, powershell or cmd); secrets are left out, named in a comment
     #[arg(long, value_name = "SHELL")]
     pub env_script: Option<cairn::restore::envscript::Shell>,
-    /// Restore only matching paths and what is inside them (repeatable)
-    #[arg(long = "include", short = 'i', value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Leave out matching paths and what is inside them (repeatable)
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// With --in-place: only this root (`tree/go` or `go`; repeatable)
     #[arg(long = "root", value_name = "NAME", requires = "in_place")]
     pub roots: Vec<String>,
@@ -249,12 +257,8 @@ pub struct DiffArgs {
     /// Only counts per root, not each path
     #[arg(long)]
     pub stat: bool,
-    /// Only matching paths and what is inside them (repeatable)
-    #[arg(long = "include", short = 'i', value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Not matching paths nor what is inside them (repeatable)
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[arg(long)]
@@ -298,12 +302,8 @@ pub struct ExportArgs {
     /// The archive to write (replaced if it exists), or - for standard output
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
-    /// Export only matching paths and what is inside them (repeatable)
-    #[arg(long = "include", short = 'i', value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Leave out matching paths and what is inside them (repeatable)
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[arg(long)]

@@ -189,21 +189,7 @@ pub fn run_with_index(
         let names: Vec<String> = sources.iter().map(|s| s.abs.display().to_string()).collect();
         return Err(BackupError::NoSources(names.join(", ")));
     }
-    let roots: Vec<Root> = sources
-        .iter()
-        .map(|s| Root {
-            collector: s.collector.clone(),
-            path: match &s.origin {
-                Some(origin) => RawBytes(origin.as_bytes().to_vec()),
-                None => RawBytes(os_bytes(s.abs.as_os_str())),
-            },
-            prefix: s.prefix.clone(),
-            excludes: s.patterns.clone(),
-            gitignore: s.excludes.gitignore,
-            one_file_system: s.excludes.one_file_system,
-            exclude_if_present: s.markers.clone(),
-        })
-        .collect();
+    let roots = recorded_roots(&sources);
     // The walk is the longest part of a backup of an unchanged tree: it
     // starts first, and only reads, so the checks below may still stop it.
     // Whether any snapshot exists says whether this backup is likely to
@@ -235,7 +221,86 @@ pub fn run_with_index(
         count_in_background(&sources, progress);
     }
 
-    let (manifest, mut tally) = std::thread::scope(|s| -> Result<(Vec<ObjectId>, Tally), RepoError> {
+    let (manifest, mut tally) = pipeline(repo, index, parent, &sources, walked, progress)?;
+
+    tally.stats.duration_secs = started.elapsed().as_secs_f64();
+    let record = make_record(opts, host, roots, manifest, parent, &tally);
+    // Packs and index are complete; only now may a snapshot refer to them.
+    let id = repo.write_snapshot(&record)?;
+    Ok(BackupOutcome {
+        id,
+        record,
+        warnings: tally.warnings,
+    })
+}
+
+/// How each source is recorded in the snapshot.
+fn recorded_roots(sources: &[Source]) -> Vec<Root> {
+    sources
+        .iter()
+        .map(|s| Root {
+            collector: s.collector.clone(),
+            path: match &s.origin {
+                Some(origin) => RawBytes(origin.as_bytes().to_vec()),
+                None => RawBytes(os_bytes(s.abs.as_os_str())),
+            },
+            prefix: s.prefix.clone(),
+            excludes: s.patterns.clone(),
+            gitignore: s.excludes.gitignore,
+            one_file_system: s.excludes.one_file_system,
+            exclude_if_present: s.markers.clone(),
+        })
+        .collect()
+}
+
+/// The snapshot record of a finished backup; warnings past
+/// [`MAX_RECORDED_WARNINGS`] are counted, not kept.
+fn make_record(
+    opts: &BackupOptions,
+    host: String,
+    roots: Vec<Root>,
+    manifest: Vec<ObjectId>,
+    parent: Option<&Snapshot>,
+    tally: &Tally,
+) -> SnapshotRecord {
+    let mut recorded = tally.warnings.clone();
+    if recorded.len() > MAX_RECORDED_WARNINGS {
+        let more = recorded.len() - MAX_RECORDED_WARNINGS;
+        recorded.truncate(MAX_RECORDED_WARNINGS);
+        recorded.push(format!("... and {more} more warnings"));
+    }
+    SnapshotRecord {
+        version: 1,
+        time: opts.time.unwrap_or_else(|| Local::now().fixed_offset()),
+        host,
+        user: crate::repo::lock::username(),
+        profile: opts.profile.clone(),
+        tags: opts.tags.clone(),
+        roots,
+        manifest,
+        parent: parent.map(|p| p.id),
+        partial: tally.partial,
+        warnings: recorded,
+        notes: opts.notes.clone(),
+        facts: opts.facts.clone(),
+        stats: tally.stats.clone(),
+        tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        rollback: opts.rollback.clone(),
+        run: opts.run.clone(),
+    }
+}
+
+/// Walk, workers, assembler and pack writer, wired together: returns the
+/// manifest's blobs and what was found on the way.
+fn pipeline(
+    repo: &Repository,
+    index: &crate::repo::index::Index,
+    parent: Option<&Snapshot>,
+    sources: &[Source],
+    walked: walk::WalkFeed,
+    progress: &Progress,
+) -> Result<(Vec<ObjectId>, Tally), RepoError> {
+    std::thread::scope(|s| -> Result<(Vec<ObjectId>, Tally), RepoError> {
         let (packer, writer) = packer::start(repo, index);
         let packer = Arc::new(packer);
         let writer = s.spawn(move || writer.run());
@@ -266,7 +331,7 @@ pub fn run_with_index(
             permits: &permit_tx,
             progress,
         };
-        let walked = walk::walk_sources(repo, index, parent, &sources, walked, outlets, &mut walk_tally);
+        let walked = walk::walk_sources(repo, index, parent, sources, walked, outlets, &mut walk_tally);
         tracing::debug!(
             "walk done, {:?} CPU on this thread",
             crate::progress::thread_cpu()
@@ -304,40 +369,6 @@ pub fn run_with_index(
         walk_tally.warnings.append(&mut tally.warnings);
         tally.warnings = walk_tally.warnings;
         Ok((manifest, tally))
-    })?;
-
-    tally.stats.duration_secs = started.elapsed().as_secs_f64();
-    let mut recorded = tally.warnings.clone();
-    if recorded.len() > MAX_RECORDED_WARNINGS {
-        let more = recorded.len() - MAX_RECORDED_WARNINGS;
-        recorded.truncate(MAX_RECORDED_WARNINGS);
-        recorded.push(format!("... and {more} more warnings"));
-    }
-    let record = SnapshotRecord {
-        version: 1,
-        time: opts.time.unwrap_or_else(|| Local::now().fixed_offset()),
-        host,
-        user: crate::repo::lock::username(),
-        profile: opts.profile.clone(),
-        tags: opts.tags.clone(),
-        roots,
-        manifest,
-        parent: parent.map(|p| p.id),
-        partial: tally.partial,
-        warnings: recorded,
-        notes: opts.notes.clone(),
-        facts: opts.facts.clone(),
-        stats: tally.stats,
-        tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
-        rollback: opts.rollback.clone(),
-        run: opts.run.clone(),
-    };
-    // Packs and index are complete; only now may a snapshot refer to them.
-    let id = repo.write_snapshot(&record)?;
-    Ok(BackupOutcome {
-        id,
-        record,
-        warnings: tally.warnings,
     })
 }
 

@@ -215,28 +215,7 @@ fn unchanged(prev: &Entry, now: &Entry, index: &Index) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::RawBytes;
-
-    fn file(path: &str, size: u64) -> Entry {
-        Entry {
-            path: RawBytes::from(path),
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 1000,
-            gid: 1000,
-            mtime: 1_700_000_000,
-            mtime_nsec: 5,
-            ctime: 1_700_000_001,
-            ctime_nsec: 6,
-            ino: 42,
-            size,
-            hash: None,
-            blobs: Vec::new(),
-            target: None,
-            rdev: 0,
-            xattrs: Vec::new(),
-        }
-    }
+    use crate::repo::manifest::sample_file as file;
 
     #[test]
     fn tail_takes_only_what_the_writer_writes() {

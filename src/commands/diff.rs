@@ -55,7 +55,7 @@ pub fn run(repo: Option<PathBuf>, args: DiffArgs) -> Result<u8> {
         b.iter()
             .flat_map(|b| b.record.roots.iter().map(|r| r.prefix.clone())),
     );
-    let selection = Selection::new(&args.include, &args.exclude, prefixes)?;
+    let selection = Selection::new(&args.select.include, &args.select.exclude, prefixes)?;
     let streaming = !args.json && !args.stat;
     if !args.json {
         let after = match &b {

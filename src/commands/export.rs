@@ -23,8 +23,8 @@ pub fn run(repo: Option<PathBuf>, args: ExportArgs) -> Result<u8> {
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
     let opts = ExportOptions {
-        include: args.include,
-        exclude: args.exclude,
+        include: args.select.include,
+        exclude: args.select.exclude,
     };
     let total = if opts.include.is_empty() && opts.exclude.is_empty() {
         Some(snapshot.record.stats.bytes)

@@ -45,8 +45,8 @@ fn to_target(
 ) -> Result<u8> {
     let opts = RestoreOptions {
         target: target.clone(),
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
+        include: args.select.include.clone(),
+        exclude: args.select.exclude.clone(),
         overwrite: args.overwrite,
         delete: args.delete,
         checksum: args.checksum,
@@ -70,8 +70,8 @@ fn to_target(
 
 fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
     InPlaceOptions {
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
+        include: args.select.include.clone(),
+        exclude: args.select.exclude.clone(),
         roots: args.roots.clone(),
         delete: args.delete,
         checksum: args.checksum,

@@ -505,37 +505,39 @@ impl ManifestParser {
     }
 }
 
+/// A file entry with every metadata field set, for tests.
+#[cfg(test)]
+pub(crate) fn sample_file(path: &str, size: u64) -> Entry {
+    Entry {
+        path: RawBytes::from(path),
+        kind: EntryKind::File,
+        mode: 0o644,
+        uid: 1000,
+        gid: 1000,
+        mtime: 1_700_000_000,
+        mtime_nsec: 5,
+        ctime: 1_700_000_001,
+        ctime_nsec: 6,
+        ino: 42,
+        size,
+        hash: None,
+        blobs: Vec::new(),
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn metadata_file(path: &str, size: u64) -> Entry {
-        Entry {
-            path: RawBytes::from(path),
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 1000,
-            gid: 1000,
-            mtime: 1_700_000_000,
-            mtime_nsec: 5,
-            ctime: 1_700_000_001,
-            ctime_nsec: 6,
-            ino: 42,
-            size,
-            hash: None,
-            blobs: Vec::new(),
-            target: None,
-            rdev: 0,
-            xattrs: Vec::new(),
-        }
-    }
 
     #[test]
     fn metadata_is_written_as_serde_writes_it() {
         let mut cases = Vec::new();
         for kind in [EntryKind::File, EntryKind::Dir] {
             for zeros in 0..32u32 {
-                let mut e = metadata_file("tree/a b/ü.txt", 553);
+                let mut e = sample_file("tree/a b/ü.txt", 553);
                 e.kind = kind;
                 let pick = |bit: u32, v: u64| if zeros & (1 << bit) != 0 { 0 } else { v };
                 e.mtime_nsec = pick(0, 5) as u32;
