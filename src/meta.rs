@@ -105,10 +105,12 @@ impl Stat {
                 .unwrap_or_default();
             Stat {
                 kind,
-                mode: if meta.permissions().readonly() {
-                    0o444
-                } else {
-                    0o644
+                // No mode bits here: directories are searchable, files
+                // writable unless read-only.
+                mode: match (ft.is_dir(), meta.permissions().readonly()) {
+                    (true, _) => 0o755,
+                    (false, true) => 0o444,
+                    (false, false) => 0o644,
                 },
                 uid: 0,
                 gid: 0,
@@ -202,13 +204,13 @@ pub fn open_same(path: &Path, seen: (u64, u64), dir: bool) -> io::Result<std::fs
         }
         options.custom_flags(flags);
     }
-    let file = options.open(path).map_err(|e| {
-        #[cfg(unix)]
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            return replaced();
-        }
-        e
-    })?;
+    let file = options.open(path);
+    #[cfg(unix)]
+    let file = file.map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => replaced(),
+        _ => e,
+    });
+    let file = file?;
     let now = file.metadata()?;
     if identity(&now) != seen || now.is_dir() != dir || (!dir && !now.is_file()) {
         return Err(replaced());
@@ -354,6 +356,13 @@ pub fn apply_metadata_to_file(
         }
         file.set_permissions(std::fs::Permissions::from_mode(entry.mode))?;
     }
+    #[cfg(not(unix))]
+    {
+        xattrs_unsupported(entry, warnings);
+        let mut perms = file.metadata()?.permissions();
+        perms.set_readonly(entry.mode & 0o222 == 0);
+        file.set_permissions(perms)?;
+    }
     let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }
@@ -361,12 +370,27 @@ pub fn apply_metadata_to_file(
 /// Owner and extended attributes are best effort: a restore as non-root, or
 /// onto a filesystem without xattrs, must not drop the file's contents over
 /// them. Their failures become warnings; mode and mtime failures are errors.
+#[cfg(unix)]
 fn owner_warning(entry: &Entry, e: &io::Error) -> String {
     format!("cannot set owner {}:{}: {e}", entry.uid, entry.gid)
 }
 
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
 fn xattr_warning(x: &crate::repo::manifest::Xattr, e: &io::Error) -> String {
     format!("cannot set extended attribute {}: {e}", x.name.lossy())
+}
+
+/// Where extended attributes cannot be set, one warning says they were
+/// left out (Windows: the owner and mode bits have no counterpart either,
+/// but for the read-only bit).
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
+fn xattrs_unsupported(entry: &Entry, warnings: &mut Vec<String>) {
+    if !entry.xattrs.is_empty() {
+        warnings.push(format!(
+            "{} extended attributes not restored: not supported on this system",
+            entry.xattrs.len()
+        ));
+    }
 }
 
 /// Puts an entry's owner, xattrs, mode and mtime on `path`, in that order:
@@ -404,10 +428,38 @@ pub fn apply_metadata(path: &Path, entry: &Entry, warnings: &mut Vec<String>) ->
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(entry.mode))?;
     }
+    #[cfg(not(unix))]
+    if !is_link {
+        xattrs_unsupported(entry, warnings);
+        let mut perms = std::fs::symlink_metadata(path)?.permissions();
+        perms.set_readonly(entry.mode & 0o222 == 0);
+        std::fs::set_permissions(path, perms)?;
+    }
     let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
     if is_link {
-        filetime::set_symlink_file_times(path, mtime, mtime)
+        set_times_nofollow(path, mtime)
     } else {
         filetime::set_file_times(path, mtime, mtime)
     }
+}
+
+/// Sets access and modification time of `path` itself, never of what a
+/// link points to.
+pub fn set_times_nofollow(path: &Path, time: filetime::FileTime) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        // Only the right to write attributes: a directory (or a read-only
+        // file) cannot be opened for writing.
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_WRITE_ATTRIBUTES: u32 = 0x0100;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        let file = std::fs::OpenOptions::new()
+            .access_mode(FILE_WRITE_ATTRIBUTES)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
+            .open(path)?;
+        filetime::set_file_handle_times(&file, Some(time), Some(time))
+    }
+    #[cfg(not(windows))]
+    filetime::set_symlink_file_times(path, time, time)
 }

@@ -258,16 +258,11 @@ mod unix {
         }
 
         /// Makes everything written to this directory's filesystem durable
-        /// (Linux: one `syncfs`); elsewhere, fsyncs the file `name` in it.
-        pub fn sync_filesystem(&self, name: &OsStr) -> io::Result<()> {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            {
-                let _ = name;
-                // SAFETY: the descriptor is open.
-                check(unsafe { libc::syncfs(self.fd.as_raw_fd()) })
-            }
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            self.open_read(name)?.sync_all()
+        /// with one `syncfs`.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        pub fn sync_filesystem(&self) -> io::Result<()> {
+            // SAFETY: the descriptor is open.
+            check(unsafe { libc::syncfs(self.fd.as_raw_fd()) })
         }
 
         /// The names in this directory, without `.` and `..`.
@@ -395,7 +390,11 @@ mod portable {
         for attempt in 0..5 {
             match fs::rename(from, to) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                // ERROR_ACCESS_DENIED (5), ERROR_SHARING_VIOLATION (32).
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(5 | 32))
+                        || e.kind() == io::ErrorKind::PermissionDenied =>
+                {
                     if let Ok(meta) = fs::symlink_metadata(to) {
                         let mut perms = meta.permissions();
                         if perms.readonly() {
@@ -447,8 +446,24 @@ mod portable {
                 Err(e) => Err(e),
             }
         }
+        /// Opens a file or directory to read it and to set its metadata
+        /// (Windows: a directory needs backup semantics to be opened, and
+        /// times and attributes need the right to write attributes).
         pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
-            File::open(self.path.join(name))
+            let mut options = OpenOptions::new();
+            options.read(true);
+            #[cfg(windows)]
+            {
+                use std::os::windows::fs::OpenOptionsExt;
+                const GENERIC_READ: u32 = 0x8000_0000;
+                const FILE_WRITE_ATTRIBUTES: u32 = 0x0100;
+                const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+                const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+                options
+                    .access_mode(GENERIC_READ | FILE_WRITE_ATTRIBUTES)
+                    .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS);
+            }
+            options.open(self.path.join(name))
         }
         pub fn create_temp(&self, name: &OsStr) -> io::Result<(OsString, File)> {
             with_temp(name, |tmp| {
@@ -486,9 +501,6 @@ mod portable {
         pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
             fs::remove_dir(self.path.join(name))
         }
-        pub fn sync_filesystem(&self, name: &OsStr) -> io::Result<()> {
-            File::open(self.path.join(name))?.sync_all()
-        }
         pub fn names(&self) -> io::Result<Vec<OsString>> {
             fs::read_dir(&self.path)?
                 .map(|e| e.map(|e| e.file_name()))
@@ -504,7 +516,7 @@ mod portable {
         }
         pub fn set_times_nofollow(&self, name: &OsStr, secs: i64, nsecs: u32) -> io::Result<()> {
             let t = filetime::FileTime::from_unix_time(secs, nsecs);
-            filetime::set_symlink_file_times(self.path.join(name), t, t)
+            crate::meta::set_times_nofollow(&self.path.join(name), t)
         }
     }
 }
@@ -568,5 +580,43 @@ mod tests {
             assert!(!is_temp_name(name.as_bytes()), "{name}");
         }
         assert!(is_temp_name(b".a.cairn-0123456789abcdef"));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn a_read_only_file_is_replaced_on_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("go.exe");
+        std::fs::write(&target, b"old").unwrap();
+        let mut perms = std::fs::metadata(&target).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&target, perms).unwrap();
+        std::fs::write(dir.path().join("new"), b"new").unwrap();
+        let handle = DirHandle::open_path(dir.path()).unwrap();
+        handle.rename(OsStr::new("new"), OsStr::new("go.exe")).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn a_file_open_elsewhere_is_reported_busy_on_windows() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("go.exe");
+        std::fs::write(&target, b"old").unwrap();
+        std::fs::write(dir.path().join("new"), b"new").unwrap();
+        // Open with no sharing, as a running program's image is.
+        let busy = std::fs::OpenOptions::new()
+            .read(true)
+            .share_mode(0)
+            .open(&target)
+            .unwrap();
+        let handle = DirHandle::open_path(dir.path()).unwrap();
+        let err = handle
+            .rename(OsStr::new("new"), OsStr::new("go.exe"))
+            .unwrap_err();
+        assert!(err.to_string().contains("in use by another program"), "{err}");
+        drop(busy);
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
     }
 }

@@ -124,18 +124,7 @@ impl Shared {
         if batch.is_empty() {
             return;
         }
-        // One syncfs covers a root's whole filesystem; elsewhere each file
-        // is fsynced.
-        let once_per_root = cfg!(any(target_os = "linux", target_os = "android"));
-        let mut synced_roots = HashSet::new();
-        let mut failed = None;
-        for p in &batch {
-            if !once_per_root || synced_roots.insert(p.job.root) {
-                if let Err(e) = p.job.dir.sync_filesystem(&p.tmp) {
-                    failed = Some(e);
-                }
-            }
-        }
+        let failed = sync_batch(&batch);
         for p in batch {
             let result = match &failed {
                 Some(e) => Err(io::Error::new(e.kind(), format!("cannot sync: {e}"))),
@@ -199,6 +188,27 @@ impl Shared {
     }
 }
 
+/// Makes a batch durable before its renames. Linux: one syncfs covers a
+/// root's whole filesystem. Elsewhere each file was already fsynced through
+/// its handle before it was closed (`write_file`).
+fn sync_batch(batch: &[Pending]) -> Option<io::Error> {
+    let mut failed = None;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut synced_roots = HashSet::new();
+        for p in batch {
+            if synced_roots.insert(p.job.root) {
+                if let Err(e) = p.job.dir.sync_filesystem() {
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (batch, &mut failed);
+    failed
+}
+
 /// Writes one file at a temporary name (0600), verifies it against the
 /// manifest, applies its metadata through the handle, and renames it into
 /// place, or, when it must be durable first (it replaces something, or the
@@ -246,6 +256,12 @@ pub(super) fn write_file(
             });
         }
         meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
+        // Without syncfs, through the handle: Windows cannot flush a file
+        // opened again read-only, nor open a read-only file for writing.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if fsync || job.replacing {
+            file.sync_all().map_err(io_err)?;
+        }
         drop(file);
         if fsync || job.replacing {
             // Synced in a batch, then renamed: see `Shared::commit`.

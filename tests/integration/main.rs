@@ -1,5 +1,8 @@
 //! Integration tests: the real binary and library over real directories.
 //! One test binary (ripgrep's and rustic_core's layout) so the crate links once.
+//! They run on Unix (fifos, modes, owners, `setpriv`); on Windows the crate
+//! is compiled and its unit tests are checked (`.ci/windows-check`).
+#![cfg(unix)]
 
 mod util;
 

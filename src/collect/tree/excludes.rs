@@ -37,9 +37,15 @@ pub struct PatternError {
 }
 
 pub fn glob(pattern: &str) -> Result<Glob, PatternError> {
-    GlobBuilder::new(pattern)
+    // On Windows `\` separates path components, as `/` does; globset
+    // compares candidates with `/` there.
+    #[cfg(windows)]
+    let text = &pattern.replace('\\', "/");
+    #[cfg(not(windows))]
+    let text = pattern;
+    GlobBuilder::new(text)
         .literal_separator(true)
-        .backslash_escape(true)
+        .backslash_escape(cfg!(not(windows)))
         .build()
         .map_err(|source| PatternError {
             pattern: pattern.to_string(),
@@ -80,7 +86,11 @@ impl Excludes {
     /// source: saving it into itself would grow it with every backup).
     pub fn skip_absolute(&mut self, path: PathBuf) {
         if let Ok(meta) = fs::metadata(&path) {
-            self.identities.push(crate::meta::identity(&meta));
+            // (0, 0) is "unknown" (Windows): it would match every directory.
+            let identity = crate::meta::identity(&meta);
+            if identity != (0, 0) {
+                self.identities.push(identity);
+            }
         }
         self.absolute.push(path);
     }
