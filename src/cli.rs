@@ -11,9 +11,14 @@ use clap::{Args, Parser, Subcommand};
     about = "Snapshots before risky changes, rollback in one command"
 )]
 pub struct Cli {
-    /// Repository directory [default: the platform data dir, e.g. ~/.local/share/cairn/repo]
-    #[arg(long, short = 'r', global = true, env = "CAIRN_REPO", value_name = "PATH")]
+    /// Repository: a directory, or s3:https://HOST[:PORT]/BUCKET[/PREFIX], s3:BUCKET[/PREFIX] (AWS)
+    /// [default: the platform data dir, e.g. ~/.local/share/cairn/repo]
+    #[arg(long, short = 'r', global = true, env = "CAIRN_REPO", value_name = "PATH|URL")]
     pub repo: Option<PathBuf>,
+
+    /// A store setting, e.g. --option s3.connections=8 --option s3.region=eu-west-1 (README, "S3")
+    #[arg(long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
 
     /// More logging on stderr (-v info, -vv debug, -vvv trace)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]

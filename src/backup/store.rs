@@ -103,11 +103,10 @@ fn store_content(
         Err(StoreError::Repo(e)) => return Err(e),
         // Reading from memory cannot fail.
         Err(StoreError::Source(e)) => {
-            return Err(RepoError::Sink(crate::sink::SinkError::Io {
-                op: "read",
-                location: "collector output".into(),
+            return Err(RepoError::Compress {
+                what: "collector output",
                 source: e,
-            }))
+            })
         }
     };
     entry.hash = if blobs.len() == 1 { None } else { Some(hash) };

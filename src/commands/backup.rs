@@ -9,13 +9,14 @@ use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
 use cairn::repo::snapshot::parse_time;
 use cairn::repo::Repository;
+use cairn::sink::Location;
 use indicatif::HumanBytes;
 
-use super::{exit, open_or_create, open_repo, print_json, repo_path, SnapshotJson};
+use super::{exit, open_or_create, open_repo, print_json, repo_skip, RepoArg, SnapshotJson};
 use crate::cli::BackupArgs;
 use cairn::profile::hooks;
 
-pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: BackupArgs) -> Result<u8> {
     let time = match &args.time {
         Some(t) => Some(
             parse_time(t)
@@ -40,20 +41,20 @@ pub fn run(repo: Option<PathBuf>, args: BackupArgs) -> Result<u8> {
 pub struct Prepared {
     pub repo: Repository,
     /// Where the repository is on disk (left out of every source).
-    pub repo_dir: PathBuf,
+    pub skip: Vec<PathBuf>,
     pub profiles: Vec<Profile>,
 }
 
 /// Reads every profile, then opens the repository: without --repo, the
 /// first profile's own sink before the default one, either created on
 /// first use.
-pub fn prepare(repo: Option<PathBuf>, profile_names: &[String]) -> Result<Prepared> {
+pub fn prepare(repo: RepoArg, profile_names: &[String]) -> Result<Prepared> {
     let profiles: Vec<Profile> = profile_names
         .iter()
         .map(|p| profile::find(p))
         .collect::<Result<_, _>>()?;
     let profile_sink = match (
-        &repo,
+        &repo.location,
         profiles.first().and_then(|p| p.sinks.first().map(|s| (p, s))),
     ) {
         (None, Some((p, SinkSpec::Local { path }))) => Some(
@@ -62,18 +63,19 @@ pub fn prepare(repo: Option<PathBuf>, profile_names: &[String]) -> Result<Prepar
         ),
         _ => None,
     };
-    let (repo_dir, repo) = match profile_sink {
+    let (skip, repo) = match profile_sink {
         Some(dir) => (
-            dir.clone(),
-            open_or_create(dir, true, "the profile's repository")?,
+            vec![std::path::absolute(&dir).unwrap_or(dir.clone())],
+            open_or_create(
+                Location::Local(dir),
+                &repo.options,
+                true,
+                "the profile's repository",
+            )?,
         ),
-        None => (repo_path(repo.clone())?.0, open_repo(repo, true)?),
+        None => (repo_skip(&repo)?, open_repo(repo, true)?),
     };
-    Ok(Prepared {
-        repo,
-        repo_dir,
-        profiles,
-    })
+    Ok(Prepared { repo, skip, profiles })
 }
 
 /// One snapshot per profile (the paths in `base` join each as trees), or
@@ -92,7 +94,7 @@ pub fn save_all(prepared: &Prepared, base: &BackupOptions, report: Report) -> Re
     let repo = &prepared.repo;
     let base = BackupOptions {
         // A repository inside a source is never saved into itself.
-        skip: vec![prepared.repo_dir.clone()],
+        skip: prepared.skip.clone(),
         ..base.clone()
     };
     if prepared.profiles.is_empty() {

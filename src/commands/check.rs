@@ -1,5 +1,3 @@
-use std::path::PathBuf;
-
 use anyhow::{bail, Result};
 use cairn::progress::Progress;
 use cairn::repo::check;
@@ -7,10 +5,10 @@ use cairn::repo::lock::{self, LockKind};
 use cairn::sink::ObjectKind;
 use indicatif::HumanBytes;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, RepoArg};
 use crate::cli::CheckArgs;
 
-pub fn run(repo: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: CheckArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
     let total = if args.read_data {

@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use cairn::diff::{self, EnvChange, PathChange, Side, Stat};
@@ -14,7 +13,7 @@ use cairn::select::Selection;
 use chrono::Local;
 use serde::Serialize;
 
-use super::{exit, live_state, open_repo, print_json, repo_path};
+use super::{exit, live_state, open_repo, print_json, repo_skip, RepoArg};
 use crate::cli::DiffArgs;
 
 /// The whole diff, as `--json` prints it.
@@ -39,8 +38,8 @@ struct FactChange {
     after: Option<String>,
 }
 
-pub fn run(repo: Option<PathBuf>, args: DiffArgs) -> Result<u8> {
-    let (repo_dir, _) = repo_path(repo.clone())?;
+pub fn run(repo: RepoArg, args: DiffArgs) -> Result<u8> {
+    let skip = repo_skip(&repo)?;
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
     let index = repo.load_index()?;
@@ -95,7 +94,7 @@ pub fn run(repo: Option<PathBuf>, args: DiffArgs) -> Result<u8> {
         }
         None => {
             let opts = InPlaceOptions {
-                skip: vec![std::path::absolute(&repo_dir).unwrap_or(repo_dir)],
+                skip,
                 ..Default::default()
             };
             let roots = a.record.roots.clone();

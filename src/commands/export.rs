@@ -1,5 +1,5 @@
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cairn::export::{self, ExportOptions};
@@ -7,10 +7,10 @@ use cairn::progress::Progress;
 use cairn::repo::lock::{self, LockKind};
 use indicatif::HumanBytes;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, RepoArg};
 use crate::cli::ExportArgs;
 
-pub fn run(repo: Option<PathBuf>, args: ExportArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: ExportArgs) -> Result<u8> {
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         bail!("refusing to write a binary archive to a terminal; redirect standard output (`-o - > snap.tar.zst`) or give -o FILE");

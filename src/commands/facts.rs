@@ -1,11 +1,9 @@
-use std::path::PathBuf;
-
 use anyhow::Result;
 
-use super::{exit, open_repo, print_json};
+use super::{exit, open_repo, print_json, RepoArg};
 use crate::cli::FactsArgs;
 
-pub fn run(repo: Option<PathBuf>, args: FactsArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: FactsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let facts = &snapshot.record.facts;

@@ -1,15 +1,14 @@
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cairn::repo::manifest::EntryKind;
 use cairn::repo::reader::BlobReader;
 use chrono::{Local, TimeZone};
 
-use super::{exit, open_repo};
+use super::{exit, open_repo, RepoArg};
 use crate::cli::LsArgs;
 
-pub fn run(repo: Option<PathBuf>, args: LsArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: LsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;

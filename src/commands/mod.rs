@@ -22,7 +22,7 @@ use cairn::backup::BackupError;
 use cairn::repo::{RepoError, Repository};
 use cairn::restore::inplace::InPlaceError;
 use cairn::restore::RestoreError;
-use cairn::sink::LocalSink;
+use cairn::sink::{LocalSink, Location, SinkOptions};
 
 use crate::cli::{Cli, Command};
 
@@ -37,7 +37,14 @@ pub mod exit {
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
-    let repo = cli.repo.clone();
+    let mut options = SinkOptions::default();
+    for setting in &cli.options {
+        options.set(setting)?;
+    }
+    let repo = RepoArg {
+        location: cli.repo.clone(),
+        options,
+    };
     match cli.command {
         Command::Init => init::run(repo),
         Command::Backup(args) => backup::run(repo, args),
@@ -98,28 +105,69 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The repository named with `--repo` (or the default one) and the
+/// settings of its store (`-o KEY=VALUE`).
+#[derive(Debug, Clone, Default)]
+pub struct RepoArg {
+    pub location: Option<PathBuf>,
+    pub options: SinkOptions,
+}
+
 /// Where the repository is, and whether it is the default one.
-pub fn repo_path(repo: Option<PathBuf>) -> Result<(PathBuf, bool)> {
-    match repo {
-        Some(path) => Ok((path, false)),
+pub fn repo_location(repo: &RepoArg) -> Result<(Location, bool)> {
+    match &repo.location {
+        Some(text) => Ok((Location::parse(text.as_os_str())?, false)),
         None => {
             let base = dirs::data_local_dir()
                 .ok_or_else(|| anyhow!("no data directory is known for this user; give --repo PATH"))?;
-            Ok((base.join("cairn").join("repo"), true))
+            Ok((Location::Local(base.join("cairn").join("repo")), true))
         }
     }
 }
 
-/// Opens the repository. The default repository is created on first backup
-/// (`create_default`); one named with --repo must exist.
-pub fn open_repo(repo: Option<PathBuf>, create_default: bool) -> Result<Repository> {
-    let (path, is_default) = repo_path(repo)?;
-    open_or_create(path, is_default && create_default, "the default repository")
+/// Paths a backup or restore must never touch: the repository, when it is
+/// a directory here.
+pub fn repo_skip(repo: &RepoArg) -> Result<Vec<PathBuf>> {
+    Ok(match repo_location(repo)?.0 {
+        Location::Local(dir) => vec![std::path::absolute(&dir).unwrap_or(dir)],
+        Location::S3(_) => Vec::new(),
+    })
 }
 
-/// Opens the repository at `path`, creating it first when `create` is set
-/// and nothing is there yet (`what` names it in messages).
-pub fn open_or_create(path: PathBuf, create: bool, what: &str) -> Result<Repository> {
+/// Opens the repository. The default repository is created on first backup
+/// (`create_default`); one named with --repo must exist.
+pub fn open_repo(repo: RepoArg, create_default: bool) -> Result<Repository> {
+    let (location, is_default) = repo_location(&repo)?;
+    open_or_create(
+        location,
+        &repo.options,
+        is_default && create_default,
+        "the default repository",
+    )
+}
+
+/// Opens the repository at `location`, creating it first when `create` is
+/// set and nothing is there yet (`what` names it in messages). Only a local
+/// directory is created this way; a bucket is created by `cairn init`.
+pub fn open_or_create(
+    location: Location,
+    options: &SinkOptions,
+    create: bool,
+    what: &str,
+) -> Result<Repository> {
+    let path = match &location {
+        Location::Local(path) => path.clone(),
+        Location::S3(_) => {
+            return match cairn::sink::open(&location, options, false) {
+                Ok(sink) => Ok(Repository::open(sink)?),
+                Err(e) if e.is_not_found() => Err(RepoError::NotFound {
+                    location: location.to_string(),
+                }
+                .into()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
     let sink = Arc::new(LocalSink::new(&path));
     match Repository::open(sink.clone()) {
         Ok(repo) => Ok(repo),

@@ -14,16 +14,16 @@ use cairn::restore::inplace::{self, InPlaceOptions, Outcome};
 use cairn::restore::{self, PlanReport, RestoreOptions, RestoreSummary};
 use indicatif::HumanBytes;
 
-use super::{exit, open_repo, print_json, repo_path};
+use super::{exit, open_repo, print_json, repo_skip, RepoArg};
 use crate::cli::RestoreArgs;
 
-pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
-    let (repo_dir, _) = repo_path(repo.clone())?;
+pub fn run(repo: RepoArg, args: RestoreArgs) -> Result<u8> {
+    let skip = repo_skip(&repo)?;
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
     let index = repo.load_index()?;
     if args.undo {
-        return undo(&repo, &index, &args, repo_dir);
+        return undo(&repo, &index, &args, skip);
     }
     let query = args.snapshot.as_deref().unwrap_or("latest");
     let snapshot = repo.find_snapshot_filtered(query, &args.filter.filter())?;
@@ -32,7 +32,7 @@ pub fn run(repo: Option<PathBuf>, args: RestoreArgs) -> Result<u8> {
     }
     match &args.target {
         Some(target) if !args.in_place => to_target(&repo, &index, &snapshot, &args, target.clone()),
-        _ => in_place(&repo, &index, &snapshot, &args, repo_dir),
+        _ => in_place(&repo, &index, &snapshot, &args, skip),
     }
 }
 
@@ -68,7 +68,7 @@ fn to_target(
     report(&summary, false)
 }
 
-fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
+fn options(args: &RestoreArgs, skip: Vec<PathBuf>) -> InPlaceOptions {
     InPlaceOptions {
         include: args.select.include.clone(),
         exclude: args.select.exclude.clone(),
@@ -82,7 +82,7 @@ fn options(args: &RestoreArgs, repo_dir: PathBuf) -> InPlaceOptions {
         check: args.check.clone(),
         check_timeout: Duration::from_secs(args.check_timeout),
         // The repository is never written over, nor removed by --delete.
-        skip: vec![std::path::absolute(&repo_dir).unwrap_or(repo_dir)],
+        skip,
     }
 }
 
@@ -103,9 +103,9 @@ fn in_place(
     index: &Index,
     snapshot: &Snapshot,
     args: &RestoreArgs,
-    repo_dir: PathBuf,
+    skip: Vec<PathBuf>,
 ) -> Result<u8> {
-    let opts = options(args, repo_dir);
+    let opts = options(args, skip);
     let drift = drift(repo, snapshot)?;
     if !args.json {
         for d in &drift {
@@ -232,13 +232,13 @@ fn env_script(repo: &Repository, index: &Index, snapshot: &Snapshot, shell: Shel
     Ok(exit::OK)
 }
 
-fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, repo_dir: PathBuf) -> Result<u8> {
+fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, skip: Vec<PathBuf>) -> Result<u8> {
     let (journal, safety) = inplace::last_restore(repo)?;
     let snapshot = repo.read_snapshot(&safety.to_hex())?;
     let opts = InPlaceOptions {
         delete: true,
         dry_run: args.dry_run,
-        ..options(args, repo_dir)
+        ..options(args, skip)
     };
     let progress = Progress::bytes("undo", None);
     let outcome = inplace::restore_in_place(repo, index, &snapshot, &opts, &progress);

@@ -4,7 +4,6 @@
 //! command (or health check) is undone by restoring the pre snapshot in
 //! place, the post snapshot serving as its safety snapshot.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -17,10 +16,10 @@ use cairn::restore::inplace::{self, InPlaceOptions, Outcome};
 use cairn::select::Selection;
 
 use super::backup::{prepare, save_all, Prepared, Report};
-use super::exit;
+use super::{exit, RepoArg};
 use crate::cli::RunArgs;
 
-pub fn run(repo: Option<PathBuf>, args: RunArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: RunArgs) -> Result<u8> {
     if args.profiles.is_empty() && args.paths.is_empty() {
         bail!("say what the command may change: --profile NAME or PATH... before --");
     }
@@ -158,7 +157,7 @@ fn roll_back(prepared: &Prepared, pre: ObjectId, post: ObjectId, what: &str) -> 
         delete: true,
         verify: true,
         safety: Some(post),
-        skip: vec![std::path::absolute(&prepared.repo_dir).unwrap_or(prepared.repo_dir.clone())],
+        skip: prepared.skip.clone(),
         ..Default::default()
     };
     let progress = Progress::bytes("rollback", None);

@@ -1,13 +1,11 @@
-use std::path::PathBuf;
-
 use anyhow::Result;
 use chrono::Local;
 use indicatif::HumanBytes;
 
-use super::{exit, open_repo, print_json, SnapshotJson};
+use super::{exit, open_repo, print_json, RepoArg, SnapshotJson};
 use crate::cli::SnapshotsArgs;
 
-pub fn run(repo: Option<PathBuf>, args: SnapshotsArgs) -> Result<u8> {
+pub fn run(repo: RepoArg, args: SnapshotsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
     let filter = args.filter.filter();
     let mut snapshots = repo.load_snapshots()?;

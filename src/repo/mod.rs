@@ -66,6 +66,13 @@ pub enum RepoError {
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// zstd failed in memory: not the store's fault, never retried.
+    #[error("cannot compress {what}")]
+    Compress {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     ManifestFormat(#[from] ManifestError),
     #[error("internal error: a worker thread panicked")]
@@ -214,10 +221,9 @@ impl Repository {
     pub fn write_index_file(&self, file: &IndexFile) -> Result<ObjectId, RepoError> {
         // JSON goes straight into the compressor: only the compressed bytes
         // are ever held whole.
-        let compress_err = |e| SinkError::Io {
-            op: "compress",
-            location: "index".into(),
-            source: e,
+        let compress_err = |source| RepoError::Compress {
+            what: "an index file",
+            source,
         };
         let mut encoder =
             zstd::stream::Encoder::new(Vec::new(), self.config.compression.level).map_err(compress_err)?;
@@ -227,15 +233,20 @@ impl Repository {
         })?;
         let bytes = encoder.finish().map_err(compress_err)?;
         let id = ObjectId::of(&bytes);
-        self.write_content_named(ObjectKind::Index, id, &bytes)?;
+        self.write_content_named(ObjectKind::Index, id, bytes)?;
         Ok(id)
     }
 
     /// Writes an object named by its hash. If the name exists, the same bytes
     /// are already stored (or `check` will say they are damaged), so that is
     /// success: concurrent writers of the same content never conflict.
-    pub fn write_content_named(&self, kind: ObjectKind, id: ObjectId, bytes: &[u8]) -> Result<(), RepoError> {
-        match self.sink.write_bytes(kind, &id.to_hex(), bytes) {
+    pub fn write_content_named(
+        &self,
+        kind: ObjectKind,
+        id: ObjectId,
+        bytes: Vec<u8>,
+    ) -> Result<(), RepoError> {
+        match self.sink.write(kind, &id.to_hex(), bytes.into()) {
             Ok(_) | Err(SinkError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -284,7 +295,7 @@ impl Repository {
 
     pub fn write_snapshot(&self, record: &SnapshotRecord) -> Result<ObjectId, RepoError> {
         let (id, bytes) = Repository::encode_snapshot(record)?;
-        self.write_content_named(ObjectKind::Snapshot, id, &bytes)?;
+        self.write_content_named(ObjectKind::Snapshot, id, bytes)?;
         Ok(id)
     }
 

@@ -12,10 +12,10 @@ use std::sync::Mutex;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::id::{IdSet, ObjectId};
-use super::index::{Index, IndexFile, IndexPack};
+use super::index::{Index, IndexBlob, IndexFile, IndexPack};
 use super::pack::{CompressedFrame, FrameBuilder, PackBuilder};
 use super::{RepoError, Repository};
-use crate::sink::{ObjectKind, SinkError};
+use crate::sink::ObjectKind;
 
 /// An index file is written after this many packs or blobs, whichever comes
 /// first: it bounds what an interrupted backup leaves unindexed, and the
@@ -48,6 +48,19 @@ pub struct PackWriterStats {
 pub struct PackWriter {
     repo: Repository,
     frames: Receiver<CompressedFrame>,
+}
+
+/// A pack assembled and compressed, not yet stored.
+struct Finished {
+    id: ObjectId,
+    bytes: Vec<u8>,
+    blobs: Vec<IndexBlob>,
+}
+
+/// A pack the store confirmed.
+struct Uploaded {
+    pack: IndexPack,
+    len: u64,
 }
 
 /// A packer for the workers and the writer that must run beside them.
@@ -104,63 +117,154 @@ impl Packer<'_> {
     }
 }
 
-fn compress_error(e: std::io::Error) -> RepoError {
-    RepoError::Sink(SinkError::Io {
-        op: "compress",
-        location: "frame".into(),
-        source: e,
-    })
+fn compress_error(source: std::io::Error) -> RepoError {
+    RepoError::Compress {
+        what: "a frame",
+        source,
+    }
 }
 
 impl PackWriter {
     /// Runs until every [`Packer`] clone is dropped, then writes the last pack
-    /// and index file.
+    /// and index file. Packs go to the store with as many uploads at once as
+    /// it asks for ([`crate::sink::Capabilities::concurrency`]); a pack enters
+    /// an index file only after the store confirmed it.
     pub fn run(self) -> Result<PackWriterStats, RepoError> {
+        let uploads = self.repo.sink().capabilities().concurrency.clamp(1, 64);
         let mut stats = PackWriterStats::default();
+        let mut pending = IndexFile::default();
+        let result = if uploads == 1 {
+            self.pack_frames(&mut |pack| self.upload(pack), &mut pending, &mut stats)
+        } else {
+            self.run_uploaders(uploads, &mut pending, &mut stats)
+        };
+        // What was uploaded stays usable by the next backup, even after an
+        // error: index it.
+        let indexed = match pending.packs.is_empty() {
+            true => Ok(()),
+            false => self.write_index(std::mem::take(&mut pending), &mut stats),
+        };
+        result?;
+        indexed?;
+        Ok(stats)
+    }
+
+    /// Assembles frames into packs and hands each full pack to `upload`,
+    /// which returns the packs confirmed since the last call.
+    fn pack_frames(
+        &self,
+        upload: &mut dyn FnMut(Finished) -> Result<Vec<Uploaded>, RepoError>,
+        pending: &mut IndexFile,
+        stats: &mut PackWriterStats,
+    ) -> Result<(), RepoError> {
         let target = self.repo.config().pack_target as usize;
         // Room for the target plus the frame that crosses it.
         let capacity = target + 2 * self.repo.config().frame_target as usize;
         let mut pack = PackBuilder::with_capacity(capacity);
-        let mut pending = IndexFile::default();
         for frame in self.frames.iter() {
             pack.push(frame);
             if pack.len() >= target {
                 let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity));
-                self.write_pack(full, &mut pending, &mut stats)?;
-                let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
-                if pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX {
-                    self.write_index(std::mem::take(&mut pending), &mut stats)?;
-                }
+                let done = upload(self.finish(full)?)?;
+                self.confirmed(done, pending, stats)?;
             }
         }
         if !pack.is_empty() {
-            self.write_pack(pack, &mut pending, &mut stats)?;
+            let done = upload(self.finish(pack)?)?;
+            self.confirmed(done, pending, stats)?;
         }
-        if !pending.packs.is_empty() {
-            self.write_index(pending, &mut stats)?;
-        }
-        Ok(stats)
+        Ok(())
     }
 
-    fn write_pack(
+    /// `uploads` threads sending packs while this one assembles the next:
+    /// at most `uploads` packs in flight, none waiting, which bounds memory.
+    fn run_uploaders(
         &self,
-        pack: PackBuilder,
+        uploads: usize,
         pending: &mut IndexFile,
         stats: &mut PackWriterStats,
     ) -> Result<(), RepoError> {
-        let (id, bytes, blobs) = pack.finish().map_err(compress_error)?;
-        if let Err(e) = self.check_room(bytes.len() as u64) {
-            // What is already packed stays usable by the next backup.
-            if !pending.packs.is_empty() {
-                let _ = self.write_index(std::mem::take(pending), stats);
+        let (jobs_tx, jobs) = bounded::<Finished>(0);
+        let (done_tx, done) = crossbeam_channel::unbounded::<Result<Uploaded, RepoError>>();
+        std::thread::scope(|scope| {
+            for _ in 0..uploads {
+                let (jobs, done_tx) = (jobs.clone(), done_tx.clone());
+                scope.spawn(move || {
+                    for pack in jobs.iter() {
+                        let result = self.upload(pack).map(|mut v| v.remove(0));
+                        if done_tx.send(result).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            return Err(e);
+            drop(done_tx);
+            let drain = |block: bool| -> Result<Vec<Uploaded>, RepoError> {
+                let mut out = Vec::new();
+                let mut next = |r: Result<Uploaded, RepoError>| r.map(|u| out.push(u));
+                if block {
+                    for r in done.iter() {
+                        next(r)?;
+                    }
+                } else {
+                    for r in done.try_iter() {
+                        next(r)?;
+                    }
+                }
+                Ok(out)
+            };
+            let mut send = |pack: Finished| -> Result<Vec<Uploaded>, RepoError> {
+                let confirmed = drain(false)?;
+                jobs_tx.send(pack).map_err(|_| RepoError::WriterStopped)?;
+                Ok(confirmed)
+            };
+            let packed = self.pack_frames(&mut send, pending, stats);
+            drop(jobs_tx);
+            // Every upload started ends before the index is written.
+            let rest = drain(true);
+            packed?;
+            self.confirmed(rest?, pending, stats)
+        })
+    }
+
+    fn finish(&self, pack: PackBuilder) -> Result<Finished, RepoError> {
+        let (id, bytes, blobs) = pack.finish().map_err(compress_error)?;
+        self.check_room(bytes.len() as u64)?;
+        Ok(Finished { id, bytes, blobs })
+    }
+
+    /// Writes one pack; its confirmation, as a list for [`Self::pack_frames`].
+    fn upload(&self, pack: Finished) -> Result<Vec<Uploaded>, RepoError> {
+        let len = pack.bytes.len() as u64;
+        self.repo
+            .write_content_named(ObjectKind::Pack, pack.id, pack.bytes)?;
+        tracing::debug!("wrote pack {} ({len} bytes, {} blobs)", pack.id, pack.blobs.len());
+        Ok(vec![Uploaded {
+            pack: IndexPack {
+                id: pack.id,
+                blobs: pack.blobs,
+            },
+            len,
+        }])
+    }
+
+    /// Puts confirmed packs in the pending index file, writing it out when
+    /// it is full.
+    fn confirmed(
+        &self,
+        done: Vec<Uploaded>,
+        pending: &mut IndexFile,
+        stats: &mut PackWriterStats,
+    ) -> Result<(), RepoError> {
+        for up in done {
+            stats.packs += 1;
+            stats.bytes_stored += up.len;
+            pending.packs.push(up.pack);
+            let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
+            if pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX {
+                self.write_index(std::mem::take(pending), stats)?;
+            }
         }
-        self.repo.write_content_named(ObjectKind::Pack, id, &bytes)?;
-        tracing::debug!("wrote pack {id} ({} bytes, {} blobs)", bytes.len(), blobs.len());
-        stats.packs += 1;
-        stats.bytes_stored += bytes.len() as u64;
-        pending.packs.push(IndexPack { id, blobs });
         Ok(())
     }
 

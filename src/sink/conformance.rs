@@ -1,8 +1,6 @@
 //! The behaviour every sink must have, written once and run against each one
 //! (as restic's `internal/backend/test` is). Call [`run`] on an empty sink.
 
-use std::io::{self, Read};
-
 use super::{ObjectKind, Sink, SinkError, CONFIG_NAME};
 
 /// Runs every check against `sink`, which must start empty. Panics with the
@@ -14,10 +12,11 @@ pub fn run(sink: &dyn Sink) {
     ranged_reads(sink);
     not_found_is_its_own_kind(sink);
     delete_removes(sink);
-    failed_write_leaves_nothing(sink);
+    racing_writers_of_one_name(sink);
     invalid_names_are_refused(sink);
     config_object(sink);
     many_packs_are_listed(sink);
+    listing_goes_past_a_thousand(sink);
 }
 
 fn names(sink: &dyn Sink, kind: ObjectKind) -> Vec<String> {
@@ -115,36 +114,45 @@ fn delete_removes(sink: &dyn Sink) {
         .is_not_found());
 }
 
-/// Yields some bytes, then fails, like a source that breaks mid-upload.
-struct BrokenReader(usize);
-
-impl Read for BrokenReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.0 == 0 {
-            return Err(io::Error::other("source broke"));
+/// Two writers of one name at once: the stored object is one of the two
+/// whole, never a mix; with `exclusive_create` exactly one write succeeds.
+fn racing_writers_of_one_name(sink: &dyn Sink) {
+    for round in 0..4u8 {
+        let name = format!("ace{round}");
+        let payloads: Vec<Vec<u8>> = (0..2u8).map(|w| vec![w ^ round; 256 * 1024]).collect();
+        let results: Vec<Result<u64, SinkError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = payloads
+                .iter()
+                .map(|p| {
+                    let name = &name;
+                    scope.spawn(move || sink.write_bytes(ObjectKind::Lock, name, p))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("racing_writers: writer panicked"))
+                .collect()
+        });
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert!(ok >= 1, "racing_writers: both writes failed: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, SinkError::AlreadyExists { .. }),
+                    "racing_writers: the losing write must say the name exists: {e}"
+                );
+            }
         }
-        let n = buf.len().min(self.0);
-        buf[..n].fill(7);
-        self.0 -= n;
-        Ok(n)
+        if sink.capabilities().exclusive_create {
+            assert_eq!(ok, 1, "racing_writers: both writers of one name succeeded");
+        }
+        let stored = sink.read(ObjectKind::Lock, &name).expect("racing_writers: read");
+        assert!(
+            payloads.contains(&stored),
+            "racing_writers: the stored object is neither write whole"
+        );
+        sink.delete(ObjectKind::Lock, &name).expect("delete");
     }
-}
-
-fn failed_write_leaves_nothing(sink: &dyn Sink) {
-    let err = sink.write(ObjectKind::Pack, "beef", &mut BrokenReader(100_000));
-    assert!(err.is_err(), "failed_write: a broken source must fail the write");
-    assert!(
-        names(sink, ObjectKind::Pack).is_empty(),
-        "failed_write: half an object is listed"
-    );
-    assert!(sink
-        .read(ObjectKind::Pack, "beef")
-        .expect_err("read")
-        .is_not_found());
-    sink.write_bytes(ObjectKind::Pack, "beef", b"whole")
-        .expect("failed_write: retry");
-    assert_eq!(sink.read(ObjectKind::Pack, "beef").expect("read"), b"whole");
-    sink.delete(ObjectKind::Pack, "beef").expect("delete");
 }
 
 fn invalid_names_are_refused(sink: &dyn Sink) {
@@ -181,4 +189,35 @@ fn many_packs_are_listed(sink: &dyn Sink) {
         sink.delete(ObjectKind::Pack, name).expect("delete");
     }
     assert!(names(sink, ObjectKind::Pack).is_empty());
+}
+
+/// An object store lists 1,000 keys per page: the listing must follow its
+/// continuation past the first page.
+fn listing_goes_past_a_thousand(sink: &dyn Sink) {
+    let count = 1_003u32;
+    let expected: Vec<String> = (0..count).map(|i| format!("{i:08x}")).collect();
+    std::thread::scope(|scope| {
+        for part in expected.chunks(count as usize / 4 + 1) {
+            scope.spawn(move || {
+                for name in part {
+                    sink.write_bytes(ObjectKind::Lock, name, b"{}").expect("write");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        names(sink, ObjectKind::Lock),
+        expected,
+        "past_a_thousand: listing"
+    );
+    std::thread::scope(|scope| {
+        for part in expected.chunks(count as usize / 4 + 1) {
+            scope.spawn(move || {
+                for name in part {
+                    sink.delete(ObjectKind::Lock, name).expect("delete");
+                }
+            });
+        }
+    });
+    assert!(names(sink, ObjectKind::Lock).is_empty());
 }

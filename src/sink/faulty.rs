@@ -2,16 +2,19 @@
 //! when its store misbehaves (after kopia's `FaultyStorage`). It wraps a real
 //! sink; nothing about the repository is mocked.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::{Capabilities, ObjectInfo, ObjectKind, Sink, SinkError};
+use super::{Bytes, Capabilities, ObjectInfo, ObjectKind, Sink, SinkError};
 
 /// A fault to inject. Each fires once, on the first matching operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// The next write of this kind fails after half of its bytes were consumed.
+    /// The next write of this kind fails and stores nothing.
     FailWrite(ObjectKind),
+    /// The next write of this kind fails with a transient error, storing
+    /// nothing (a 503 from an object store).
+    TransientWrite(ObjectKind),
     /// The next read (whole or ranged) of this kind returns a flipped byte.
     CorruptRead(ObjectKind),
     /// The next read of this kind fails with a transient I/O error.
@@ -67,27 +70,6 @@ impl FaultySink {
     }
 }
 
-/// Yields half of the inner reader's bytes, then an error.
-struct FailHalfway<'a> {
-    inner: &'a mut dyn Read,
-    budget: usize,
-}
-
-impl Read for FailHalfway<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.budget == 0 {
-            return Err(io::Error::other("injected write fault"));
-        }
-        let n = buf.len().min(self.budget);
-        let n = self.inner.read(&mut buf[..n])?;
-        self.budget -= n;
-        if n == 0 {
-            return Err(io::Error::other("injected write fault"));
-        }
-        Ok(n)
-    }
-}
-
 impl Sink for FaultySink {
     fn location(&self) -> String {
         self.inner.location()
@@ -117,19 +99,22 @@ impl Sink for FaultySink {
         self.after_read(kind, name, data)
     }
 
-    fn write(&self, kind: ObjectKind, name: &str, data: &mut dyn Read) -> Result<u64, SinkError> {
+    fn write(&self, kind: ObjectKind, name: &str, data: Bytes) -> Result<u64, SinkError> {
         if self.take(&Fault::FailWrite(kind)) {
-            let mut all = Vec::new();
-            data.read_to_end(&mut all).map_err(|e| SinkError::Io {
+            // As a store that lost the connection half-way: nothing stored.
+            return Err(SinkError::Io {
                 op: "write",
                 location: format!("{kind} {name}"),
-                source: e,
-            })?;
-            let mut failing = FailHalfway {
-                inner: &mut all.as_slice(),
-                budget: all.len() / 2,
-            };
-            return self.inner.write(kind, name, &mut failing);
+                source: io::Error::new(io::ErrorKind::BrokenPipe, "injected write fault"),
+            });
+        }
+        if self.take(&Fault::TransientWrite(kind)) {
+            return Err(SinkError::Remote {
+                op: "write",
+                location: format!("{kind} {name}"),
+                message: "injected transient fault (503 Slow Down)".into(),
+                transient: true,
+            });
         }
         self.inner.write(kind, name, data)
     }

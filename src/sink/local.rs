@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{check_name, Capabilities, ObjectInfo, ObjectKind, Sink, SinkError, CONFIG_NAME};
+use super::{check_name, Bytes, Capabilities, ObjectInfo, ObjectKind, Sink, SinkError, CONFIG_NAME};
 
 /// Temporary files start with this prefix; they are never listed or read.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -90,7 +90,9 @@ impl Sink for LocalSink {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             atomic_write: true,
+            exclusive_create: true,
             needs_retries: false,
+            concurrency: 1,
         }
     }
 
@@ -157,7 +159,7 @@ impl Sink for LocalSink {
     /// which is fsynced and then hard-linked to the final name. `link` fails if
     /// the name exists, which gives create-only semantics without a race; the
     /// directory is fsynced so the new name survives a power cut.
-    fn write(&self, kind: ObjectKind, name: &str, data: &mut dyn Read) -> Result<u64, SinkError> {
+    fn write(&self, kind: ObjectKind, name: &str, data: Bytes) -> Result<u64, SinkError> {
         check_name(kind, name)?;
         // Locks are advisory and short-lived: one lost to a power cut only
         // means no lock, so they skip the fsyncs every other object needs.
@@ -190,8 +192,9 @@ impl Sink for LocalSink {
                 .create_new(true)
                 .open(&temp)
                 .map_err(|e| self.io_err("create", &temp, e))?;
-            let size = io::copy(data, &mut file).map_err(|e| self.io_err("write", &temp, e))?;
-            file.flush().map_err(|e| self.io_err("write", &temp, e))?;
+            file.write_all(&data)
+                .map_err(|e| self.io_err("write", &temp, e))?;
+            let size = data.len() as u64;
             if durable {
                 file.sync_all().map_err(|e| self.io_err("sync", &temp, e))?;
             }

@@ -8,12 +8,20 @@
 pub mod conformance;
 pub mod faulty;
 pub mod local;
+pub mod location;
+pub mod open;
+pub mod retry;
+pub mod s3;
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 
+pub use bytes::Bytes;
 pub use faulty::FaultySink;
 pub use local::LocalSink;
+pub use location::Location;
+pub use open::{open, SinkOptions};
+pub use retry::RetrySink;
 
 /// The kinds of object a repository holds. Each kind has its own namespace and
 /// its own place in the layout (see `docs/FORMAT.md`).
@@ -91,13 +99,25 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-/// What a sink can and cannot promise; wrappers use these to decide what to add.
+/// What a sink can and cannot promise; [`open`] and the repository read
+/// these to decide which wrappers to stack and how many operations to run
+/// at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
-    /// A write becomes visible all at once (temp name + rename or equivalent).
+    /// A write becomes visible all at once (temp name + rename, or an object
+    /// store's PUT).
     pub atomic_write: bool,
+    /// Two writers of one name: exactly one succeeds (a hard link, or a
+    /// conditional PUT with `If-None-Match: *`). Without it the last writer
+    /// wins, which is harmless for content-named objects (same name, same
+    /// bytes) and is why locks are also read back after they are written.
+    pub exclusive_create: bool,
     /// Operations may fail transiently and should be retried (network stores).
     pub needs_retries: bool,
+    /// How many transfers at once keep the store busy: 1 for a local disk
+    /// (the CPU is the limit), more for a store reached over a network, where
+    /// each request waits on a round trip.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +128,24 @@ pub enum SinkError {
     AlreadyExists { kind: ObjectKind, name: String },
     #[error("invalid object name {name:?} for {kind}")]
     InvalidName { kind: ObjectKind, name: String },
-    #[error("cannot {op} {location}: {source}")]
+    #[error("cannot {op} {location}")]
     Io {
         op: &'static str,
         location: String,
         #[source]
         source: io::Error,
+    },
+    /// A store reached over a network said no, or could not be reached.
+    /// `message` is the store's own explanation plus what to check; it never
+    /// holds credentials.
+    #[error("cannot {op} {location}: {message}")]
+    Remote {
+        op: &'static str,
+        location: String,
+        message: String,
+        /// Whether retrying the same request may succeed (5xx, 429, a
+        /// timeout, a dropped connection).
+        transient: bool,
     },
 }
 
@@ -121,6 +153,7 @@ impl SinkError {
     /// Whether retrying the same operation may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
+            SinkError::Remote { transient, .. } => *transient,
             SinkError::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::Interrupted
@@ -163,13 +196,16 @@ pub trait Sink: Send + Sync {
         length: u64,
     ) -> Result<Vec<u8>, SinkError>;
 
-    /// Stores everything `data` yields under the name, atomically; returns the size.
-    fn write(&self, kind: ObjectKind, name: &str, data: &mut dyn Read) -> Result<u64, SinkError>;
+    /// Stores `data` under the name, atomically; returns the size. The bytes
+    /// are owned (and cheap to clone) so that a write can be retried, and
+    /// handed to another thread or task.
+    fn write(&self, kind: ObjectKind, name: &str, data: Bytes) -> Result<u64, SinkError>;
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError>;
 
-    fn write_bytes(&self, kind: ObjectKind, name: &str, mut data: &[u8]) -> Result<u64, SinkError> {
-        self.write(kind, name, &mut data)
+    /// [`Sink::write`] of borrowed bytes (a copy): for small objects.
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<u64, SinkError> {
+        self.write(kind, name, Bytes::copy_from_slice(data))
     }
 
     /// Bytes free for new objects, where the store can tell (local disks).

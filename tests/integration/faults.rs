@@ -186,7 +186,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
     }
     pack.push(frames.finish().unwrap());
     let (pack_id, bytes, blobs) = pack.finish().unwrap();
-    repo.write_content_named(ObjectKind::Pack, pack_id, &bytes)
+    repo.write_content_named(ObjectKind::Pack, pack_id, bytes)
         .unwrap();
     repo.write_index_file(&IndexFile {
         packs: vec![IndexPack { id: pack_id, blobs }],
@@ -307,7 +307,8 @@ fn a_failing_pack_write_leaves_the_repository_valid() {
     let err = backup::run(&repo, &opts, &Progress::hidden())
         .err()
         .expect("the backup must fail");
-    assert!(err.to_string().contains("injected write fault"), "{err}");
+    let text = crate::util::chain(&err);
+    assert!(text.contains("injected write fault"), "{text}");
 
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
     env.ok(&["check", "--read-data"]);
@@ -370,7 +371,7 @@ fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
     let mut bytes = fs::read(&first).unwrap();
     bytes.extend_from_slice(&zstd::bulk::compress(&[0u8; 1024], 3).unwrap());
     let second = ObjectId::of(&bytes);
-    repo.write_content_named(ObjectKind::Pack, second, &bytes)
+    repo.write_content_named(ObjectKind::Pack, second, bytes.clone())
         .unwrap();
     let mut file = repo
         .read_index_file(

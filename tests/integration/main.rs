@@ -15,5 +15,7 @@ mod interrupt;
 mod profiles;
 mod restore;
 mod rollback;
+mod s3;
+mod s3server;
 mod sink;
 mod story;

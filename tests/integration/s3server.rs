@@ -1,0 +1,119 @@
+//! A real S3 server on 127.0.0.1 for the tests: `s3s-fs` (an S3 API over a
+//! directory) served by hyper on a tokio runtime of its own, in this
+//! process. No Docker, no network beyond loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tempfile::TempDir;
+
+pub const ACCESS_KEY: &str = "cairn-test-access";
+pub const SECRET_KEY: &str = "cairn-test-secret-key-never-printed";
+
+pub struct S3Server {
+    pub addr: SocketAddr,
+    /// Where the server keeps buckets (one directory each).
+    pub root: TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        credentials_in_env();
+        let root = tempfile::Builder::new()
+            .prefix("cairn-s3-")
+            .tempdir()
+            .expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let service = {
+            let mut b = S3ServiceBuilder::new(fs);
+            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.build()
+        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let _ = ConnBuilder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        S3Server {
+            addr,
+            root,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `s3:http://127.0.0.1:PORT/BUCKET[/PREFIX]`.
+    pub fn url(&self, bucket_and_prefix: &str) -> String {
+        format!("s3:{}/{bucket_and_prefix}", self.endpoint())
+    }
+
+    /// The server's files of a bucket (what it stores).
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.path().join(bucket)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The test credentials, for a `cairn` child process; and never the
+/// developer's own AWS configuration.
+pub fn aws_env(cmd: &mut Command, scratch: &std::path::Path) {
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", scratch.join("no-aws-credentials"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+}
+
+/// The same for sinks opened inside the test process: every test sets the
+/// same values, so it does not matter which sets them first.
+fn credentials_in_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/cairn-test/aws-config");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/cairn-test/aws-credentials",
+        );
+        std::env::remove_var("AWS_PROFILE");
+    });
+}
