@@ -70,7 +70,10 @@ impl<'r> ParentCursor<'r> {
                 match self.lines.as_mut()?.next() {
                     Some(Ok(line)) => self.peeked = Some(line),
                     Some(Err(e)) => {
-                        tracing::warn!("parent snapshot unusable from here on, reading every file: {e}");
+                        tracing::warn!(
+                            "parent snapshot unusable from here on, reading every file: {}",
+                            crate::chain(&e)
+                        );
                         self.lines = None;
                         return None;
                     }
@@ -122,7 +125,10 @@ impl LineMatcher {
         let parsed = match prev.entry() {
             Ok(parsed) => parsed,
             Err(e) => {
-                tracing::debug!("parent line unusable, reading the file again: {e}");
+                tracing::debug!(
+                    "parent line unusable, reading the file again: {}",
+                    crate::chain(&e)
+                );
                 return Verdict::Changed;
             }
         };

@@ -71,7 +71,7 @@ pub enum CommandError {
     NotFound(String),
     #[error("{program}: still running after {secs}s; stopped")]
     TimedOut { program: String, secs: u64 },
-    #[error("{program}: {source}")]
+    #[error("cannot run {program}")]
     Io {
         program: String,
         #[source]

@@ -60,7 +60,7 @@ pub fn run_before(profile: &Profile) -> Result<(), HookError> {
         match command::run_with_env(&shell(hook), HOOK_TIMEOUT, &env) {
             Ok(out) if out.success => {}
             Ok(out) => return Err(fail(out.status.trim().to_string(), tail(&out))),
-            Err(e) => return Err(fail(e.to_string(), String::new())),
+            Err(e) => return Err(fail(crate::chain(&e), String::new())),
         }
     }
     Ok(())
@@ -91,7 +91,11 @@ pub fn run_after(profile: &Profile, outcome: &Outcome) -> Vec<String> {
                 out.status.trim(),
                 tail(&out)
             )),
-            Err(e) => warnings.push(format!("profile {}: after hook `{hook}`: {e}", profile.name)),
+            Err(e) => warnings.push(format!(
+                "profile {}: after hook `{hook}`: {}",
+                profile.name,
+                crate::chain(&e)
+            )),
         }
     }
     warnings

@@ -474,7 +474,7 @@ fn parse_collector(
         "tree" => {
             let path = c.path.ok_or_else(|| needs("`path`"))?;
             for pattern in &c.exclude {
-                glob(pattern.get_ref()).map_err(|e| at(pattern.span(), e.to_string()))?;
+                glob(pattern.get_ref()).map_err(|e| at(pattern.span(), crate::chain(&e)))?;
             }
             Collector::Tree {
                 name,
@@ -494,7 +494,7 @@ fn parse_collector(
                     RawFile::Path(path) => (path, false),
                     RawFile::Table { path, optional } => (path, optional),
                 };
-                glob(&path).map_err(|e| at(span, e.to_string()))?;
+                glob(&path).map_err(|e| at(span, crate::chain(&e)))?;
                 specs.push(FileSpec { path, optional });
             }
             Collector::Files { name, files: specs }
@@ -503,7 +503,7 @@ fn parse_collector(
             let include = c.include.ok_or_else(|| needs("`include`"))?;
             let secret = c.secret.unwrap_or_default();
             for p in include.iter().chain(&secret) {
-                glob(p.get_ref()).map_err(|e| at(p.span(), e.to_string()))?;
+                glob(p.get_ref()).map_err(|e| at(p.span(), crate::chain(&e)))?;
             }
             Collector::Env {
                 name,

@@ -135,7 +135,7 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     secret,
                     &opts.fingerprint_key,
                 )
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(crate::chain(&e)))?;
                 // Each variable is a fact too: `env.NAME`, its value or, for
                 // a secret, only its fingerprint.
                 if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&json)
@@ -179,10 +179,11 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     match crate::collect::command::run(argv, std::time::Duration::from_secs(*timeout_secs)) {
                         Ok(output) => output,
                         Err(e) if !*required => {
-                            out.notes.push(format!("skipping command {name}: {e}"));
+                            out.notes
+                                .push(format!("skipping command {name}: {}", crate::chain(&e)));
                             continue;
                         }
-                        Err(e) => return Err(fail(e.to_string())),
+                        Err(e) => return Err(fail(crate::chain(&e))),
                     };
                 if !output.success {
                     out.notes.push(format!(
@@ -236,7 +237,7 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                         }
                         Err(e) => return Err(fail(format!("{}: {e}", spec.path))),
                     };
-                    let matches = matching_files(&expanded).map_err(|e| fail(e.to_string()))?;
+                    let matches = matching_files(&expanded).map_err(|e| fail(crate::chain(&e)))?;
                     if matches.is_empty() {
                         if spec.optional {
                             out.notes

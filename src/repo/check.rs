@@ -106,7 +106,7 @@ pub fn check(
             }
             Err(e) => report
                 .errors
-                .push(problem(format!("index {}", info.name), e.to_string())),
+                .push(problem(format!("index {}", info.name), crate::chain(&e))),
         }
     }
     report.blobs = index.len() as u64;
@@ -171,7 +171,7 @@ pub fn check(
             Err(e) => {
                 report
                     .errors
-                    .push(problem(format!("snapshot {}", info.name), e.to_string()));
+                    .push(problem(format!("snapshot {}", info.name), crate::chain(&e)));
                 continue;
             }
         };
@@ -208,7 +208,7 @@ pub fn check(
         if let Some(e) = manifest_error {
             let mut p = problem(
                 format!("snapshot {}", info.name),
-                format!("manifest cannot be read: {e}"),
+                format!("manifest cannot be read: {}", crate::chain(&e)),
             );
             p.snapshots.push(short.clone());
             report.errors.push(p);
@@ -271,7 +271,10 @@ fn read_packs(
                             Err(e) => {
                                 let ids = blobs.iter().map(|b| b.id).collect();
                                 problems.push((
-                                    problem(format!("pack {id}"), format!("cannot be read: {e}")),
+                                    problem(
+                                        format!("pack {id}"),
+                                        format!("cannot be read: {}", crate::chain(&e)),
+                                    ),
                                     ids,
                                 ));
                                 continue;
@@ -319,7 +322,7 @@ fn verify_pack(
             Ok(f) => f,
             Err(e) => {
                 let ids = members.iter().map(|b| b.id).collect();
-                out.push((problem(name.clone(), e.to_string()), ids));
+                out.push((problem(name.clone(), crate::chain(&e)), ids));
                 continue;
             }
         };
@@ -327,7 +330,7 @@ fn verify_pack(
             let result =
                 pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b).map(|_| ()));
             if let Err(e) = result {
-                out.push((problem(name.clone(), e.to_string()), vec![b.id]));
+                out.push((problem(name.clone(), crate::chain(&e)), vec![b.id]));
             }
         }
     }

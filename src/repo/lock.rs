@@ -56,7 +56,7 @@ pub struct RepoLock {
 impl Drop for RepoLock {
     fn drop(&mut self) {
         if let Err(e) = self.sink.delete(ObjectKind::Lock, &self.name) {
-            tracing::warn!("could not remove lock {}: {e}", self.name);
+            tracing::warn!("could not remove lock {}: {}", self.name, crate::chain(&e));
         }
     }
 }

@@ -197,7 +197,7 @@ pub fn is_safe_path(path: &[u8]) -> bool {
 pub enum ManifestError {
     #[error("manifest entries out of order: {0:?} after {1:?}")]
     OutOfOrder(RawBytes, RawBytes),
-    #[error("manifest line {line}: {source}")]
+    #[error("manifest line {line}")]
     BadLine {
         line: u64,
         #[source]

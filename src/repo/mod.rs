@@ -44,13 +44,13 @@ pub enum RepoError {
     },
     #[error("blob {0} is not in the index")]
     MissingBlob(ObjectId),
-    #[error("pack {pack}: {source}")]
+    #[error("pack {pack}")]
     Pack {
         pack: ObjectId,
         #[source]
         source: PackError,
     },
-    #[error("snapshot {snapshot}: {source}")]
+    #[error("snapshot {snapshot}")]
     Manifest {
         snapshot: String,
         #[source]
@@ -58,7 +58,7 @@ pub enum RepoError {
     },
     #[error(transparent)]
     Ref(#[from] RefError),
-    #[error("cannot encode {what}: {source}")]
+    #[error("cannot encode {what}")]
     Encode {
         what: String,
         #[source]
@@ -320,5 +320,43 @@ impl Repository {
     ) -> Result<Snapshot, RepoError> {
         let snapshots = self.load_snapshots()?;
         Ok(snapshot::resolve_filtered(&snapshots, query, filter)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame that does not decompress printed, with `{:#}`, "pack P: frame
+    /// at offset 0 does not decompress: E: frame at offset 0 does not
+    /// decompress: E: E": each level put its source in its own message too.
+    #[test]
+    fn a_damaged_pack_frame_printed_its_cause_three_times() {
+        let pack = ObjectId::of(b"pack");
+        let damaged = || RepoError::Pack {
+            pack,
+            source: PackError::Decompress {
+                offset: 0,
+                source: std::io::Error::other("unknown frame descriptor"),
+            },
+        };
+        let expected =
+            format!("pack {pack}: frame at offset 0 does not decompress: unknown frame descriptor");
+        assert_eq!(format!("{:#}", anyhow::Error::from(damaged())), expected);
+        assert_eq!(crate::chain(&damaged()), expected);
+
+        let bad_line = RepoError::Manifest {
+            snapshot: "1234abcd".into(),
+            source: ManifestError::BadLine {
+                line: 7,
+                source: serde_json::from_str::<u32>("x").unwrap_err(),
+            },
+        };
+        let text = crate::chain(&bad_line);
+        assert!(
+            text.starts_with("snapshot 1234abcd: manifest line 7: expected value"),
+            "{text}"
+        );
+        assert_eq!(text.matches("expected value").count(), 1, "{text}");
     }
 }

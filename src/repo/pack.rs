@@ -20,7 +20,7 @@ const MAX_FRAME_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    #[error("frame at offset {offset} does not decompress: {source}")]
+    #[error("frame at offset {offset} does not decompress")]
     Decompress {
         offset: u64,
         #[source]

@@ -65,7 +65,10 @@ impl<'a> BlobReader<'a> {
             match self.verified_at(id, pack_id, loc) {
                 Ok(pos) => {
                     if let Some(e) = &first_error {
-                        tracing::warn!("{e}; read blob {id} from its copy in pack {pack_id}");
+                        tracing::warn!(
+                            "{}; read blob {id} from its copy in pack {pack_id}",
+                            crate::chain(e)
+                        );
                     }
                     let blob = loc.to_index_blob(*id);
                     let start = blob.offset as usize;

@@ -209,7 +209,7 @@ impl Writer<'_, '_> {
                     }
                     Visit::Outside { path } => self
                         .shared
-                        .fail(&path, &"lies outside every root of the snapshot; skipped"),
+                        .fail_with(&path, "lies outside every root of the snapshot; skipped"),
                 }
                 Ok::<(), RestoreError>(())
             },

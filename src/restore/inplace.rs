@@ -86,7 +86,7 @@ pub enum InPlaceError {
     UnknownRoot { snapshot: String, names: String },
     #[error("cannot restore {path} in place: it has no parent directory")]
     NoParent { path: PathBuf },
-    #[error("cannot write the restore journal: {0}")]
+    #[error("cannot write the restore journal")]
     Journal(#[source] std::io::Error),
     #[error("{what}; everything this restore changed was put back from safety snapshot {safety}")]
     RolledBack { what: String, safety: String },
@@ -232,7 +232,7 @@ pub fn restore_in_place(
         // Stopped by the user: the journal stays open, so running the same
         // restore again finishes it, and --undo takes it back.
         Err(e @ RestoreError::Repo(crate::repo::RepoError::Interrupted)) => return Err(e.into()),
-        Err(e) => Err(format!("writing failed: {e}")),
+        Err(e) => Err(format!("writing failed: {}", crate::chain(&e))),
         Ok(mut summary) => {
             summary.unchanged = summary.unchanged.max(planned_unchanged);
             Ok(summary)
@@ -443,7 +443,7 @@ fn roll_back(repo: &Repository, journal: &mut Journal, what: String, progress: &
             InPlaceError::RollbackFailed {
                 what,
                 safety: safety.short(),
-                rollback: format!("{e:#}"),
+                rollback: crate::chain(&e),
             }
         }
     }

@@ -176,13 +176,13 @@ pub enum RestoreError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Pattern(#[from] PatternError),
-    #[error("cannot create restore target {path}: {source}")]
+    #[error("cannot create restore target {path}")]
     Target {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

@@ -59,14 +59,20 @@ impl Shared {
         self.summary.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn fail(&self, what: &[u8], e: &dyn std::fmt::Display) {
+    /// Records that `what` could not be restored, with the error and its
+    /// causes (a [`RestoreError`]'s message leaves its cause to `source()`).
+    pub(super) fn fail(&self, what: &[u8], e: &dyn std::error::Error) {
+        self.fail_with(what, &crate::chain(e));
+    }
+
+    pub(super) fn fail_with(&self, what: &[u8], message: &str) {
         self.failed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(path_key(what));
         self.summary()
             .errors
-            .push(format!("{}: {e}", String::from_utf8_lossy(what)));
+            .push(format!("{}: {message}", String::from_utf8_lossy(what)));
     }
 
     pub(super) fn warn(&self, what: &[u8], warnings: Vec<String>) {

@@ -199,6 +199,33 @@ fn a_bad_time_or_pattern_is_named() {
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 0);
 }
 
+/// `backup --exclude 'a['` printed "error parsing glob 'a[': unclosed
+/// character class; missing ']'" twice: the pattern error put its cause in
+/// its own message and marked it as its source, which `{:#}` prints again.
+#[test]
+fn a_bad_exclude_pattern_printed_its_cause_twice() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let out = env.run(&["backup", env.path("src").to_str().unwrap(), "--exclude", "a["]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("bad exclude pattern \"a[\": error parsing glob"),
+        "{err}"
+    );
+    assert_eq!(err.matches("unclosed character class").count(), 1, "{err}");
+    // A message kept as text (a profile's error) still names the cause, once.
+    let profile = env.path("bad-glob.toml");
+    write(
+        &profile,
+        b"[[collector]]\nkind = \"tree\"\nname = \"t\"\npath = \"/tmp\"\nexclude = [\"a[\"]\n",
+    );
+    let out = env.run(&["profiles", "validate", profile.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_eq!(err.matches("unclosed character class").count(), 1, "{err}");
+}
+
 fn write_lock(env: &Env, name: &str, pid: u32, kind: &str) {
     let host = fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()

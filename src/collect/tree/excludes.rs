@@ -29,7 +29,7 @@ pub struct Excludes {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("bad exclude pattern {pattern:?}: {source}")]
+#[error("bad exclude pattern {pattern:?}")]
 pub struct PatternError {
     pub pattern: String,
     #[source]
