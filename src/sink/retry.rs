@@ -70,10 +70,14 @@ impl RetrySink {
                     attempt += 1;
                     let wait = self.policy.delay(attempt);
                     if start.elapsed() + wait > self.policy.max_elapsed {
-                        tracing::warn!("{what}: giving up after {attempt} attempts: {e}");
+                        tracing::warn!("{what}: giving up after {attempt} attempts: {}", crate::chain(&e));
                         return Err(e);
                     }
-                    tracing::info!("{what}: {e}; retrying in {:.1}s", wait.as_secs_f64());
+                    tracing::info!(
+                        "{what}: {}; retrying in {:.1}s",
+                        crate::chain(&e),
+                        wait.as_secs_f64()
+                    );
                     std::thread::sleep(wait);
                 }
                 other => return other,

@@ -307,7 +307,7 @@ fn a_failing_pack_write_leaves_the_repository_valid() {
     let err = backup::run(&repo, &opts, &Progress::hidden())
         .err()
         .expect("the backup must fail");
-    let text = crate::util::chain(&err);
+    let text = cairn::chain(&err);
     assert!(text.contains("injected write fault"), "{text}");
 
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);

@@ -305,15 +305,3 @@ pub fn skip(reason: &str) {
     }
     println!("SKIPPED: {reason}");
 }
-
-/// An error and its causes, joined as `main` prints them.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
