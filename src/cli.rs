@@ -51,6 +51,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Verify the repository
     Check(CheckArgs),
+    /// Copy snapshots into another repository (only the blobs it lacks)
+    Copy(CopyArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
     /// List, show and check profiles
@@ -320,6 +322,26 @@ pub struct CheckArgs {
     /// Also re-read every pack and re-hash every blob
     #[arg(long)]
     pub read_data: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Snapshots to copy (ids, id prefixes or `latest`)
+    #[arg(value_name = "REF", required_unless_present = "all", conflicts_with = "all")]
+    pub snapshots: Vec<String>,
+    /// Copy every snapshot (of --tag/--host/--profile, when given)
+    #[arg(long)]
+    pub all: bool,
+    /// The repository to copy from [default: --repo]
+    #[arg(long, value_name = "PATH|URL")]
+    pub from: Option<PathBuf>,
+    /// The repository to copy into (it must exist: `cairn init`)
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod backup;
 pub mod batch;
 pub mod collect;
+pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod interrupt;

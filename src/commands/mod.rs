@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod facts;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run::run(repo, args),
         Command::Export(args) => export::run(repo, args),
         Command::Check(args) => check::run(repo, args),
+        Command::Copy(args) => copy::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
     }

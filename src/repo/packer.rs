@@ -87,6 +87,11 @@ impl Packer<'_> {
         FrameBuilder::new(self.frame_target, self.level)
     }
 
+    /// Whether the repository (or this run) has the blob already.
+    pub fn has(&self, id: &ObjectId) -> bool {
+        self.index.contains(id) || self.added.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
     /// Stores a blob unless the repository (or this run) has it; returns
     /// whether it was new.
     pub fn add(&self, frames: &mut FrameBuilder, id: ObjectId, data: &[u8]) -> Result<bool, RepoError> {

@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod copy;
 mod diff;
 mod export;
 mod faults;

@@ -41,13 +41,18 @@ impl Env {
     }
 
     pub fn cmd(&self) -> Command {
+        let mut c = self.cmd_without_repo();
+        c.arg("--repo").arg(&self.repo);
+        c
+    }
+
+    /// [`Env::cmd`] without `--repo`, for commands that name their own.
+    pub fn cmd_without_repo(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env_remove("CAIRN_REPO")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
-            .env("TZ", "UTC")
-            .arg("--repo")
-            .arg(&self.repo);
+            .env("TZ", "UTC");
         c
     }
 
