@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cairn::backup::{self, BackupOptions};
 use cairn::profile::expand::expand_path;
 use cairn::profile::resolve::{process_var, process_vars, resolve, ResolveOptions};
@@ -39,43 +39,126 @@ pub fn run(repo: RepoArg, args: BackupArgs) -> Result<u8> {
 
 /// The repository and profiles of a backup, checked before anything runs.
 pub struct Prepared {
+    /// Where snapshots are written: `--repo`, or the first of the profile's
+    /// sinks that opened.
     pub repo: Repository,
-    /// Where the repository is on disk (left out of every source).
+    /// Paths never saved: every repository that is a directory here.
     pub skip: Vec<PathBuf>,
     pub profiles: Vec<Profile>,
+    /// The profile's other sinks: each snapshot is copied into every one.
+    pub mirrors: Vec<Repository>,
+    /// Sinks that could not be opened: where, and why.
+    pub unreachable: Vec<SinkResult>,
 }
 
-/// Reads every profile, then opens the repository: without --repo, the
-/// first profile's own sink before the default one, either created on
-/// first use.
+/// Whether one sink holds a snapshot, for the summary and `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkResult {
+    pub location: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads every profile, then opens the repository: `--repo`, else the first
+/// profile's sinks (a local one created on first use, a NAS or S3 one
+/// never), else the default repository.
 pub fn prepare(repo: RepoArg, profile_names: &[String]) -> Result<Prepared> {
     let profiles: Vec<Profile> = profile_names
         .iter()
-        .map(|p| profile::find(p))
+        .map(|name| profile::find(name))
         .collect::<Result<_, _>>()?;
-    let profile_sink = match (
-        &repo.location,
-        profiles.first().and_then(|p| p.sinks.first().map(|s| (p, s))),
-    ) {
-        (None, Some((p, SinkSpec::Local { path }))) => Some(
-            expand_path(path, &p.base, &process_var)
-                .with_context(|| format!("profile {}: sink path {path}", p.name))?,
-        ),
+    let sinks = match (&repo.location, profiles.first()) {
+        (None, Some(p)) if !p.sinks.is_empty() => Some(p),
         _ => None,
     };
-    let (skip, repo) = match profile_sink {
-        Some(dir) => (
-            vec![std::path::absolute(&dir).unwrap_or(dir.clone())],
-            open_or_create(
-                Location::Local(dir),
-                &repo.options,
-                true,
-                "the profile's repository",
-            )?,
-        ),
-        None => (repo_skip(&repo)?, open_repo(repo, true)?),
+    let Some(p) = sinks else {
+        return Ok(Prepared {
+            skip: repo_skip(&repo)?,
+            repo: open_repo(repo, true)?,
+            profiles,
+            mirrors: Vec::new(),
+            unreachable: Vec::new(),
+        });
     };
-    Ok(Prepared { repo, skip, profiles })
+    let (mut opened, mut skip, mut unreachable) = (Vec::new(), Vec::new(), Vec::new());
+    for sink in &p.sinks {
+        let (location, result) = open_sink(p, sink, &repo, &mut skip);
+        match result {
+            Ok(r) => opened.push(r),
+            Err(e) => {
+                eprintln!("warning: profile {}: sink {location}: {e:#}", p.name);
+                unreachable.push(SinkResult {
+                    location,
+                    ok: false,
+                    error: Some(format!("{e:#}")),
+                });
+            }
+        }
+    }
+    if opened.is_empty() {
+        bail!(
+            "profile {}: none of its {} sinks could be opened; nothing saved",
+            p.name,
+            p.sinks.len()
+        );
+    }
+    let repo = opened.remove(0);
+    Ok(Prepared {
+        repo,
+        skip,
+        profiles,
+        mirrors: opened,
+        unreachable,
+    })
+}
+
+/// Opens one of a profile's sinks; returns where it is, for messages.
+fn open_sink(
+    p: &Profile,
+    sink: &SinkSpec,
+    repo: &RepoArg,
+    skip: &mut Vec<PathBuf>,
+) -> (String, Result<Repository>) {
+    let dir = |path: &str| {
+        expand_path(path, &p.base, &process_var)
+            .with_context(|| format!("profile {}: sink path {path}", p.name))
+    };
+    match sink {
+        SinkSpec::Local { path } | SinkSpec::Nas { path } => {
+            let dir = match dir(path) {
+                Ok(dir) => dir,
+                Err(e) => return (path.clone(), Err(e)),
+            };
+            skip.push(std::path::absolute(&dir).unwrap_or(dir.clone()));
+            let shown = dir.display().to_string();
+            let result = match sink {
+                SinkSpec::Nas { .. } => cairn::sink::nas::check_share(&dir)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| {
+                        open_or_create(Location::Local(dir), &repo.options, false, "the NAS repository")
+                    }),
+                _ => open_or_create(
+                    Location::Local(dir),
+                    &repo.options,
+                    true,
+                    "the profile's repository",
+                ),
+            };
+            (shown, result)
+        }
+        SinkSpec::S3 { url, options } => {
+            let mut arg = RepoArg {
+                location: Some(PathBuf::from(url)),
+                options: repo.options.clone(),
+            };
+            let set = options.iter().try_for_each(|o| arg.options.set(o));
+            let result = set
+                .map_err(anyhow::Error::from)
+                .and_then(|()| open_repo(arg, false));
+            (url.clone(), result)
+        }
+    }
 }
 
 /// One snapshot per profile (the paths in `base` join each as trees), or
@@ -98,7 +181,7 @@ pub fn save_all(prepared: &Prepared, base: &BackupOptions, report: Report) -> Re
         ..base.clone()
     };
     if prepared.profiles.is_empty() {
-        return save(repo, &base, report).map(|(code, id)| (code, id.into_iter().collect()));
+        return save(prepared, &base, report).map(|(code, id)| (code, id.into_iter().collect()));
     }
     let fingerprint_key = super::fingerprint_key(repo);
     let options = ResolveOptions {
@@ -112,7 +195,7 @@ pub fn save_all(prepared: &Prepared, base: &BackupOptions, report: Report) -> Re
         // A failing `before` hook stops this profile before anything is read.
         let result = hooks::run_before(p)
             .map_err(anyhow::Error::from)
-            .and_then(|()| resolve_and_save(repo, p, &base, &options, report));
+            .and_then(|()| resolve_and_save(prepared, p, &base, &options, report));
         let outcome = match &result {
             Ok((code, id)) => hooks::Outcome {
                 status: if *code == exit::PARTIAL {
@@ -140,7 +223,7 @@ pub fn save_all(prepared: &Prepared, base: &BackupOptions, report: Report) -> Re
 }
 
 fn resolve_and_save(
-    repo: &cairn::repo::Repository,
+    prepared: &Prepared,
     p: &Profile,
     base: &BackupOptions,
     options: &ResolveOptions,
@@ -166,15 +249,14 @@ fn resolve_and_save(
         tags,
         ..base.clone()
     };
-    save(repo, &opts, report)
+    save(prepared, &opts, report)
 }
 
-/// Runs one backup and reports it; returns the exit code and the snapshot id.
-fn save(
-    repo: &cairn::repo::Repository,
-    opts: &BackupOptions,
-    report: Report,
-) -> Result<(u8, Option<String>)> {
+/// Runs one backup, copies it into the mirrors, and reports it; returns
+/// the exit code (PARTIAL when files could not be read or a sink misses
+/// the snapshot) and the snapshot id.
+fn save(prepared: &Prepared, opts: &BackupOptions, report: Report) -> Result<(u8, Option<String>)> {
+    let repo = &prepared.repo;
     let progress = Progress::bytes("backup", None);
     let outcome = backup::run(repo, opts, &progress);
     progress.finish();
@@ -187,11 +269,16 @@ fn save(
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
+    let sinks = mirror(prepared, &outcome);
     let r = &outcome.record;
+    let incomplete = r.partial || sinks.iter().any(|s| !s.ok);
     if report == Report::Json {
-        print_json(&SnapshotJson {
-            id: outcome.id.to_hex(),
-            record: r,
+        print_json(&BackupJson {
+            snapshot: SnapshotJson {
+                id: outcome.id.to_hex(),
+                record: r,
+            },
+            sinks: (sinks.len() > 1).then_some(&sinks),
         })?;
     } else {
         let s = &r.stats;
@@ -208,11 +295,84 @@ fn save(
             HumanBytes(s.bytes_stored),
             s.duration_secs
         );
-        match report {
-            Report::Stderr => eprintln!("{line}"),
-            _ => outln!("{line}")?,
+        let mut lines = vec![line];
+        if sinks.len() > 1 {
+            let held = sinks.iter().filter(|s| s.ok).count();
+            lines.push(format!("{what}held by {held} of {} sinks", sinks.len()));
+        }
+        for line in lines {
+            match report {
+                Report::Stderr => eprintln!("{line}"),
+                _ => outln!("{line}")?,
+            }
         }
     }
-    let code = if r.partial { exit::PARTIAL } else { exit::OK };
+    let code = if incomplete { exit::PARTIAL } else { exit::OK };
     Ok((code, Some(outcome.id.to_hex())))
+}
+
+/// `backup --json`: the snapshot, and with several sinks which hold it.
+#[derive(serde::Serialize)]
+struct BackupJson<'a> {
+    #[serde(flatten)]
+    snapshot: SnapshotJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sinks: Option<&'a Vec<SinkResult>>,
+}
+
+/// Copies a new snapshot into every mirror (only the blobs each lacks);
+/// a failing one is reported and the others go on. Returns every sink's
+/// result, the primary's first.
+fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResult> {
+    let repo = &prepared.repo;
+    let mut results = vec![SinkResult {
+        location: repo.sink().location(),
+        ok: true,
+        error: None,
+    }];
+    if prepared.mirrors.is_empty() && prepared.unreachable.is_empty() {
+        return results;
+    }
+    let snapshot = cairn::repo::snapshot::Snapshot {
+        id: outcome.id,
+        record: outcome.record.clone(),
+    };
+    let index = repo.load_index();
+    for m in &prepared.mirrors {
+        let location = m.sink().location();
+        let copied = index
+            .as_ref()
+            .map_err(|e| anyhow!("{}", cairn::chain(e)))
+            .and_then(|index| {
+                let _lock = lock::acquire(m.sink().clone(), LockKind::Shared)?;
+                cairn::copy::copy(
+                    repo,
+                    index,
+                    m,
+                    std::slice::from_ref(&snapshot),
+                    &Progress::hidden(),
+                )
+                .map_err(anyhow::Error::from)
+            });
+        match copied {
+            Ok(_) => results.push(SinkResult {
+                location,
+                ok: true,
+                error: None,
+            }),
+            Err(e) => {
+                eprintln!(
+                    "warning: copying snapshot {} into {location} failed: {e:#}",
+                    outcome.id.short()
+                );
+                results.push(SinkResult {
+                    location,
+                    ok: false,
+                    error: Some(format!("{e:#}")),
+                });
+            }
+        }
+    }
+    results.extend(prepared.unreachable.iter().cloned());
+    results
 }

@@ -16,14 +16,13 @@ pub mod snapshots;
 pub mod unlock;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use cairn::backup::BackupError;
 use cairn::repo::{RepoError, Repository};
 use cairn::restore::inplace::InPlaceError;
 use cairn::restore::RestoreError;
-use cairn::sink::{LocalSink, Location, SinkOptions};
+use cairn::sink::{Location, SinkOptions};
 
 use crate::cli::{Cli, Command};
 
@@ -170,7 +169,8 @@ pub fn open_or_create(
             }
         }
     };
-    let sink = Arc::new(LocalSink::new(&path));
+    // Through `sink::open`: a directory on a network share gets retries.
+    let sink = cairn::sink::open(&location, options, false)?;
     match Repository::open(sink.clone()) {
         Ok(repo) => Ok(repo),
         Err(RepoError::NotFound { .. }) if create && is_empty_or_missing(&path) => {

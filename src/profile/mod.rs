@@ -127,7 +127,15 @@ enum RawFile {
 #[serde(deny_unknown_fields)]
 struct RawSink {
     kind: Spanned<String>,
-    path: Spanned<String>,
+    /// A directory: `local` and `nas` sinks.
+    path: Option<Spanned<String>>,
+    /// `s3:...`: `s3` sinks.
+    url: Option<Spanned<String>>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    storage_class: Option<String>,
+    connections: Option<usize>,
+    conditional_writes: Option<bool>,
 }
 
 /// How many snapshots to keep; stored and shown now, applied by `forget`.
@@ -205,10 +213,22 @@ pub struct FileSpec {
     pub optional: bool,
 }
 
+/// Where a profile's snapshots go. A backup writes into the first sink
+/// that opens and copies the snapshot into each other one.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SinkSpec {
+    /// A directory on this machine, created on first use.
     Local { path: String },
+    /// A directory on a mounted network share, never created implicitly:
+    /// an unmounted share's empty mount point is left alone.
+    Nas { path: String },
+    /// A bucket (and prefix): `url` as `--repo` takes it, plus settings.
+    S3 {
+        url: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
+    },
 }
 
 impl Collector {
@@ -262,17 +282,7 @@ impl Profile {
         }
         let mut sinks = Vec::new();
         for s in raw.sinks {
-            match s.kind.get_ref().as_str() {
-                "local" => sinks.push(SinkSpec::Local {
-                    path: s.path.into_inner(),
-                }),
-                other => {
-                    return Err(at(
-                        s.kind.span(),
-                        format!("unknown sink kind {other:?} (expected \"local\")"),
-                    ))
-                }
-            }
+            sinks.push(parse_sink(s, &at)?);
         }
         Ok(Profile {
             name: raw.name.unwrap_or(default_name),
@@ -570,4 +580,56 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
+}
+
+/// One `[[sink]]`: its kind decides which fields it needs.
+fn parse_sink(
+    s: RawSink,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ProfileError,
+) -> Result<SinkSpec, ProfileError> {
+    let kind = s.kind.get_ref().as_str();
+    let need = |field: Option<Spanned<String>>, name: &str| {
+        field
+            .map(Spanned::into_inner)
+            .ok_or_else(|| at(s.kind.span(), format!("a {kind} sink needs `{name}`")))
+    };
+    match kind {
+        "local" => Ok(SinkSpec::Local {
+            path: need(s.path, "path")?,
+        }),
+        "nas" => Ok(SinkSpec::Nas {
+            path: need(s.path, "path")?,
+        }),
+        "s3" => {
+            let mut options = Vec::new();
+            if let Some(v) = &s.region {
+                options.push(format!("s3.region={v}"));
+            }
+            if let Some(v) = s.path_style {
+                options.push(format!("s3.path-style={v}"));
+            }
+            if let Some(v) = &s.storage_class {
+                options.push(format!("s3.storage-class={v}"));
+            }
+            if let Some(v) = s.connections {
+                options.push(format!("s3.connections={v}"));
+            }
+            if let Some(v) = s.conditional_writes {
+                options.push(format!("s3.conditional-writes={v}"));
+            }
+            let url_span = s.url.as_ref().map(|u| u.span());
+            let url = need(s.url, "url")?;
+            if !url.starts_with("s3:") {
+                return Err(at(
+                    url_span.unwrap_or(0..0),
+                    format!("an s3 sink's url starts with s3: ({url:?})"),
+                ));
+            }
+            Ok(SinkSpec::S3 { url, options })
+        }
+        other => Err(at(
+            s.kind.span(),
+            format!("unknown sink kind {other:?} (expected \"local\", \"nas\" or \"s3\")"),
+        )),
+    }
 }

@@ -12,11 +12,21 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LocalSink {
     root: PathBuf,
+    /// The network filesystem the root is on (NFS, SMB, sshfs...), if any:
+    /// then transient errors are retried and missing features tolerated.
+    network: Option<&'static str>,
 }
 
 impl LocalSink {
     pub fn new(root: impl Into<PathBuf>) -> LocalSink {
-        LocalSink { root: root.into() }
+        let root = root.into();
+        let network = super::nas::network_filesystem(&root);
+        LocalSink { root, network }
+    }
+
+    /// The network filesystem the repository is on, if it is on one.
+    pub fn network(&self) -> Option<&'static str> {
+        self.network
     }
 
     pub fn root(&self) -> &Path {
@@ -91,8 +101,9 @@ impl Sink for LocalSink {
         Capabilities {
             atomic_write: true,
             exclusive_create: true,
-            needs_retries: false,
-            concurrency: 1,
+            needs_retries: self.network.is_some(),
+            // A network filesystem waits on round trips, as an object store.
+            concurrency: if self.network.is_some() { 4 } else { 1 },
         }
     }
 
@@ -199,7 +210,7 @@ impl Sink for LocalSink {
                 file.sync_all().map_err(|e| self.io_err("sync", &temp, e))?;
             }
             drop(file);
-            fs::hard_link(&temp, &path).map_err(|e| {
+            publish(&temp, &path).map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     SinkError::AlreadyExists {
                         kind,
@@ -214,7 +225,12 @@ impl Sink for LocalSink {
         let _ = fs::remove_file(&temp);
         let size = result?;
         if durable {
-            sync_dir(&dir).map_err(|e| self.io_err("sync", &dir, e))?;
+            match sync_dir(&dir) {
+                // Some network filesystems cannot fsync a directory; the
+                // server orders its own metadata.
+                Err(e) if self.network.is_some() && unsupported(&e) => {}
+                other => other.map_err(|e| self.io_err("sync", &dir, e))?,
+            }
         }
         Ok(size)
     }
@@ -235,6 +251,63 @@ impl Sink for LocalSink {
             Err(e) => Err(self.io_err("delete", &path, e)),
         }
     }
+}
+
+/// Gives the finished temporary file its name, failing if the name exists:
+/// a hard link where the filesystem has them (exFAT, some SMB and FUSE
+/// mounts do not), else a rename that refuses to replace (Linux), else a
+/// check then a rename. The last can race with another writer of the same
+/// name, which for content-named objects stores the same bytes.
+fn publish(temp: &Path, path: &Path) -> io::Result<()> {
+    match fs::hard_link(temp, path) {
+        Err(e) if unsupported(&e) => rename_noreplace(temp, path),
+        other => other,
+    }
+}
+
+fn rename_noreplace(temp: &Path, path: &Path) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))
+        };
+        let (from, to) = (c(temp)?, c(path)?);
+        // SAFETY: both are valid C strings; AT_FDCWD resolves them as paths.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !unsupported(&e) {
+            return Err(e);
+        }
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the name exists"));
+    }
+    fs::rename(temp, path)
+}
+
+/// An operation the filesystem does not have (as opposed to one that failed).
+fn unsupported(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        return matches!(
+            code,
+            libc::EPERM | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EXDEV
+        ) || code == libc::ENOTSUP;
+    }
+    e.kind() == io::ErrorKind::Unsupported
 }
 
 #[cfg(unix)]

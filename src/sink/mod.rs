@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod faulty;
 pub mod local;
 pub mod location;
+pub mod nas;
 pub mod open;
 pub mod retry;
 pub mod s3;
@@ -154,6 +155,8 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         match self {
             SinkError::Remote { transient, .. } => *transient,
+            // A stale NFS handle, an interrupted call on a share.
+            SinkError::Io { source, .. } if is_stale(source) => true,
             SinkError::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::Interrupted
@@ -168,6 +171,18 @@ impl SinkError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, SinkError::NotFound { .. })
+    }
+}
+
+fn is_stale(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ESTALE)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
     }
 }
 

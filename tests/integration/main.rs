@@ -19,4 +19,5 @@ mod rollback;
 mod s3;
 mod s3server;
 mod sink;
+mod sinks;
 mod story;

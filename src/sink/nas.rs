@@ -1,0 +1,130 @@
+//! Repositories on network shares (NFS, SMB/CIFS, sshfs and other FUSE
+//! mounts): recognised by the filesystem type, and never created in an
+//! unmounted share's empty mount point.
+//!
+//! The layout is the local one ([`super::LocalSink`]); what differs is how
+//! much the filesystem promises. On a network filesystem the local sink
+//! retries transient errors (a stale handle, an interrupted call), and
+//! tolerates a directory fsync that is not supported and hard links that do
+//! not exist (it renames instead, see `LocalSink::write`).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NasError {
+    #[error("the NAS repository {path} cannot be reached (is the share mounted?)")]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is on a local {fs} filesystem, not a network share: is the share mounted? (nothing was written; use kind = \"local\" for a local directory)")]
+    NotMounted { path: PathBuf, fs: String },
+}
+
+/// The kind of network filesystem `path` is on, or `None` for a local one
+/// (or where this cannot be told).
+pub fn network_filesystem(path: &Path) -> Option<&'static str> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        filesystem_type(path).ok().and_then(network_name)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // A UNC path (\\nas\share) is a network share by its spelling.
+        path.to_str()
+            .filter(|p| p.starts_with(r"\\") && !p.starts_with(r"\\?\"))
+            .map(|_| "smb")
+    }
+}
+
+/// `statfs(2)`'s `f_type` of the filesystem holding `path`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn filesystem_type(path: &Path) -> io::Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c` is a valid C string and `buf` is written by a successful call.
+    if unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs succeeded, so `buf` is initialised.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(unsafe { buf.assume_init() }.f_type as i64)
+}
+
+/// The name of a network filesystem's `f_type` (linux/magic.h).
+fn network_name(f_type: i64) -> Option<&'static str> {
+    Some(match f_type as u32 {
+        0x6969 => "nfs",
+        0x517B => "smb",
+        0xFF53_4D42 => "cifs",
+        0xFE53_4D42 => "smb2",
+        0x6573_5546 => "fuse",
+        0x0102_1997 => "9p",
+        0x5346_414F => "afs",
+        0x00C3_6400 => "ceph",
+        0x7375_7245 => "coda",
+        0x5346_5441 => "ocfs2",
+        _ => return None,
+    })
+}
+
+/// Refuses a NAS sink whose share is not mounted: the path must exist and be
+/// on a network filesystem. Writes nothing.
+pub fn check_share(path: &Path) -> Result<(), NasError> {
+    std::fs::metadata(path).map_err(|source| NasError::Missing {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if network_filesystem(path).is_some() {
+        return Ok(());
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let fs = filesystem_type(path)
+            .map(|t| format!("(type {t:#x})"))
+            .unwrap_or_else(|_| "(unknown type)".into());
+        Err(NasError::NotMounted {
+            path: path.to_path_buf(),
+            fs,
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // Elsewhere a mapped drive cannot be told from a local one here:
+        // an existing path is taken as mounted.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_magics_are_named_and_local_ones_are_not() {
+        assert_eq!(network_name(0x6969), Some("nfs"));
+        assert_eq!(network_name(0x6573_5546), Some("fuse"));
+        assert_eq!(network_name(0xFF53_4D42u32 as i64), Some("cifs"));
+        assert_eq!(network_name(0xEF53), None); // ext4
+        assert_eq!(network_name(0x0102_1994), None); // tmpfs
+    }
+
+    #[test]
+    fn an_unmounted_share_is_refused_and_left_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount_point = dir.path().join("nas");
+        let err = check_share(&mount_point).unwrap_err();
+        assert!(matches!(err, NasError::Missing { .. }), "{err}");
+        std::fs::create_dir(&mount_point).unwrap();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if network_filesystem(&mount_point).is_none() {
+            let err = check_share(&mount_point).unwrap_err();
+            assert!(err.to_string().contains("is the share mounted"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(&mount_point).unwrap().count(), 0);
+    }
+}
