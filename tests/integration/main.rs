@@ -13,6 +13,7 @@ mod export;
 mod faults;
 mod fidelity;
 mod interrupt;
+mod nas;
 mod profiles;
 mod restore;
 mod rollback;

@@ -1,0 +1,206 @@
+//! A repository on a real network filesystem: sshfs (FUSE) mounted from an
+//! sshd on 127.0.0.1 that the test starts. Needs root, /dev/fuse, sshd and
+//! sshfs; `.ci/run` installs them, so CI never skips this.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, code, stderr, Env};
+
+/// sshd on a free loopback port and `root@127.0.0.1:<dir>` mounted with
+/// sshfs; unmounted and stopped on drop.
+struct Share {
+    sshd: Child,
+    mount: PathBuf,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount").arg("-u").arg(&self.mount).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
+
+fn missing_tools() -> Option<String> {
+    if !util::is_root() {
+        return Some("not root".into());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("no /dev/fuse".into());
+    }
+    for tool in ["/usr/sbin/sshd", "sshfs", "ssh-keygen", "fusermount"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!(
+                "{tool} is not installed (apt-get install openssh-server sshfs)"
+            ));
+        }
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mount_share(scratch: &Path, exported: &Path, extra: &str) -> Share {
+    let keys = scratch.join("ssh");
+    std::fs::create_dir_all(&keys).unwrap();
+    for name in ["host", "user"] {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(keys.join(name)));
+    }
+    std::fs::copy(keys.join("user.pub"), keys.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = free_port();
+    let config = keys.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n\
+             PidFile {pid}\nSubsystem sftp internal-sftp\n",
+            host = keys.join("host").display(),
+            auth = keys.join("authorized_keys").display(),
+            pid = keys.join("sshd.pid").display(),
+        ),
+    )
+    .unwrap();
+    let sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sshd");
+    let mount = scratch.join("mnt");
+    std::fs::create_dir_all(&mount).unwrap();
+    let share = Share { sshd, mount };
+    let start = Instant::now();
+    loop {
+        let status = Command::new("sshfs")
+            .arg(format!("root@127.0.0.1:{}", exported.display()))
+            .arg(&share.mount)
+            .args(["-p", &port.to_string(), "-o"])
+            .arg(format!(
+                "IdentityFile={},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes{extra}",
+                keys.join("user").display()
+            ))
+            .stderr(Stdio::null())
+            .status()
+            .expect("sshfs");
+        if status.success() {
+            return share;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "sshfs did not mount");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_repository_on_sshfs_backs_up_restores_and_checks() {
+    if let Some(why) = missing_tools() {
+        return util::skip(&format!("sshfs test: {why}"));
+    }
+    let env = Env::new();
+    let exported = env.path("server-disk");
+    std::fs::create_dir_all(&exported).unwrap();
+    // Without hard links, as on exFAT and some SMB mounts: the sink renames.
+    let share = mount_share(env.dir.path(), &exported, ",disable_hardlink");
+    assert_eq!(cairn::sink::nas::network_filesystem(&share.mount), Some("fuse"));
+
+    let repo = share.mount.join("cairn");
+    let repo_arg = repo.to_str().unwrap();
+    let src = env.path("src");
+    for i in 0..25u64 {
+        util::write(
+            &src.join(format!("d{}/f{i}", i % 4)),
+            &util::noise(30_000 + i as usize, i),
+        );
+    }
+    let cairn = |args: &[&str]| {
+        env.cmd_without_repo()
+            .arg("--repo")
+            .arg(repo_arg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["init"][..],
+        &["backup", src.to_str().unwrap()],
+        &["backup", src.to_str().unwrap()],
+    ] {
+        let out = cairn(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = cairn(&["check", "--read-data"]);
+    assert!(
+        out.status.success() && util::stdout(&out).contains("no errors"),
+        "{}",
+        stderr(&out)
+    );
+    let target = env.path("restored");
+    let out = cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    util::assert_same_tree(&src, &target.join("tree/src"));
+    // What the server holds is the repository, with no temporary files left.
+    assert!(exported.join("cairn/config.json").is_file());
+    let leftovers = walkdir::WalkDir::new(exported.join("cairn"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .count();
+    assert_eq!(leftovers, 0);
+
+    // A NAS sink in a profile: used when mounted, refused once unmounted.
+    let profile = env.path("profiles/nas.toml");
+    util::write(
+        &profile,
+        format!(
+            "[[sink]]\nkind = \"nas\"\npath = \"{}\"\n[[collector]]\nkind = \"tree\"\nname = \"src\"\npath = \"{}\"\n",
+            repo.display(),
+            src.display()
+        )
+        .as_bytes(),
+    );
+    let out = env
+        .cmd_without_repo()
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    drop(share);
+    let out = env
+        .cmd_without_repo()
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("is the share mounted"), "{}", stderr(&out));
+    assert!(
+        !env.path("mnt/cairn").exists(),
+        "a repository was made in the empty mount point"
+    );
+}
