@@ -262,3 +262,64 @@ fn bad_s3_repositories_fail_in_one_clear_line() {
     assert!(err.contains("cannot reach the server"), "{err}");
     assert!(err.lines().count() <= 2, "{err}");
 }
+
+/// A proxy spoils every second connection (refused, 503, cut mid-upload, a
+/// download broken off, delayed): backups through it retry and succeed,
+/// and every snapshot restores byte for byte and passes check --read-data,
+/// through the proxy and straight from the server.
+#[test]
+fn backups_through_a_faulty_network_still_restore_byte_for_byte() {
+    use crate::s3server::{FaultyProxy, ProxyFault};
+    let server = S3Server::start();
+    let proxy = FaultyProxy::start(
+        server.addr,
+        2,
+        &[
+            ProxyFault::CutResponse,
+            ProxyFault::Refuse,
+            ProxyFault::SlowDown,
+            ProxyFault::CutRequest,
+            ProxyFault::Delay,
+        ],
+    );
+    let mut env = Env::new();
+    env.repo = PathBuf::from(format!("s3:http://{}/faulty/repo", proxy.addr));
+    let direct = server.url("faulty/repo");
+    let settings = ["--option", "s3.retry-time=60", "--option", "s3.connections=2"];
+    fn with<'a>(settings: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+        [settings, args].concat()
+    }
+    s3_ok(&env, &with(&settings, &["init"]));
+    let src = env.path("src");
+    for round in 0..3u64 {
+        for i in 0..20u64 {
+            util::write(
+                &src.join(format!("r{round}/f{i}")),
+                &util::noise(60_000, round * 100 + i),
+            );
+        }
+        s3_ok(&env, &with(&settings, &["backup", src.to_str().unwrap()]));
+    }
+    let out = s3_ok(&env, &with(&settings, &["check", "--read-data"]));
+    assert!(out.contains("no errors"), "{out}");
+    let back = env.path("back");
+    s3_ok(
+        &env,
+        &with(
+            &settings,
+            &["restore", "latest", "--target", back.to_str().unwrap()],
+        ),
+    );
+    util::assert_same_tree(&src, &back.join("tree/src"));
+    let injected = proxy.injected.load(std::sync::atomic::Ordering::Relaxed);
+    println!("faults injected: {injected}");
+    assert!(injected >= 3, "too few faults injected: {injected}");
+
+    // Straight from the server, without the proxy.
+    let mut plain = Env::new();
+    plain.repo = PathBuf::from(direct);
+    let out = s3_ok(&plain, &["check", "--read-data"]);
+    assert!(out.contains("no errors"), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&s3_ok(&plain, &["snapshots", "--json"])).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(3));
+}

@@ -117,3 +117,116 @@ fn credentials_in_env() {
         std::env::remove_var("AWS_PROFILE");
     });
 }
+
+/// What [`FaultyProxy`] does to one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// Close it at once.
+    Refuse,
+    /// Answer `503 Slow Down` without asking the server.
+    SlowDown,
+    /// Pass the first bytes of the request on, then drop the connection
+    /// (a connection lost mid-upload).
+    CutRequest,
+    /// Pass the first bytes of the server's response, then drop it (a
+    /// download that breaks off).
+    CutResponse,
+    /// Wait, then pass everything.
+    Delay,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a server that spoils a share of
+/// the connections, in a fixed rotation: `every`th connection gets the
+/// next fault of `faults`. It counts what it did.
+pub struct FaultyProxy {
+    pub addr: SocketAddr,
+    pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl FaultyProxy {
+    pub fn start(target: SocketAddr, every: usize, faults: &[ProxyFault]) -> FaultyProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let injected = std::sync::Arc::new(AtomicUsize::new(0));
+        let (count, faults) = (injected.clone(), faults.to_vec());
+        runtime.spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                n += 1;
+                let fault = (n % every.max(1) == 0).then(|| faults[(n / every.max(1)) % faults.len()]);
+                if fault.is_some() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 700];
+                    match fault {
+                        Some(ProxyFault::Refuse) => return,
+                        Some(ProxyFault::SlowDown) => {
+                            let _ = client.read(&mut buf).await;
+                            let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                            let reply = format!(
+                                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = client.write_all(reply.as_bytes()).await;
+                            return;
+                        }
+                        Some(ProxyFault::Delay) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+                        _ => {}
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    match fault {
+                        Some(ProxyFault::CutRequest) => {
+                            if let Ok(k) = client.read(&mut buf).await {
+                                let _ = server.write_all(&buf[..k / 2]).await;
+                            }
+                        }
+                        Some(ProxyFault::CutResponse) => {
+                            let (mut cr, mut cw) = client.into_split();
+                            let (mut sr, mut sw) = server.into_split();
+                            tokio::spawn(async move {
+                                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                            });
+                            // Headers and the start of a body, then nothing.
+                            let mut left = 700usize;
+                            while left > 0 {
+                                let Ok(k) = sr.read(&mut buf[..left.min(700)]).await else { break };
+                                if k == 0 || cw.write_all(&buf[..k]).await.is_err() {
+                                    break;
+                                }
+                                left -= k;
+                            }
+                        }
+                        _ => {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }
+                });
+            }
+        });
+        FaultyProxy {
+            addr,
+            injected,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
