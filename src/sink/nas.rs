@@ -56,6 +56,7 @@ fn filesystem_type(path: &Path) -> io::Result<i64> {
 }
 
 /// The name of a network filesystem's `f_type` (linux/magic.h).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn network_name(f_type: i64) -> Option<&'static str> {
     Some(match f_type as u32 {
         0x6969 => "nfs",
@@ -104,6 +105,7 @@ pub fn check_share(path: &Path) -> Result<(), NasError> {
 mod tests {
     use super::*;
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn network_magics_are_named_and_local_ones_are_not() {
         assert_eq!(network_name(0x6969), Some("nfs"));
