@@ -49,6 +49,8 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // Nagle and delayed ACKs would add 40 ms to each response.
+                let _ = socket.set_nodelay(true);
                 let service = service.clone();
                 tokio::spawn(async move {
                     let _ = ConnBuilder::new(TokioExecutor::new())
@@ -163,6 +165,7 @@ impl FaultyProxy {
             let mut n = 0usize;
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { continue };
+                let _ = client.set_nodelay(true);
                 n += 1;
                 let fault = (n % every.max(1) == 0).then(|| faults[(n / every.max(1)) % faults.len()]);
                 if fault.is_some() {
@@ -186,6 +189,7 @@ impl FaultyProxy {
                         _ => {}
                     }
                     let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    let _ = server.set_nodelay(true);
                     match fault {
                         Some(ProxyFault::CutRequest) => {
                             if let Ok(k) = client.read(&mut buf).await {
