@@ -15,6 +15,9 @@ pub enum Fault {
     /// The next write of this kind fails with a transient error, storing
     /// nothing (a 503 from an object store).
     TransientWrite(ObjectKind),
+    /// The next write of this kind is stored, but its answer is lost: the
+    /// caller sees a transient error (a connection cut after the upload).
+    LostAnswer(ObjectKind),
     /// The next read (whole or ranged) of this kind returns a flipped byte.
     CorruptRead(ObjectKind),
     /// The next read of this kind fails with a transient I/O error.
@@ -113,6 +116,15 @@ impl Sink for FaultySink {
                 op: "write",
                 location: format!("{kind} {name}"),
                 message: "injected transient fault (503 Slow Down)".into(),
+                transient: true,
+            });
+        }
+        if self.take(&Fault::LostAnswer(kind)) {
+            self.inner.write(kind, name, data)?;
+            return Err(SinkError::Remote {
+                op: "write",
+                location: format!("{kind} {name}"),
+                message: "injected fault: the connection broke before the answer".into(),
                 transient: true,
             });
         }

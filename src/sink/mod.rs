@@ -5,6 +5,7 @@
 //! a local directory, a NAS share and an S3 bucket are interchangeable. Every sink
 //! must pass the suite in [`conformance`].
 
+pub mod cache;
 pub mod conformance;
 pub mod faulty;
 pub mod local;

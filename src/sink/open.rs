@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cache::CacheSink;
 use super::location::Location;
 use super::retry::{RetryPolicy, RetrySink};
 use super::s3::{S3Options, S3Sink};
@@ -97,7 +98,9 @@ pub fn parse_size(value: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-/// The sink for `location`, with the retry layer a network store needs.
+/// The sink for `location`, with what a network store needs stacked on it:
+/// retries of transient failures, then a local cache of index files and
+/// snapshot records.
 /// Nothing is created: an S3 bucket is checked to exist (`create` makes
 /// it when missing, for `init`).
 pub fn open(location: &Location, options: &SinkOptions, create: bool) -> Result<Arc<dyn Sink>, SinkError> {
@@ -114,17 +117,19 @@ pub fn open(location: &Location, options: &SinkOptions, create: bool) -> Result<
             );
             // The bucket first, so a wrong name or credentials fail in one line.
             retrying.retry("open", || sink.ensure_bucket(create))?;
-            return Ok(Arc::new(retrying));
+            return Ok(CacheSink::wrap(Arc::new(retrying)));
         }
     };
     if base.capabilities().needs_retries {
-        return Ok(Arc::new(RetrySink::new(
+        // A network share: retries, and the cache, as for a bucket.
+        let retrying = RetrySink::new(
             base,
             RetryPolicy {
-                max_elapsed: retry_time,
+                max_elapsed: retry_time.max(Duration::from_secs(30)),
                 ..RetryPolicy::default()
             },
-        )));
+        );
+        return Ok(CacheSink::wrap(Arc::new(retrying)));
     }
     Ok(base)
 }

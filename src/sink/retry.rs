@@ -5,9 +5,9 @@
 //! are retried; a permanent one (bad credentials, no such bucket, a missing
 //! object) is returned at once. A write is retried with the same owned bytes.
 //! If a write's first attempt did reach the store before its answer was lost,
-//! the retry finds the name taken and says [`SinkError::AlreadyExists`]:
-//! for content-named objects the repository counts that as stored (same name,
-//! same bytes).
+//! the retry finds the name taken: the object is read back, and when it holds
+//! exactly the bytes written, the write succeeded (found by the faulty-network
+//! test: a lock whose PUT answer was cut was taken for someone else's).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,11 +117,35 @@ impl Sink for RetrySink {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: Bytes) -> Result<u64, SinkError> {
-        self.retry("write", || self.inner.write(kind, name, data.clone()))
+        let mut attempts = 0u32;
+        let result = self.retry("write", || {
+            attempts += 1;
+            self.inner.write(kind, name, data.clone())
+        });
+        match result {
+            // A retry that finds the name taken: an earlier attempt may have
+            // been stored with its answer lost. If the object holds exactly
+            // these bytes, it was ours (a lock's random name is no one else's).
+            Err(SinkError::AlreadyExists { .. }) if attempts > 1 => {
+                match self.retry("read", || self.inner.read(kind, name)) {
+                    Ok(stored) if stored == data => Ok(data.len() as u64),
+                    _ => result,
+                }
+            }
+            other => other,
+        }
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
-        self.retry("delete", || self.inner.delete(kind, name))
+        let mut attempts = 0u32;
+        match self.retry("delete", || {
+            attempts += 1;
+            self.inner.delete(kind, name)
+        }) {
+            // An earlier attempt deleted it; its answer was lost.
+            Err(e) if e.is_not_found() && attempts > 1 => Ok(()),
+            other => other,
+        }
     }
 
     fn free_space(&self) -> Option<u64> {
@@ -166,6 +190,9 @@ mod tests {
         faulty.inject(Fault::TransientRead(ObjectKind::Snapshot));
         sink.write_bytes(ObjectKind::Snapshot, "00aa", b"record").unwrap();
         assert_eq!(sink.read(ObjectKind::Snapshot, "00aa").unwrap(), b"record");
+        // A write stored, its answer lost: the retry finds our own bytes.
+        faulty.inject(Fault::LostAnswer(ObjectKind::Lock));
+        sink.write_bytes(ObjectKind::Lock, "00cc", b"lock").unwrap();
         faulty.inject(Fault::FailWrite(ObjectKind::Snapshot));
         let err = sink.write_bytes(ObjectKind::Snapshot, "00bb", b"x").unwrap_err();
         assert!(!err.is_transient(), "{err}");

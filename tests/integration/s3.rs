@@ -323,3 +323,39 @@ fn backups_through_a_faulty_network_still_restore_byte_for_byte() {
     let list: serde_json::Value = serde_json::from_str(&s3_ok(&plain, &["snapshots", "--json"])).unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(3));
 }
+
+/// Index files and snapshot records are kept in a local cache: a second
+/// command reads them from there, checked against their names, and a
+/// damaged cached copy is read again from the bucket.
+#[test]
+fn index_files_and_records_come_from_the_local_cache() {
+    let server = S3Server::start();
+    let env = s3_env(&server, "cached/repo");
+    s3_ok(&env, &["init"]);
+    let src = env.path("src");
+    util::write(&src.join("a"), &util::noise(10_000, 1));
+    s3_ok(&env, &["backup", src.to_str().unwrap()]);
+    let cache = env.path("cache");
+    let cached: Vec<PathBuf> = walkdir::WalkDir::new(&cache)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    assert!(
+        cached.iter().any(|p| p.to_string_lossy().contains("/snapshots/")),
+        "{cached:?}"
+    );
+    assert!(
+        cached.iter().any(|p| p.to_string_lossy().contains("/index/")),
+        "{cached:?}"
+    );
+    for p in &cached {
+        std::fs::write(p, b"damaged").unwrap();
+    }
+    let out = s3_ok(&env, &["check", "--read-data"]);
+    assert!(out.contains("no errors"), "{out}");
+    for p in &cached {
+        assert_ne!(std::fs::read(p).unwrap(), b"damaged", "{p:?} was not replaced");
+    }
+}

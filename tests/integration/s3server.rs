@@ -117,6 +117,7 @@ fn credentials_in_env() {
             "/nonexistent/cairn-test/aws-credentials",
         );
         std::env::remove_var("AWS_PROFILE");
+        std::env::set_var("CAIRN_CACHE_DIR", std::env::temp_dir().join("cairn-test-cache"));
     });
 }
 

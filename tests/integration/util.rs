@@ -52,6 +52,7 @@ impl Env {
         c.env_remove("CAIRN_REPO")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .env("TZ", "UTC");
         c
     }
@@ -90,6 +91,7 @@ impl Env {
             .env("TZ", "UTC")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .output()
             .expect("run cairn as nobody")
     }
