@@ -246,7 +246,10 @@ fn read_packs(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<(u64, PackProblems)>, RepoError> {
     let next = Mutex::new(0usize);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // As many workers as cores, or as requests the store wants in flight
+    // (a network store: each worker waits on its reads).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {

@@ -83,7 +83,10 @@ pub fn apply(
     let mut bases = Vec::new();
     std::thread::scope(|s| -> Result<(), RestoreError> {
         let (tx, rx) = bounded::<Vec<FileJob>>(4);
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        // As many workers as cores, or as requests the store wants in flight
+        // (a network store: each worker waits on its reads).
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
