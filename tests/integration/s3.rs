@@ -359,3 +359,17 @@ fn index_files_and_records_come_from_the_local_cache() {
         assert_ne!(std::fs::read(p).unwrap(), b"damaged", "{p:?} was not replaced");
     }
 }
+
+/// `init` on a bucket that does not exist, with credentials that may not
+/// create one: one clear line naming the bucket, nothing made.
+#[test]
+fn init_without_the_right_to_create_the_bucket_says_so() {
+    let server = S3Server::start_without_bucket_creation();
+    let env = s3_env(&server, "not-mine/repo");
+    let out = s3_cmd(&env, &["init"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("AccessDenied") && err.contains("not-mine"), "{err}");
+    assert!(err.lines().count() <= 2, "{err}");
+    assert!(!server.bucket_dir("not-mine").exists());
+}

@@ -22,8 +22,31 @@ pub struct S3Server {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// The server's permissions: everything but creating buckets (credentials
+/// that may use a bucket but not make one).
+struct NoNewBuckets;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for NoNewBuckets {
+    async fn create_bucket(
+        &self,
+        _req: &mut s3s::S3Request<s3s::dto::CreateBucketInput>,
+    ) -> s3s::S3Result<()> {
+        Err(s3s::s3_error!(AccessDenied, "Access Denied"))
+    }
+}
+
 impl S3Server {
     pub fn start() -> S3Server {
+        S3Server::start_with(false)
+    }
+
+    /// A server whose credentials may not create buckets.
+    pub fn start_without_bucket_creation() -> S3Server {
+        S3Server::start_with(true)
+    }
+
+    fn start_with(deny_create_bucket: bool) -> S3Server {
         credentials_in_env();
         let root = tempfile::Builder::new()
             .prefix("cairn-s3-")
@@ -38,6 +61,9 @@ impl S3Server {
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            if deny_create_bucket {
+                b.set_access(NoNewBuckets);
+            }
             b.build()
         };
         let listener = runtime
