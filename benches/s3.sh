@@ -45,16 +45,8 @@ ADDR=$(sed -n 's/^listening on //p' "$SCRATCH/server.out")
 mkdir -p "$SCRATCH/s3/cairn" "$SCRATCH/s3/restic"
 log() { echo "[s3] $*" >&2; }
 
-timed() {
-    local out=$SCRATCH/time.out start end
-    start=$EPOCHREALTIME
-    /usr/bin/time -f '%M' -o "$out" "$@" >"$SCRATCH/cmd.log" 2>&1 ||
-        [[ ${TOLERATE:-0} == 1 ]] || { cat "$SCRATCH/cmd.log" >&2; return 1; }
-    end=$EPOCHREALTIME
-    WALL=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f", b - a }')
-    RSS=$(( $(tail -1 "$out") / 1024 ))
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
 declare -A RESULTS
 ORDER=()
 result() { [[ -n ${RESULTS[$1]:-} ]] || ORDER+=("$1"); RESULTS[$1]="${RESULTS[$1]:-} $2"; log "$1: $2"; }
