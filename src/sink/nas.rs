@@ -30,12 +30,42 @@ pub fn network_filesystem(path: &Path) -> Option<&'static str> {
     {
         filesystem_type(path).ok().and_then(network_name)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(windows)]
     {
-        // A UNC path (\\nas\share) is a network share by its spelling.
-        path.to_str()
-            .filter(|p| p.starts_with(r"\\") && !p.starts_with(r"\\?\"))
-            .map(|_| "smb")
+        windows_network(path)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Windows: a UNC path (`\\nas\share`) by its spelling, or a drive letter
+/// mapped to a share (`GetDriveTypeW` says `DRIVE_REMOTE`).
+#[cfg(windows)]
+fn windows_network(path: &Path) -> Option<&'static str> {
+    use std::os::windows::ffi::OsStrExt;
+    use std::path::{Component, Prefix};
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetDriveTypeW(root: *const u16) -> u32;
+    }
+    const DRIVE_REMOTE: u32 = 4;
+    match path.components().next() {
+        Some(Component::Prefix(p)) => match p.kind() {
+            Prefix::UNC(..) | Prefix::VerbatimUNC(..) => Some("smb"),
+            Prefix::Disk(letter) | Prefix::VerbatimDisk(letter) => {
+                let root: Vec<u16> = std::ffi::OsStr::new(&format!("{}:\\", letter as char))
+                    .encode_wide()
+                    .chain(Some(0))
+                    .collect();
+                // SAFETY: `root` is a NUL-terminated UTF-16 string.
+                (unsafe { GetDriveTypeW(root.as_ptr()) } == DRIVE_REMOTE).then_some("smb")
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -113,6 +143,13 @@ mod tests {
         assert_eq!(network_name(0xFF53_4D42u32 as i64), Some("cifs"));
         assert_eq!(network_name(0xEF53), None); // ext4
         assert_eq!(network_name(0x0102_1994), None); // tmpfs
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn unc_paths_are_network_shares_on_windows() {
+        assert_eq!(network_filesystem(Path::new(r"\\nas\backups\cairn")), Some("smb"));
+        assert_eq!(network_filesystem(Path::new(r"C:\Users")), None);
     }
 
     #[test]
