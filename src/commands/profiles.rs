@@ -35,157 +35,165 @@ struct ShownRoot {
 
 pub fn run(command: ProfilesCommand) -> Result<u8> {
     match command {
-        ProfilesCommand::List { json } => {
-            let user = profile::list_user()
-                .into_iter()
-                .map(|(name, p)| ("user", name, p));
-            let builtin = profile::BUILTIN
-                .iter()
-                .filter_map(|(name, _)| profile::builtin(name).map(|p| ("builtin", name.to_string(), p)));
-            let listed: Vec<Listed> = user
-                .chain(builtin)
-                .map(|(kind, name, p)| match p {
-                    Ok(p) => Listed {
-                        name,
-                        kind,
-                        description: p.description,
-                        collectors: p.collectors.len(),
-                        error: None,
-                    },
-                    Err(e) => Listed {
-                        name,
-                        kind,
-                        description: String::new(),
-                        collectors: 0,
-                        error: Some(e.to_string()),
-                    },
-                })
-                .collect();
-            if json {
-                print_json(&listed)?;
-            } else {
-                for l in &listed {
-                    match &l.error {
-                        None => outln!("{:<16} {:<8} {}", l.name, l.kind, l.description)?,
-                        Some(e) => outln!("{:<16} {:<8} invalid: {e}", l.name, l.kind)?,
-                    }
-                }
+        ProfilesCommand::List { json } => list(json),
+        ProfilesCommand::Show { profile, json } => show(&profile, json),
+        ProfilesCommand::New { name, from } => new(&name, &from),
+        ProfilesCommand::Validate { files } => validate(&files),
+    }
+}
+
+/// `profiles list`: the user's profiles, then the built-in ones.
+fn list(json: bool) -> Result<u8> {
+    let user = profile::list_user()
+        .into_iter()
+        .map(|(name, p)| ("user", name, p));
+    let builtin = profile::BUILTIN
+        .iter()
+        .filter_map(|(name, _)| profile::builtin(name).map(|p| ("builtin", name.to_string(), p)));
+    let listed: Vec<Listed> = user
+        .chain(builtin)
+        .map(|(kind, name, p)| match p {
+            Ok(p) => Listed {
+                name,
+                kind,
+                description: p.description,
+                collectors: p.collectors.len(),
+                error: None,
+            },
+            Err(e) => Listed {
+                name,
+                kind,
+                description: String::new(),
+                collectors: 0,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    if json {
+        print_json(&listed)?;
+    } else {
+        for l in &listed {
+            match &l.error {
+                None => outln!("{:<16} {:<8} {}", l.name, l.kind, l.description)?,
+                Some(e) => outln!("{:<16} {:<8} invalid: {e}", l.name, l.kind)?,
             }
-            Ok(exit::OK)
-        }
-        ProfilesCommand::Show { profile: name, json } => {
-            let p = profile::find(&name)?;
-            // Show runs no collector: it needs no variables' values.
-            let options = ResolveOptions {
-                lookup: &process_var,
-                vars: &Vec::new,
-                run_commands: false,
-                fingerprint_key: [0; 32],
-            };
-            let (roots, notes, error) = match resolve(&p, &options) {
-                Ok(r) => (
-                    r.roots
-                        .into_iter()
-                        .map(|r| ShownRoot {
-                            collector: r.collector,
-                            path: r.path.display().to_string(),
-                            prefix: r.prefix,
-                        })
-                        .collect(),
-                    r.notes,
-                    None,
-                ),
-                Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
-            };
-            let failed = error.is_some();
-            if json {
-                print_json(&Shown {
-                    profile: &p,
-                    roots,
-                    notes,
-                    error,
-                })?;
-            } else {
-                outln!("profile {} ({})", p.name, p.origin)?;
-                if !p.description.is_empty() {
-                    outln!("  {}", p.description)?;
-                }
-                for c in &p.collectors {
-                    match c {
-                        Collector::Tree { name, path, .. } => outln!("  tree {name}: {path}")?,
-                        Collector::Files { name, files } => outln!("  files {name}: {} paths", files.len())?,
-                        Collector::Env { name, include, .. } => {
-                            outln!("  env {name}: {}", include.join(" "))?
-                        }
-                        Collector::Command { name, argv, .. } => {
-                            outln!("  command {name}: {}", argv.join(" "))?
-                        }
-                    }
-                }
-                outln!("saved here:")?;
-                for r in &roots {
-                    outln!("  {} -> {}", r.path, r.prefix)?;
-                }
-                for n in &notes {
-                    outln!("  note: {n}")?;
-                }
-                if let Some(e) = &error {
-                    outln!("  error: {e}")?;
-                }
-                let sensitive = p.sensitive();
-                if !sensitive.is_empty() {
-                    eprintln!(
-                        "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
-                        p.name,
-                        sensitive.join(", ")
-                    );
-                }
-            }
-            Ok(if failed { exit::FAILED } else { exit::OK })
-        }
-        ProfilesCommand::New { name, from } => {
-            let Some((_, text)) = profile::BUILTIN.iter().find(|(n, _)| *n == from) else {
-                let names: Vec<&str> = profile::BUILTIN.iter().map(|(n, _)| *n).collect();
-                anyhow::bail!("no built-in profile {from:?} (there are: {})", names.join(", "));
-            };
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-                || name.is_empty()
-            {
-                anyhow::bail!("profile name {name:?} must be letters, digits, '-' or '_'");
-            }
-            let dir = profile::user_dir()
-                .ok_or_else(|| anyhow::anyhow!("no config directory is known for this user"))?;
-            let file = dir.join(format!("{name}.toml"));
-            if file.exists() {
-                anyhow::bail!("{} exists already; not overwriting it", file.display());
-            }
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-            outln!(
-                "wrote {} (from built-in {from}); edit it, then: cairn backup --profile {name}",
-                file.display()
-            )?;
-            Ok(exit::OK)
-        }
-        ProfilesCommand::Validate { files } => {
-            let mut bad = 0;
-            for file in &files {
-                match Profile::load_file(file) {
-                    Ok(p) => outln!(
-                        "{}: ok, profile {} with {} collectors",
-                        file.display(),
-                        p.name,
-                        p.collectors.len()
-                    )?,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        bad += 1;
-                    }
-                }
-            }
-            Ok(if bad > 0 { exit::FAILED } else { exit::OK })
         }
     }
+    Ok(exit::OK)
+}
+
+/// `profiles show`: a profile and what it would save on this machine.
+fn show(name: &str, json: bool) -> Result<u8> {
+    let p = profile::find(name)?;
+    // Show runs no collector: it needs no variables' values.
+    let options = ResolveOptions {
+        lookup: &process_var,
+        vars: &Vec::new,
+        run_commands: false,
+        fingerprint_key: [0; 32],
+    };
+    let (roots, notes, error) = match resolve(&p, &options) {
+        Ok(r) => (
+            r.roots
+                .into_iter()
+                .map(|r| ShownRoot {
+                    collector: r.collector,
+                    path: r.path.display().to_string(),
+                    prefix: r.prefix,
+                })
+                .collect(),
+            r.notes,
+            None,
+        ),
+        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+    };
+    let failed = error.is_some();
+    if json {
+        print_json(&Shown {
+            profile: &p,
+            roots,
+            notes,
+            error,
+        })?;
+    } else {
+        outln!("profile {} ({})", p.name, p.origin)?;
+        if !p.description.is_empty() {
+            outln!("  {}", p.description)?;
+        }
+        for c in &p.collectors {
+            match c {
+                Collector::Tree { name, path, .. } => outln!("  tree {name}: {path}")?,
+                Collector::Files { name, files } => outln!("  files {name}: {} paths", files.len())?,
+                Collector::Env { name, include, .. } => outln!("  env {name}: {}", include.join(" "))?,
+                Collector::Command { name, argv, .. } => outln!("  command {name}: {}", argv.join(" "))?,
+            }
+        }
+        outln!("saved here:")?;
+        for r in &roots {
+            outln!("  {} -> {}", r.path, r.prefix)?;
+        }
+        for n in &notes {
+            outln!("  note: {n}")?;
+        }
+        if let Some(e) = &error {
+            outln!("  error: {e}")?;
+        }
+        let sensitive = p.sensitive();
+        if !sensitive.is_empty() {
+            eprintln!(
+                "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
+                p.name,
+                sensitive.join(", ")
+            );
+        }
+    }
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+/// `profiles new`: a user profile written from a built-in one.
+fn new(name: &str, from: &str) -> Result<u8> {
+    let Some((_, text)) = profile::BUILTIN.iter().find(|(n, _)| *n == from) else {
+        let names: Vec<&str> = profile::BUILTIN.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!("no built-in profile {from:?} (there are: {})", names.join(", "));
+    };
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        || name.is_empty()
+    {
+        anyhow::bail!("profile name {name:?} must be letters, digits, '-' or '_'");
+    }
+    let dir =
+        profile::user_dir().ok_or_else(|| anyhow::anyhow!("no config directory is known for this user"))?;
+    let file = dir.join(format!("{name}.toml"));
+    if file.exists() {
+        anyhow::bail!("{} exists already; not overwriting it", file.display());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    outln!(
+        "wrote {} (from built-in {from}); edit it, then: cairn backup --profile {name}",
+        file.display()
+    )?;
+    Ok(exit::OK)
+}
+
+/// `profiles validate`: parses and checks profile files.
+fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
+    let mut bad = 0;
+    for file in files {
+        match Profile::load_file(file) {
+            Ok(p) => outln!(
+                "{}: ok, profile {} with {} collectors",
+                file.display(),
+                p.name,
+                p.collectors.len()
+            )?,
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad += 1;
+            }
+        }
+    }
+    Ok(if bad > 0 { exit::FAILED } else { exit::OK })
 }

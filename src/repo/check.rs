@@ -88,19 +88,46 @@ pub fn check(
         read_data,
         ..Default::default()
     };
-    let sink = repo.sink();
+    let (index, pack_blobs) = check_index_files(repo, &mut report)?;
+    // Damaged copies of each blob: the problem that found it, and how many
+    // of its copies are bad. A blob is lost only when every copy is.
+    let mut bad_blobs: IdMap<(usize, usize)> = IdMap::default();
+    let to_read = check_packs_stored(repo, &pack_blobs, &mut bad_blobs, &mut report)?;
+    if read_data {
+        let results = read_packs(repo, &to_read, on_bytes)?;
+        for (bytes, pack_problems) in results {
+            report.bytes_read += bytes;
+            for (p, blobs) in pack_problems {
+                report.errors.push(p);
+                for b in blobs {
+                    bad_blobs.entry(b).or_insert((report.errors.len() - 1, 0)).1 += 1;
+                }
+            }
+        }
+    }
+    check_snapshots(repo, &index, &bad_blobs, &mut report)?;
+    for p in &mut report.errors {
+        p.snapshots.sort();
+        p.snapshots.dedup();
+    }
+    Ok(report)
+}
 
-    // Index files. A damaged one makes its blobs unreachable, which the
-    // snapshot walk below then reports against the snapshots.
+/// Index files. A damaged one makes its blobs unreachable, which the
+/// snapshot walk then reports against the snapshots. Returns the index and
+/// each pack's blobs (a pack listed by several index files, once).
+fn check_index_files(
+    repo: &Repository,
+    report: &mut CheckReport,
+) -> Result<(Index, HashMap<ObjectId, Vec<IndexBlob>>), RepoError> {
     let mut index = Index::default();
     let mut pack_blobs: HashMap<ObjectId, Vec<IndexBlob>> = HashMap::new();
-    for info in sink.list(ObjectKind::Index)? {
+    for info in repo.sink().list(ObjectKind::Index)? {
         report.index_files += 1;
         match repo.read_index_file(&info.name) {
             Ok(file) => {
                 index.add_file(&file);
                 for p in file.packs {
-                    // A pack listed by several index files is checked once.
                     pack_blobs.entry(p.id).or_insert(p.blobs);
                 }
             }
@@ -110,19 +137,25 @@ pub fn check(
         }
     }
     report.blobs = index.len() as u64;
+    Ok((index, pack_blobs))
+}
 
-    // Packs: present, long enough, and (with read_data) intact.
-    let stored: HashMap<String, u64> = sink
+/// Packs: present and long enough; returns those worth reading. Packs no
+/// index lists are reported too.
+fn check_packs_stored<'p>(
+    repo: &Repository,
+    pack_blobs: &'p HashMap<ObjectId, Vec<IndexBlob>>,
+    bad_blobs: &mut IdMap<(usize, usize)>,
+    report: &mut CheckReport,
+) -> Result<Vec<(ObjectId, &'p Vec<IndexBlob>)>, RepoError> {
+    let stored: HashMap<String, u64> = repo
+        .sink()
         .list(ObjectKind::Pack)?
         .into_iter()
         .map(|o| (o.name, o.size))
         .collect();
-    // Damaged copies of each blob: the problem that found it, and how many
-    // of its copies are bad. A blob is lost only when every copy is.
-    let mut bad_blobs: IdMap<(usize, usize)> = IdMap::default();
-    let copies = |id: &ObjectId| index.locations(id).count();
     let mut to_read = Vec::new();
-    for (pack_id, blobs) in &pack_blobs {
+    for (pack_id, blobs) in pack_blobs {
         report.packs += 1;
         let name = pack_id.to_hex();
         let needed = blobs
@@ -147,24 +180,19 @@ pub fn check(
     }
     let indexed: HashSet<String> = pack_blobs.keys().map(|id| id.to_hex()).collect();
     let unindexed: Vec<&String> = stored.keys().filter(|n| !indexed.contains(*n)).collect();
-    report_unindexed(repo, &unindexed, &mut report)?;
+    report_unindexed(repo, &unindexed, report)?;
+    Ok(to_read)
+}
 
-    if read_data {
-        let results = read_packs(repo, &to_read, on_bytes)?;
-        for (bytes, pack_problems) in results {
-            report.bytes_read += bytes;
-            for (p, blobs) in pack_problems {
-                report.errors.push(p);
-                for b in blobs {
-                    bad_blobs.entry(b).or_insert((report.errors.len() - 1, 0)).1 += 1;
-                }
-            }
-        }
-    }
-
-    // Snapshots: readable, and every blob they need is indexed and unharmed.
-    let mut reader = BlobReader::new(repo, &index);
-    for info in sink.list(ObjectKind::Snapshot)? {
+/// Snapshots: readable, and every blob they need is indexed and unharmed.
+fn check_snapshots(
+    repo: &Repository,
+    index: &Index,
+    bad_blobs: &IdMap<(usize, usize)>,
+    report: &mut CheckReport,
+) -> Result<(), RepoError> {
+    let mut reader = BlobReader::new(repo, index);
+    for info in repo.sink().list(ObjectKind::Snapshot)? {
         report.snapshots += 1;
         let snapshot = match repo.read_snapshot(&info.name) {
             Ok(s) => s,
@@ -179,7 +207,7 @@ pub fn check(
         let mut missing = 0u64;
         let mut affected_by: HashSet<usize> = HashSet::new();
         let lost = |id: &ObjectId| match bad_blobs.get(id) {
-            Some(&(p, bad)) if bad >= copies(id) => Some(p),
+            Some(&(p, bad)) if bad >= index.locations(id).count() => Some(p),
             _ => None,
         };
         for id in &snapshot.record.manifest {
@@ -205,28 +233,19 @@ pub fn check(
         for p in affected_by {
             report.errors[p].snapshots.push(short.clone());
         }
-        if let Some(e) = manifest_error {
-            let mut p = problem(
-                format!("snapshot {}", info.name),
-                format!("manifest cannot be read: {}", crate::chain(&e)),
-            );
+        let mut snapshot_problem = |message: String| {
+            let mut p = problem(format!("snapshot {}", info.name), message);
             p.snapshots.push(short.clone());
             report.errors.push(p);
+        };
+        if let Some(e) = manifest_error {
+            snapshot_problem(format!("manifest cannot be read: {}", crate::chain(&e)));
         }
         if missing > 0 {
-            let mut p = problem(
-                format!("snapshot {}", info.name),
-                format!("{missing} blobs it needs are in no index"),
-            );
-            p.snapshots.push(short.clone());
-            report.errors.push(p);
+            snapshot_problem(format!("{missing} blobs it needs are in no index"));
         }
     }
-    for p in &mut report.errors {
-        p.snapshots.sort();
-        p.snapshots.dedup();
-    }
-    Ok(report)
+    Ok(())
 }
 
 fn problem(object: String, message: String) -> Problem {

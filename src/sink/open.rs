@@ -105,33 +105,21 @@ pub fn parse_size(value: &str) -> Option<u64> {
 /// it when missing, for `init`).
 pub fn open(location: &Location, options: &SinkOptions, create: bool) -> Result<Arc<dyn Sink>, SinkError> {
     let (base, retry_time): (Arc<dyn Sink>, Duration) = match location {
-        Location::Local(path) => (Arc::new(LocalSink::new(path)), Duration::ZERO),
+        // A directory on a network share is retried for half a minute.
+        Location::Local(path) => (Arc::new(LocalSink::new(path)), Duration::from_secs(30)),
         Location::S3(url) => {
             let sink = Arc::new(S3Sink::new(url.clone(), options.s3.clone())?);
-            let retrying = RetrySink::new(
-                sink.clone(),
-                RetryPolicy {
-                    max_elapsed: options.s3.retry_time,
-                    ..RetryPolicy::default()
-                },
-            );
+            let retrying = RetrySink::new(sink.clone(), RetryPolicy::lasting(options.s3.retry_time));
             // The bucket first, so a wrong name or credentials fail in one line.
             retrying.retry("open", || sink.ensure_bucket(create))?;
             return Ok(CacheSink::wrap(Arc::new(retrying)));
         }
     };
-    if base.capabilities().needs_retries {
-        // A network share: retries, and the cache, as for a bucket.
-        let retrying = RetrySink::new(
-            base,
-            RetryPolicy {
-                max_elapsed: retry_time.max(Duration::from_secs(30)),
-                ..RetryPolicy::default()
-            },
-        );
-        return Ok(CacheSink::wrap(Arc::new(retrying)));
+    if !base.capabilities().needs_retries {
+        return Ok(base);
     }
-    Ok(base)
+    let retrying = RetrySink::new(base, RetryPolicy::lasting(retry_time));
+    Ok(CacheSink::wrap(Arc::new(retrying)))
 }
 
 #[cfg(test)]

@@ -36,6 +36,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default waits, retried for `max_elapsed` in all.
+    pub fn lasting(max_elapsed: Duration) -> RetryPolicy {
+        RetryPolicy {
+            max_elapsed,
+            ..RetryPolicy::default()
+        }
+    }
+
     /// The wait before attempt `n` (1 = the first retry): doubling, capped,
     /// and jittered to between half and all of it, so that many writers who
     /// failed together do not come back together.
