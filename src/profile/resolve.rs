@@ -122,111 +122,8 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
                     ..Default::default()
                 });
             }
-            Collector::Env {
-                name,
-                include,
-                reveal,
-                secret,
-            } => {
-                let json = crate::collect::env::collect(
-                    (opts.vars)().into_iter(),
-                    include,
-                    reveal,
-                    secret,
-                    &opts.fingerprint_key,
-                )
-                .map_err(|e| fail(crate::chain(&e)))?;
-                // Each variable is a fact too: `env.NAME`, its value or, for
-                // a secret, only its fingerprint.
-                if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&json)
-                {
-                    for (var, value) in map {
-                        let value = match value {
-                            serde_json::Value::String(s) => s,
-                            other => other
-                                .get("redacted")
-                                .and_then(|f| f.as_str())
-                                .map(|f| format!("redacted:{f}"))
-                                .unwrap_or_default(),
-                        };
-                        out.facts.insert(format!("env.{var}"), value);
-                    }
-                }
-                let origin = format!("env:{}", include.join(","));
-                out.roots.push(RootSpec {
-                    collector: "env".into(),
-                    path: PathBuf::from(&origin),
-                    prefix: format!("env/{name}.json"),
-                    // Recorded as it is: it names variables, not a place on disk.
-                    origin: Some(origin),
-                    content: Some(json),
-                    ..Default::default()
-                });
-            }
-            Collector::Command {
-                name,
-                argv,
-                timeout_secs,
-                required,
-                facts,
-            } => {
-                let line = argv.join(" ");
-                if !opts.run_commands {
-                    out.notes.push(format!("command {name} would run: {line}"));
-                    continue;
-                }
-                let output =
-                    match crate::collect::command::run(argv, std::time::Duration::from_secs(*timeout_secs)) {
-                        Ok(output) => output,
-                        Err(e) if !*required => {
-                            out.notes
-                                .push(format!("skipping command {name}: {}", crate::chain(&e)));
-                            continue;
-                        }
-                        Err(e) => return Err(fail(crate::chain(&e))),
-                    };
-                if !output.success {
-                    out.notes.push(format!(
-                        "command {name} ({line}) ended with {}",
-                        output.status.trim()
-                    ));
-                }
-                for fact in facts {
-                    match crate::collect::facts::extract(fact, output.stdout.head()) {
-                        Some(value) => {
-                            out.facts.insert(fact.name.clone(), value);
-                        }
-                        None => out
-                            .notes
-                            .push(format!("fact {} not found in the output of {name}", fact.name)),
-                    }
-                }
-                let status = crate::collect::command::Captured::Memory(output.status.into_bytes());
-                for (part, captured) in [
-                    ("status", status),
-                    ("stderr", output.stderr),
-                    ("stdout", output.stdout),
-                ] {
-                    let (path, content, keep) = match captured {
-                        crate::collect::command::Captured::Memory(bytes) => {
-                            (PathBuf::from(&line), Some(bytes), None)
-                        }
-                        // Too large for memory: read from its temporary file.
-                        crate::collect::command::Captured::File { path, .. } => {
-                            (path.to_path_buf(), None, Some(std::sync::Arc::new(path)))
-                        }
-                    };
-                    out.roots.push(RootSpec {
-                        collector: "command".into(),
-                        path,
-                        prefix: format!("cmd/{name}/{part}"),
-                        origin: Some(line.clone()),
-                        keep,
-                        content,
-                        ..Default::default()
-                    });
-                }
-            }
+            Collector::Env { .. } => resolve_env(collector, opts, &mut out).map_err(fail)?,
+            Collector::Command { .. } => resolve_command(collector, opts, &mut out).map_err(fail)?,
             Collector::Files { name, files } => {
                 for spec in files {
                     let expanded = match expand_path(&spec.path, &profile.base, lookup) {
@@ -267,6 +164,122 @@ pub fn resolve(profile: &Profile, opts: &ResolveOptions) -> Result<Resolved, Res
         }
     }
     Ok(out)
+}
+
+/// An env collector: the variables as a JSON record, and each as a fact.
+fn resolve_env(collector: &Collector, opts: &ResolveOptions, out: &mut Resolved) -> Result<(), String> {
+    let Collector::Env {
+        name,
+        include,
+        reveal,
+        secret,
+    } = collector
+    else {
+        return Ok(());
+    };
+    let json = crate::collect::env::collect(
+        (opts.vars)().into_iter(),
+        include,
+        reveal,
+        secret,
+        &opts.fingerprint_key,
+    )
+    .map_err(|e| crate::chain(&e))?;
+    // Each variable is a fact too: `env.NAME`, its value or, for
+    // a secret, only its fingerprint.
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&json) {
+        for (var, value) in map {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other
+                    .get("redacted")
+                    .and_then(|f| f.as_str())
+                    .map(|f| format!("redacted:{f}"))
+                    .unwrap_or_default(),
+            };
+            out.facts.insert(format!("env.{var}"), value);
+        }
+    }
+    let origin = format!("env:{}", include.join(","));
+    out.roots.push(RootSpec {
+        collector: "env".into(),
+        path: PathBuf::from(&origin),
+        prefix: format!("env/{name}.json"),
+        // Recorded as it is: it names variables, not a place on disk.
+        origin: Some(origin),
+        content: Some(json),
+        ..Default::default()
+    });
+    Ok(())
+}
+
+/// A command collector: its status, stderr and stdout as roots, and the
+/// facts taken from its output (or, without `run_commands`, a note).
+fn resolve_command(collector: &Collector, opts: &ResolveOptions, out: &mut Resolved) -> Result<(), String> {
+    let Collector::Command {
+        name,
+        argv,
+        timeout_secs,
+        required,
+        facts,
+    } = collector
+    else {
+        return Ok(());
+    };
+    let line = argv.join(" ");
+    if !opts.run_commands {
+        out.notes.push(format!("command {name} would run: {line}"));
+        return Ok(());
+    }
+    let output = match crate::collect::command::run(argv, std::time::Duration::from_secs(*timeout_secs)) {
+        Ok(output) => output,
+        Err(e) if !*required => {
+            out.notes
+                .push(format!("skipping command {name}: {}", crate::chain(&e)));
+            return Ok(());
+        }
+        Err(e) => return Err(crate::chain(&e)),
+    };
+    if !output.success {
+        out.notes.push(format!(
+            "command {name} ({line}) ended with {}",
+            output.status.trim()
+        ));
+    }
+    for fact in facts {
+        match crate::collect::facts::extract(fact, output.stdout.head()) {
+            Some(value) => {
+                out.facts.insert(fact.name.clone(), value);
+            }
+            None => out
+                .notes
+                .push(format!("fact {} not found in the output of {name}", fact.name)),
+        }
+    }
+    let status = crate::collect::command::Captured::Memory(output.status.into_bytes());
+    for (part, captured) in [
+        ("status", status),
+        ("stderr", output.stderr),
+        ("stdout", output.stdout),
+    ] {
+        let (path, content, keep) = match captured {
+            crate::collect::command::Captured::Memory(bytes) => (PathBuf::from(&line), Some(bytes), None),
+            // Too large for memory: read from its temporary file.
+            crate::collect::command::Captured::File { path, .. } => {
+                (path.to_path_buf(), None, Some(std::sync::Arc::new(path)))
+            }
+        };
+        out.roots.push(RootSpec {
+            collector: "command".into(),
+            path,
+            prefix: format!("cmd/{name}/{part}"),
+            origin: Some(line.clone()),
+            keep,
+            content,
+            ..Default::default()
+        });
+    }
+    Ok(())
 }
 
 /// The profile's `[vars]`: a command's trimmed output when it succeeds,
