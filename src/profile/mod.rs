@@ -431,54 +431,7 @@ fn parse_collector(
 ) -> Result<Collector, ProfileError> {
     let kind = c.kind.get_ref().clone();
     let kind_span = c.kind.span();
-    // The keys each kind takes; any other key that is set is refused.
-    let set = [
-        ("path", c.path.is_some()),
-        ("exclude", !c.exclude.is_empty()),
-        ("optional", c.optional.is_some()),
-        ("files", c.files.is_some()),
-        ("include", c.include.is_some()),
-        ("reveal", c.reveal.is_some()),
-        ("secret", c.secret.is_some()),
-        ("argv", c.argv.is_some()),
-        ("shell", c.shell.is_some()),
-        ("timeout_secs", c.timeout_secs.is_some()),
-        ("required", c.required.is_some()),
-        ("facts", c.facts.is_some()),
-        ("gitignore", c.gitignore.is_some()),
-        ("one_file_system", c.one_file_system.is_some()),
-        ("exclude_if_present", c.exclude_if_present.is_some()),
-    ];
-    let allowed: &[&str] = match kind.as_str() {
-        "tree" => &[
-            "path",
-            "exclude",
-            "optional",
-            "gitignore",
-            "one_file_system",
-            "exclude_if_present",
-        ],
-        "files" => &["files"],
-        "env" => &["include", "reveal", "secret"],
-        "command" => &["argv", "shell", "timeout_secs", "required", "facts"],
-        other => {
-            return Err(at(
-                kind_span,
-                format!(
-                    "unknown collector kind {other:?} (expected \"tree\", \"files\", \"env\" or \"command\")"
-                ),
-            ))
-        }
-    };
-    if let Some((key, _)) = set
-        .iter()
-        .find(|(key, present)| *present && !allowed.contains(key))
-    {
-        return Err(at(
-            kind_span,
-            format!("`{key}` does not apply to a {kind} collector"),
-        ));
-    }
+    refuse_other_keys(&c, &kind, kind_span.clone(), at)?;
     let needs = |what: &str| at(kind_span.clone(), format!("a {kind} collector needs {what}"));
     Ok(match kind.as_str() {
         "tree" => {
@@ -529,31 +482,7 @@ fn parse_collector(
                 (None, Some(line)) => vec!["sh".into(), "-c".into(), line],
                 _ => return Err(needs("either `argv` (a non-empty list) or `shell`")),
             };
-            let mut facts = Vec::new();
-            for f in c.facts.unwrap_or_default() {
-                let source = match (f.json, f.regex) {
-                    (Some(path), None) => FactSource::Json(path),
-                    (None, Some(re)) => {
-                        regex::Regex::new(re.get_ref()).map_err(|e| {
-                            at(
-                                re.span(),
-                                format!("bad regex: {}", e.to_string().lines().last().unwrap_or("")),
-                            )
-                        })?;
-                        FactSource::Regex(re.into_inner())
-                    }
-                    _ => {
-                        return Err(at(
-                            f.name.span(),
-                            "a fact needs exactly one of `json` or `regex`".into(),
-                        ))
-                    }
-                };
-                facts.push(FactSpec {
-                    name: f.name.into_inner(),
-                    source,
-                });
-            }
+            let facts = parse_facts(c.facts.unwrap_or_default(), at)?;
             Collector::Command {
                 name,
                 argv,
@@ -563,6 +492,97 @@ fn parse_collector(
             }
         }
     })
+}
+
+/// Refuses an unknown kind, and any key set that the kind does not take.
+fn refuse_other_keys(
+    c: &RawCollector,
+    kind: &str,
+    kind_span: std::ops::Range<usize>,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ProfileError,
+) -> Result<(), ProfileError> {
+    // The keys each kind takes; any other key that is set is refused.
+    let set = [
+        ("path", c.path.is_some()),
+        ("exclude", !c.exclude.is_empty()),
+        ("optional", c.optional.is_some()),
+        ("files", c.files.is_some()),
+        ("include", c.include.is_some()),
+        ("reveal", c.reveal.is_some()),
+        ("secret", c.secret.is_some()),
+        ("argv", c.argv.is_some()),
+        ("shell", c.shell.is_some()),
+        ("timeout_secs", c.timeout_secs.is_some()),
+        ("required", c.required.is_some()),
+        ("facts", c.facts.is_some()),
+        ("gitignore", c.gitignore.is_some()),
+        ("one_file_system", c.one_file_system.is_some()),
+        ("exclude_if_present", c.exclude_if_present.is_some()),
+    ];
+    let allowed: &[&str] = match kind {
+        "tree" => &[
+            "path",
+            "exclude",
+            "optional",
+            "gitignore",
+            "one_file_system",
+            "exclude_if_present",
+        ],
+        "files" => &["files"],
+        "env" => &["include", "reveal", "secret"],
+        "command" => &["argv", "shell", "timeout_secs", "required", "facts"],
+        other => {
+            return Err(at(
+                kind_span,
+                format!(
+                    "unknown collector kind {other:?} (expected \"tree\", \"files\", \"env\" or \"command\")"
+                ),
+            ))
+        }
+    };
+    if let Some((key, _)) = set
+        .iter()
+        .find(|(key, present)| *present && !allowed.contains(key))
+    {
+        return Err(at(
+            kind_span,
+            format!("`{key}` does not apply to a {kind} collector"),
+        ));
+    }
+    Ok(())
+}
+
+/// A command collector's `[[collector.facts]]`: each a JSON path or a regex.
+fn parse_facts(
+    raw: Vec<RawFact>,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ProfileError,
+) -> Result<Vec<FactSpec>, ProfileError> {
+    let mut facts = Vec::new();
+    for f in raw {
+        let source = match (f.json, f.regex) {
+            (Some(path), None) => FactSource::Json(path),
+            (None, Some(re)) => {
+                regex::Regex::new(re.get_ref()).map_err(|e| {
+                    at(
+                        re.span(),
+                        format!("bad regex: {}", e.to_string().lines().last().unwrap_or("")),
+                    )
+                })?;
+                FactSource::Regex(re.into_inner())
+            }
+            _ => {
+                return Err(at(
+                    f.name.span(),
+                    "a fact needs exactly one of `json` or `regex`".into(),
+                ))
+            }
+        };
+        facts.push(FactSpec {
+            name: f.name.into_inner(),
+            source,
+        });
+    }
+    Ok(facts)
 }
 
 fn valid_name(name: &str) -> bool {
