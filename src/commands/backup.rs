@@ -25,7 +25,7 @@ pub fn run(repo: RepoArg, args: BackupArgs) -> Result<u8> {
         None => None,
     };
     let prepared = prepare(repo, &args.profiles)?;
-    let _lock = lock::acquire(prepared.repo.sink().clone(), LockKind::Shared)?;
+    let lock = lock::acquire(prepared.repo.sink().clone(), LockKind::Shared)?;
     let base = BackupOptions {
         paths: args.paths.clone(),
         excludes: args.excludes.clone(),
@@ -34,7 +34,23 @@ pub fn run(repo: RepoArg, args: BackupArgs) -> Result<u8> {
         ..Default::default()
     };
     let report = if args.json { Report::Json } else { Report::Stdout };
-    save_all(&prepared, &base, report).map(|(code, _)| code)
+    let code = save_all(&prepared, &base, report).map(|(code, _)| code)?;
+    tidy_index(&prepared.repo, &lock);
+    Ok(code)
+}
+
+/// Merges the repository's small index files once many have gathered, when
+/// no other process uses it. The snapshot is saved whatever happens here.
+pub fn tidy_index(repo: &Repository, held: &lock::RepoLock) {
+    match cairn::repo::consolidate::if_alone(repo, held) {
+        Ok(Some(c)) if c.merged > 0 => tracing::info!("merged {} index files into {}", c.merged, c.written),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: merging the index files of {} failed (the snapshot is saved): {}",
+            repo.sink().location(),
+            cairn::chain(&e)
+        ),
+    }
 }
 
 /// The repository and profiles of a backup, checked before anything runs.
@@ -344,15 +360,17 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
             .as_ref()
             .map_err(|e| anyhow!("{}", cairn::chain(e)))
             .and_then(|index| {
-                let _lock = lock::acquire(m.sink().clone(), LockKind::Shared)?;
-                cairn::copy::copy(
+                let lock = lock::acquire(m.sink().clone(), LockKind::Shared)?;
+                let copied = cairn::copy::copy(
                     repo,
                     index,
                     m,
                     std::slice::from_ref(&snapshot),
                     &Progress::hidden(),
                 )
-                .map_err(anyhow::Error::from)
+                .map_err(anyhow::Error::from)?;
+                tidy_index(m, &lock);
+                Ok(copied)
             });
         match copied {
             Ok(_) => results.push(SinkResult {

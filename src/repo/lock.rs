@@ -81,6 +81,17 @@ pub fn list_locks(sink: &dyn Sink) -> Result<Vec<(String, LockRecord)>, RepoErro
 /// Takes a lock. The lock is written first and the others checked after, so
 /// two processes racing for conflicting locks both see each other and back off.
 pub fn acquire(sink: Arc<dyn Sink>, kind: LockKind) -> Result<RepoLock, RepoError> {
+    acquire_beside(sink, kind, None)
+}
+
+/// An exclusive lock for a process that already holds `held` (a backup
+/// that consolidates index files when it is done): every lock but its own
+/// conflicts.
+pub fn try_exclusive(held: &RepoLock) -> Result<RepoLock, RepoError> {
+    acquire_beside(held.sink.clone(), LockKind::Exclusive, Some(&held.name))
+}
+
+fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
     let record = LockRecord {
         host: hostname(),
         pid: std::process::id(),
@@ -99,6 +110,7 @@ pub fn acquire(sink: Arc<dyn Sink>, kind: LockKind) -> Result<RepoLock, RepoErro
         .into_iter()
         .filter(|(other, rec)| {
             *other != lock.name
+                && Some(other.as_str()) != own
                 && !rec.is_stale()
                 && (kind == LockKind::Exclusive || rec.kind == LockKind::Exclusive)
         })

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod chunker;
 pub mod config;
+pub mod consolidate;
 pub mod id;
 pub mod index;
 pub mod lock;
@@ -209,17 +210,40 @@ impl Repository {
     }
 
     /// Loads every index file. The index is what makes blobs reachable, so an
-    /// unreadable index file is an error, not something to skip.
+    /// unreadable index file is an error, not something to skip. An index
+    /// file may vanish between the listing and its read (a backup merged it
+    /// into a new one, FORMAT.md section 10 rule 10): the listing is taken
+    /// again and the names not yet read are read.
     pub fn load_index(&self) -> Result<Index, RepoError> {
-        let names: Vec<String> = self
-            .sink
-            .list(ObjectKind::Index)?
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
+        const ROUNDS: usize = 3;
         let mut index = Index::default();
-        for file in self.read_all(&names, |name| self.read_index_file(name))? {
-            index.add_file(&file);
+        let mut loaded = std::collections::HashSet::new();
+        for round in 1..=ROUNDS {
+            let names: Vec<String> = self
+                .sink
+                .list(ObjectKind::Index)?
+                .into_iter()
+                .map(|i| i.name)
+                .filter(|n| !loaded.contains(n))
+                .collect();
+            let files = self.read_all(&names, |name| match self.read_index_file(name) {
+                Err(RepoError::Sink(e)) if e.is_not_found() && round < ROUNDS => Ok(None),
+                other => other.map(Some),
+            })?;
+            let mut vanished = false;
+            for (name, file) in names.into_iter().zip(files) {
+                match file {
+                    Some(file) => {
+                        index.add_file(&file);
+                        loaded.insert(name);
+                    }
+                    None => vanished = true,
+                }
+            }
+            if !vanished {
+                break;
+            }
+            tracing::debug!("an index file vanished while loading: listing again");
         }
         Ok(index)
     }

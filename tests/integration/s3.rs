@@ -373,3 +373,47 @@ fn init_without_the_right_to_create_the_bucket_says_so() {
     assert!(err.lines().count() <= 2, "{err}");
     assert!(!server.bucket_dir("not-mine").exists());
 }
+
+/// Index files merged in a bucket go from the local cache too, and every
+/// snapshot still restores.
+#[test]
+fn small_index_files_are_merged_in_a_bucket() {
+    use cairn::repo::consolidate::CONSOLIDATE_AT;
+    let server = S3Server::start();
+    let env = s3_env(&server, "merged/repo");
+    s3_ok(&env, &["init"]);
+    let src = env.path("src");
+    for i in 0..CONSOLIDATE_AT {
+        util::write(&src.join(format!("f{i}")), &util::noise(2000, i as u64));
+        s3_ok(&env, &["backup", src.to_str().unwrap()]);
+    }
+    let sink = open(&server, "merged/repo", &[], false).expect("open");
+    let names: Vec<String> = sink
+        .list(ObjectKind::Index)
+        .expect("list")
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert!(names.len() <= 2, "{} index files left", names.len());
+    let out = s3_ok(&env, &["check", "--read-data"]);
+    assert!(out.contains("no errors"), "{out}");
+    let cached: Vec<String> = std::fs::read_dir(env.path("cache"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .flat_map(|repo| walkdir::WalkDir::new(repo.path().join("index")))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!cached.is_empty(), "check read no index file through the cache");
+    for c in &cached {
+        assert!(
+            names.iter().any(|n| c.starts_with(n.as_str())),
+            "{c} is cached but gone from the bucket"
+        );
+    }
+    let target = env.path("out");
+    s3_ok(&env, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    util::assert_same_tree(&src, &target.join("tree/src"));
+}
