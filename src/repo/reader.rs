@@ -26,6 +26,8 @@ pub struct BlobReader<'a> {
     /// Few blobs scattered over many frames are wanted: decode a frame only
     /// as far as the blob asked for (see [`BlobReader::sparse`]).
     sparse: bool,
+    /// Compressed frames fetched ahead (see [`BlobReader::prefetched`]).
+    prefetched: Vec<((ObjectId, u64), Vec<u8>)>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -37,6 +39,7 @@ impl<'a> BlobReader<'a> {
             decoder: pack::FrameDecoder::default(),
             bytes_fetched: 0,
             sparse: false,
+            prefetched: Vec::new(),
         }
     }
 
@@ -47,6 +50,29 @@ impl<'a> BlobReader<'a> {
     pub fn sparse(mut self) -> BlobReader<'a> {
         self.sparse = true;
         self
+    }
+
+    /// Compressed frames, keyed by pack and frame offset, that were fetched
+    /// ahead of their use (a restore from a network store); they replace
+    /// those offered before. Each is used at most once, then the store is
+    /// asked as usual.
+    pub fn prefetched(&mut self, frames: Vec<((ObjectId, u64), Vec<u8>)>) {
+        self.prefetched = frames;
+    }
+
+    /// The frame at `key`: prefetched, else read from the store now.
+    fn fetch(&mut self, key: (ObjectId, u64), length: u32) -> Result<Vec<u8>, RepoError> {
+        if let Some(i) = self.prefetched.iter().position(|(k, _)| *k == key) {
+            let raw = self.prefetched.swap_remove(i).1;
+            self.bytes_fetched += raw.len() as u64;
+            return Ok(raw);
+        }
+        let raw = self
+            .repo
+            .sink()
+            .read_range(ObjectKind::Pack, &key.0.to_hex(), key.1, length as u64)?;
+        self.bytes_fetched += raw.len() as u64;
+        Ok(raw)
     }
 
     /// The blob's bytes, verified against its id. A blob stored more than
@@ -108,13 +134,7 @@ impl<'a> BlobReader<'a> {
         let pos = match (cached, whole) {
             (Some(pos), None) => pos,
             (_, whole) => {
-                let raw = self.repo.sink().read_range(
-                    ObjectKind::Pack,
-                    &pack_id.to_hex(),
-                    loc.frame_offset,
-                    loc.frame_length as u64,
-                )?;
-                self.bytes_fetched += raw.len() as u64;
+                let raw = self.fetch(key, loc.frame_length)?;
                 // The oldest frame makes room, and lends its buffer: a fresh
                 // one of a megabyte costs hundreds of page faults.
                 let mut frame = if self.frames.len() >= CACHED_FRAMES {

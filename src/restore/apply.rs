@@ -17,6 +17,7 @@ use crossbeam_channel::{bounded, Sender};
 use super::fsops::is_temp_name;
 use super::handles::Handles;
 use super::plan::{self, classify, Action, PlanItem, Target, Visit};
+use super::prefetch::{self, Frames};
 use super::write::{write_file, write_special, FileJob, Shared};
 use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
@@ -87,18 +88,20 @@ pub fn apply(
         // (a network store: each worker waits on its reads).
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
+        // A network store: a fetcher in front of each worker reads ahead.
+        let ahead = repo.sink().capabilities().concurrency > 1;
         let mut txs = Vec::with_capacity(threads);
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                let (tx, rx) = bounded::<Vec<FileJob>>(4);
-                txs.push(tx);
+                let (tx, rx) = bounded::<(Vec<FileJob>, Frames)>(2);
                 let shared = &shared;
-                s.spawn(move || {
+                let worker = s.spawn(move || {
                     let mut reader = BlobReader::new(repo, index);
                     if opts.sparse {
                         reader = reader.sparse();
                     }
-                    for batch in rx {
+                    for (batch, frames) in rx {
+                        reader.prefetched(frames);
                         for job in batch {
                             if interrupt::is_set() {
                                 return;
@@ -107,7 +110,15 @@ pub fn apply(
                             shared.written_or_pending(job, result, progress);
                         }
                     }
-                })
+                });
+                let fetcher = ahead
+                    .then(|| prefetch::spawn(s, repo, index, tx.clone()))
+                    .flatten();
+                txs.push(match fetcher {
+                    Some(fetcher) => Queue::Ahead(fetcher),
+                    None => Queue::Direct(tx),
+                });
+                worker
             })
             .collect();
         let mut writer = Writer {
@@ -373,19 +384,35 @@ impl Writer<'_, '_> {
     }
 }
 
+/// Where a worker's batches go: straight to it, or to its fetcher first.
+enum Queue {
+    Direct(Sender<(Vec<FileJob>, Frames)>),
+    Ahead(Sender<Vec<FileJob>>),
+}
+
+impl Queue {
+    /// Hands a batch over; a worker that stopped (interrupted) takes none.
+    fn send(&self, batch: Vec<FileJob>) {
+        match self {
+            Queue::Direct(tx) => drop(tx.send((batch, Vec::new()))),
+            Queue::Ahead(tx) => drop(tx.send(batch)),
+        }
+    }
+}
+
 /// Files to write, in batches, one queue per worker. A file goes to the
 /// worker its first frame belongs to, so a frame holding many small files
 /// is fetched and decoded by one worker, not by each that gets some of them
 /// (a full restore of a source tree fetched each frame 2.5 times).
 struct Batches<'a> {
     index: &'a Index,
-    queues: Vec<(Sender<Vec<FileJob>>, Vec<FileJob>, u64)>,
+    queues: Vec<(Queue, Vec<FileJob>, u64)>,
     /// The next worker for a file without blobs.
     turn: usize,
 }
 
 impl<'a> Batches<'a> {
-    fn new(txs: Vec<Sender<Vec<FileJob>>>, index: &'a Index) -> Batches<'a> {
+    fn new(txs: Vec<Queue>, index: &'a Index) -> Batches<'a> {
         Batches {
             index,
             queues: txs.into_iter().map(|tx| (tx, Vec::new(), 0)).collect(),
@@ -417,7 +444,7 @@ impl<'a> Batches<'a> {
         batch.push(job);
         if *bytes >= BATCH_BYTES || batch.len() >= files {
             *bytes = 0;
-            let _ = tx.send(std::mem::take(batch));
+            tx.send(std::mem::take(batch));
         }
     }
 
@@ -425,7 +452,7 @@ impl<'a> Batches<'a> {
         for (tx, batch, bytes) in &mut self.queues {
             *bytes = 0;
             if !batch.is_empty() {
-                let _ = tx.send(std::mem::take(batch));
+                tx.send(std::mem::take(batch));
             }
         }
     }

@@ -17,6 +17,7 @@ mod handles;
 pub mod inplace;
 mod journal;
 pub mod plan;
+mod prefetch;
 mod write;
 
 use std::ffi::OsString;
