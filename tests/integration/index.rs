@@ -94,3 +94,45 @@ fn index_files_are_not_merged_while_another_process_holds_a_lock() {
     assert!(index_files(&env.repo) <= 2);
     env.ok(&["check", "--read-data"]);
 }
+
+/// Another process merged the index files between this one's listing and
+/// its reads: the listing is taken again and nothing goes missing.
+#[test]
+fn an_index_file_merged_away_while_loading_is_found_in_its_merged_file() {
+    use cairn::repo::{consolidate, Repository};
+    use cairn::sink::{LocalSink, Sink};
+    use std::sync::Arc;
+
+    let env = Env::with_repo();
+    let src = env.path("src");
+    fs::create_dir_all(&src).expect("mkdir");
+    // A foreign lock keeps the backups themselves from merging.
+    let lock = foreign_lock(&env.repo);
+    backups(&env, &src, consolidate::CONSOLIDATE_AT, 0);
+    fs::remove_file(lock).expect("remove lock");
+    let local: Arc<dyn Sink> = Arc::new(LocalSink::new(&env.repo));
+    let expected = Repository::open(local.clone())
+        .expect("open")
+        .load_index()
+        .expect("index");
+
+    let spy = Arc::new(SpySink::new(local.clone(), 1));
+    let other = Repository::open(local).expect("open");
+    let mut merged = false;
+    *spy.before_read.lock().expect("lock") = Some(Box::new(move |kind, _name| {
+        if kind == cairn::sink::ObjectKind::Index && !merged {
+            merged = true;
+            let done = consolidate::consolidate(&other).expect("consolidate");
+            assert_eq!(done.merged, consolidate::CONSOLIDATE_AT);
+        }
+    }));
+    let repo = Repository::open(spy.clone() as Arc<dyn Sink>).expect("open");
+    let index = repo
+        .load_index()
+        .expect("the index loads although its files were merged away");
+    assert_eq!(index.len(), expected.len());
+    assert_eq!(index_files(&env.repo), 1);
+    for id in expected.blob_ids() {
+        assert!(index.contains(id), "blob {id:?} went missing");
+    }
+}

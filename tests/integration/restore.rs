@@ -204,66 +204,6 @@ fn checksum_and_delete_in_a_target() {
     assert!(!target.join("tree/src/extra").exists());
 }
 
-/// A store that counts the ranged reads of each object and offset, and asks
-/// for four transfers at once (as a network store does, so that a restore
-/// runs four workers).
-struct CountingSink {
-    inner: std::sync::Arc<dyn cairn::sink::Sink>,
-    reads: std::sync::Mutex<std::collections::HashMap<(String, u64), usize>>,
-    /// Ranged reads made by a thread that fetches ahead of the writers.
-    ahead: std::sync::atomic::AtomicUsize,
-}
-
-impl cairn::sink::Sink for CountingSink {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn capabilities(&self) -> cairn::sink::Capabilities {
-        cairn::sink::Capabilities {
-            concurrency: 4,
-            ..self.inner.capabilities()
-        }
-    }
-    fn list(
-        &self,
-        kind: cairn::sink::ObjectKind,
-    ) -> Result<Vec<cairn::sink::ObjectInfo>, cairn::sink::SinkError> {
-        self.inner.list(kind)
-    }
-    fn read(&self, kind: cairn::sink::ObjectKind, name: &str) -> Result<Vec<u8>, cairn::sink::SinkError> {
-        self.inner.read(kind, name)
-    }
-    fn read_range(
-        &self,
-        kind: cairn::sink::ObjectKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>, cairn::sink::SinkError> {
-        *self
-            .reads
-            .lock()
-            .expect("lock")
-            .entry((name.to_string(), offset))
-            .or_default() += 1;
-        if std::thread::current().name() == Some("cairn-fetch") {
-            self.ahead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.inner.read_range(kind, name, offset, length)
-    }
-    fn write(
-        &self,
-        kind: cairn::sink::ObjectKind,
-        name: &str,
-        data: bytes::Bytes,
-    ) -> Result<u64, cairn::sink::SinkError> {
-        self.inner.write(kind, name, data)
-    }
-    fn delete(&self, kind: cairn::sink::ObjectKind, name: &str) -> Result<(), cairn::sink::SinkError> {
-        self.inner.delete(kind, name)
-    }
-}
-
 /// A frame holding many small files was fetched and decoded by every worker
 /// that got some of them: a full restore of a source tree read each frame
 /// 2.5 times (over S3, 2.5 times the requests). From a network store, the
@@ -285,11 +225,7 @@ fn a_full_restore_fetched_each_frame_several_times() {
         write(&src.join(format!("d{}/f{i}.txt", i % 7)), text.as_bytes());
     }
     env.backup(&[&src]);
-    let counting = Arc::new(CountingSink {
-        inner: Arc::new(cairn::sink::LocalSink::new(&env.repo)),
-        reads: Default::default(),
-        ahead: Default::default(),
-    });
+    let counting = Arc::new(SpySink::new(Arc::new(cairn::sink::LocalSink::new(&env.repo)), 4));
     let repo = Repository::open(counting.clone() as Arc<dyn cairn::sink::Sink>).expect("open");
     let index = repo.load_index().expect("index");
     let snapshot = repo.find_snapshot("latest").expect("snapshot");

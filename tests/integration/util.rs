@@ -8,6 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cairn::sink::{ObjectKind, Sink, SinkError};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -311,4 +312,77 @@ pub fn skip(reason: &str) {
         panic!("cannot run here: {reason}; CI must not skip this test");
     }
     println!("SKIPPED: {reason}");
+}
+
+/// What [`SpySink`] runs before each whole-object read.
+pub type ReadHook = Box<dyn FnMut(ObjectKind, &str) + Send>;
+
+/// A store in front of another that counts the ranged reads of each object
+/// and offset (and those made by a restore's fetchers), can run a hook
+/// before each read, and asks for `concurrency` transfers at once (more
+/// than one: as a network store does).
+pub struct SpySink {
+    inner: std::sync::Arc<dyn Sink>,
+    concurrency: usize,
+    pub reads: std::sync::Mutex<std::collections::HashMap<(String, u64), usize>>,
+    /// Ranged reads made by a thread that fetches ahead of a restore's writers.
+    pub ahead: std::sync::atomic::AtomicUsize,
+    pub before_read: std::sync::Mutex<Option<ReadHook>>,
+}
+
+impl SpySink {
+    pub fn new(inner: std::sync::Arc<dyn Sink>, concurrency: usize) -> SpySink {
+        SpySink {
+            inner,
+            concurrency,
+            reads: Default::default(),
+            ahead: Default::default(),
+            before_read: Default::default(),
+        }
+    }
+}
+
+impl Sink for SpySink {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn capabilities(&self) -> cairn::sink::Capabilities {
+        cairn::sink::Capabilities {
+            concurrency: self.concurrency,
+            ..self.inner.capabilities()
+        }
+    }
+    fn list(&self, kind: ObjectKind) -> Result<Vec<cairn::sink::ObjectInfo>, SinkError> {
+        self.inner.list(kind)
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, SinkError> {
+        if let Some(hook) = self.before_read.lock().expect("lock").as_mut() {
+            hook(kind, name);
+        }
+        self.inner.read(kind, name)
+    }
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, SinkError> {
+        *self
+            .reads
+            .lock()
+            .expect("lock")
+            .entry((name.to_string(), offset))
+            .or_default() += 1;
+        if std::thread::current().name() == Some("cairn-fetch") {
+            self.ahead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.read_range(kind, name, offset, length)
+    }
+    fn write(&self, kind: ObjectKind, name: &str, data: bytes::Bytes) -> Result<u64, SinkError> {
+        self.inner.write(kind, name, data)
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
+        self.inner.delete(kind, name)
+    }
 }
