@@ -69,13 +69,21 @@ log "cairn: first backup"
 "$CAIRN" --repo "$SCRATCH/cairn-repo" init >/dev/null
 "$CAIRN" --repo "$SCRATCH/cairn-repo" backup "$COPY" >/dev/null
 for ((r = 0; r < RUNS; r++)); do
-    change
+    # The change's own writes are flushed first: the restore syncs the
+    # filesystem, and must not be timed writing back the benchmark's edits.
+    change; sync
     timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --in-place --delete
     result "cairn in place (--delete)" "$WALL $RSS"
     rm -rf "$SHM/full"
     timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --target "$SHM/full"
-    result "cairn full restore into an empty dir" "$WALL $RSS"
+    result "cairn full restore into an empty dir (tmpfs)" "$WALL $RSS"
+    # The same disk as the tree, which the in-place restore writes to (and
+    # syncs): the like-for-like reference.
+    rm -rf "$SCRATCH/full"; sync
+    timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --target "$SCRATCH/full"
+    result "cairn full restore into an empty dir (same disk)" "$WALL $RSS"
 done
+rm -rf "$SCRATCH/full"
 diff -r "$CORPUS" "$COPY" >/dev/null || { echo "cairn's rollback left differences" >&2; exit 1; }
 
 if [[ -n $RUSTIC ]]; then
@@ -83,7 +91,7 @@ if [[ -n $RUSTIC ]]; then
     "$RUSTIC" --no-progress -r "$SCRATCH/rustic-repo" init >/dev/null 2>&1
     "$RUSTIC" --no-progress -r "$SCRATCH/rustic-repo" backup "$COPY" >/dev/null 2>&1
     for ((r = 0; r < RUNS; r++)); do
-        change
+        change; sync
         timed "$RUSTIC" --no-progress -r "$SCRATCH/rustic-repo" restore --delete "latest:$COPY" "$COPY"
         result "rustic restore --delete into the changed dir" "$WALL $RSS"
     done
@@ -97,7 +105,7 @@ if command -v restic >/dev/null; then
     restic --repo "$SCRATCH/restic-repo" init >/dev/null 2>&1
     restic --repo "$SCRATCH/restic-repo" backup "$COPY" >/dev/null 2>&1
     for ((r = 0; r < RUNS; r++)); do
-        change
+        change; sync
         TOLERATE=1 timed restic --repo "$SCRATCH/restic-repo" restore latest --target /
         result "restic restore --target / (over the changed dir)" "$WALL $RSS"
         remove_added
@@ -109,7 +117,8 @@ fi
 echo
 echo "corpus: $CORPUS ($N files), $CHANGED changed per run, median of $RUNS"
 printf '%-52s %10s %10s\n' "step" "wall (s)" "peak MiB"
-for k in "cairn in place (--delete)" "cairn full restore into an empty dir" \
+for k in "cairn in place (--delete)" "cairn full restore into an empty dir (tmpfs)" \
+         "cairn full restore into an empty dir (same disk)" \
          "rustic restore --delete into the changed dir" "restic restore --target / (over the changed dir)"; do
     [[ -n ${RESULTS[$k]:-} ]] || continue
     read -ra v <<<"${RESULTS[$k]}"

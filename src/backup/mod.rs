@@ -168,6 +168,30 @@ pub fn run_with_index(
     progress: &Progress,
     loaded: Option<&crate::repo::index::Index>,
 ) -> Result<BackupOutcome, BackupError> {
+    run_inner(repo, opts, progress, loaded, None)
+}
+
+/// [`run_with_index`] of roots already walked: `walked` holds, in walk
+/// order, what a walk of `opts.roots` found, each item with the index of
+/// its root in `opts.roots` (which must be in manifest order). An in-place
+/// restore's plan walks the roots anyway; its safety snapshot need not
+/// walk them again.
+pub fn run_walked(
+    repo: &Repository,
+    opts: &BackupOptions,
+    index: &crate::repo::index::Index,
+    walked: Vec<(usize, crate::collect::tree::TreeItem)>,
+) -> Result<BackupOutcome, BackupError> {
+    run_inner(repo, opts, &Progress::hidden(), Some(index), Some(walked))
+}
+
+fn run_inner(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &Progress,
+    loaded: Option<&crate::repo::index::Index>,
+    replay: Option<Vec<(usize, crate::collect::tree::TreeItem)>>,
+) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     if opts.paths.is_empty() && opts.roots.is_empty() {
         return Err(BackupError::NoPaths);
@@ -195,7 +219,15 @@ pub fn run_with_index(
     // Whether any snapshot exists says whether this backup is likely to
     // find most files unchanged.
     let snapshot_names = repo.snapshot_names()?;
-    let walked = walk::start(&sources, !snapshot_names.is_empty());
+    // A walk given is numbered by `opts.roots`: it is used only when the
+    // sources are those roots, in that order.
+    let same_order = opts.paths.is_empty()
+        && sources.len() == opts.roots.len()
+        && sources.iter().zip(&opts.roots).all(|(s, r)| s.prefix == r.prefix);
+    let walked = match replay {
+        Some(items) if same_order => walk::replay(items, sources.len()),
+        _ => walk::start(&sources, !snapshot_names.is_empty()),
+    };
     let snapshots = repo.load_snapshots_named(&snapshot_names)?;
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();

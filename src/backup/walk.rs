@@ -63,6 +63,22 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> WalkFeed {
     }
 }
 
+/// A walk already made, fed as [`start`] feeds one (items of sources
+/// that do not exist are left out).
+pub(super) fn replay(items: Vec<(usize, TreeItem)>, sources: usize) -> WalkFeed {
+    const BATCH: usize = 128;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut out = BatchSender::new(tx, BATCH);
+    for item in items.into_iter().filter(|(i, _)| *i < sources) {
+        out.push(item);
+    }
+    out.flush();
+    WalkFeed {
+        batches: rx,
+        finished: Arc::new(AtomicBool::new(true)),
+    }
+}
+
 /// The walk's entries, in batches, and whether the walk got to its end: a
 /// walk thread that died half-way must not pass for the end of the tree,
 /// or the snapshot would silently lack the rest.

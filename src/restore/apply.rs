@@ -196,6 +196,7 @@ impl Writer<'_, '_> {
             targets,
             selection,
             self.opts.checksum,
+            None,
             &mut |v| {
                 match v {
                     Visit::Unchanged { path, .. } => {

@@ -189,7 +189,20 @@ pub fn restore_in_place(
         .then(|| Journal::unfinished(&repo_id, snapshot.id))
         .flatten();
     let keep = !opts.dry_run;
-    let mut report = super::plan_items(repo, index, snapshot, &targets, &selection, opts.checksum, keep)?;
+    // What the plan's walk finds is kept for the safety snapshot, which
+    // then does not walk the roots again.
+    let taking_safety = keep && opts.safety.is_none() && opts.safety_snapshot && unfinished.is_none();
+    let mut tape = taking_safety.then(plan::Tape::new);
+    let mut report = super::plan_items(
+        repo,
+        index,
+        snapshot,
+        &targets,
+        &selection,
+        opts.checksum,
+        keep,
+        tape.as_mut(),
+    )?;
     tracing::debug!("plan done: {} bytes to write", report.bytes());
     if opts.dry_run {
         return Ok(Outcome::Planned(report));
@@ -207,8 +220,13 @@ pub fn restore_in_place(
             let transaction = new_transaction();
             let safety = match (opts.safety, opts.safety_snapshot) {
                 (Some(given), _) => Some(given),
-                (None, true) => safety_snapshot(repo, index, snapshot, &roots, &targets, &transaction, opts)?
-                    .map(|o| o.id),
+                (None, true) => {
+                    let walked = Walked {
+                        targets: &targets,
+                        tape: tape.take(),
+                    };
+                    safety_snapshot(repo, index, snapshot, &roots, walked, &transaction, opts)?.map(|o| o.id)
+                }
                 (None, false) => None,
             };
             start(repo, snapshot, &targets, transaction, safety)?
@@ -292,20 +310,30 @@ fn start(
     Ok(journal)
 }
 
-/// A backup of every selected root as it is now, under the snapshot's own
-/// prefixes (so restoring it in place puts each back where it was).
+/// The targets of a restore, and what the plan's walk found under them.
+struct Walked<'a> {
+    targets: &'a [Target],
+    /// `None`: not recorded, the safety snapshot walks the roots itself.
+    tape: Option<plan::Tape>,
+}
+
+/// A backup of every selected root as the plan's walk found it, under the
+/// snapshot's own prefixes (so restoring it in place puts each back where
+/// it was).
 fn safety_snapshot(
     repo: &Repository,
     index: &Index,
     snapshot: &Snapshot,
     roots: &[Root],
-    targets: &[Target],
+    walked: Walked,
     transaction: &str,
     opts: &InPlaceOptions,
 ) -> Result<Option<backup::BackupOutcome>, InPlaceError> {
     let mut specs = Vec::new();
     let mut absent = Vec::new();
-    for target in targets.iter().filter(|t| t.selected) {
+    // Which backup root each target became: the tape's items are renumbered.
+    let mut spec_of = vec![None; walked.targets.len()];
+    for (i, target) in walked.targets.iter().enumerate().filter(|(_, t)| t.selected) {
         let Some(root) = roots.iter().find(|r| r.prefix == target.prefix) else {
             continue;
         };
@@ -313,6 +341,7 @@ fn safety_snapshot(
             absent.push(root.clone());
             continue;
         }
+        spec_of[i] = Some(specs.len());
         specs.push(RootSpec {
             collector: root.collector.clone(),
             path: target.dest.clone(),
@@ -341,8 +370,17 @@ fn safety_snapshot(
         }),
         ..Default::default()
     };
-    let outcome = backup::run_with_index(repo, &backup_opts, &Progress::hidden(), Some(index))
-        .map_err(InPlaceError::Safety)?;
+    let outcome = match walked.tape {
+        Some(tape) => {
+            let tape = tape
+                .into_iter()
+                .filter_map(|(t, item)| Some((spec_of.get(t).copied().flatten()?, item)))
+                .collect();
+            backup::run_walked(repo, &backup_opts, index, tape)
+        }
+        None => backup::run_with_index(repo, &backup_opts, &Progress::hidden(), Some(index)),
+    }
+    .map_err(InPlaceError::Safety)?;
     if outcome.record.partial {
         // What could not be read could not be put back: do not go on.
         let first = outcome.warnings.first().cloned().unwrap_or_default();

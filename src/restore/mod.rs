@@ -320,11 +320,14 @@ pub fn plan(
     selection: &Selection,
     checksum: bool,
 ) -> Result<PlanReport, RestoreError> {
-    plan_items(repo, index, snapshot, targets, selection, checksum, false)
+    plan_items(repo, index, snapshot, targets, selection, checksum, false, None)
 }
 
 /// [`plan`], keeping (with `keep`) the entries and extra paths that the
-/// writer must visit, with the directories above them.
+/// writer must visit, with the directories above them, and (with `tape`)
+/// everything the walk found.
+// The plan's inputs, and what it keeps: each is needed.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_items(
     repo: &Repository,
     index: &Index,
@@ -333,6 +336,7 @@ pub fn plan_items(
     selection: &Selection,
     checksum: bool,
     keep: bool,
+    tape: Option<&mut plan::Tape>,
 ) -> Result<PlanReport, RestoreError> {
     let mut changes = plan::Changes::new(keep);
     let mut report = PlanReport {
@@ -353,6 +357,7 @@ pub fn plan_items(
         targets,
         selection,
         checksum,
+        tape,
         &mut |v| -> Result<(), RestoreError> {
             match v {
                 Visit::Unchanged { root, .. } => report.roots[root].unchanged += 1,

@@ -83,6 +83,11 @@ pub enum Step {
     Skipped { outside: Option<Vec<u8>> },
 }
 
+/// What the plan's walk found on disk, in walk order, with the index of
+/// the target each item lies under: kept so that the safety snapshot does
+/// not walk the roots a second time.
+pub type Tape = Vec<(usize, TreeItem)>;
+
 /// The manifest and the live roots, merged in manifest order.
 pub struct Merge<'a, I: Iterator<Item = Result<RawLine, RepoError>>> {
     manifest: Peekable<I>,
@@ -90,6 +95,8 @@ pub struct Merge<'a, I: Iterator<Item = Result<RawLine, RepoError>>> {
     current: usize,
     walk: Option<Peekable<TreeWalk<'a>>>,
     started: bool,
+    /// Every walked item, when recording (see [`Tape`]).
+    tape: Option<Tape>,
 }
 
 pub fn merge<I: Iterator<Item = Result<RawLine, RepoError>>>(
@@ -102,6 +109,7 @@ pub fn merge<I: Iterator<Item = Result<RawLine, RepoError>>>(
         current: 0,
         walk: None,
         started: false,
+        tape: None,
     }
 }
 
@@ -118,14 +126,54 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
 
     fn next_live(&mut self) -> Option<Step> {
         let root = self.current;
-        match self.walk.as_mut()?.next()? {
-            TreeItem::Entry(w) => Some(Step::Extra {
+        let item = self.walk.as_mut()?.next()?;
+        let Some(tape) = self.tape.as_mut() else {
+            return Some(match item {
+                TreeItem::Entry(w) => Step::Extra {
+                    root,
+                    path: w.path,
+                    stat: w.stat,
+                },
+                TreeItem::Unreadable { path, error } => Step::Unreadable { path, error },
+            });
+        };
+        let step = match &item {
+            TreeItem::Entry(w) => Step::Extra {
                 root,
-                path: w.path,
+                path: w.path.clone(),
                 stat: w.stat,
-            }),
-            TreeItem::Unreadable { path, error } => Some(Step::Unreadable { path, error }),
+            },
+            TreeItem::Unreadable { path, error } => Step::Unreadable {
+                path: path.clone(),
+                error: io::Error::new(error.kind(), error.to_string()),
+            },
+        };
+        tape.push((root, item));
+        Some(step)
+    }
+
+    /// The walked entry at the same path as the manifest's next line.
+    fn next_same(&mut self) -> Option<Stat> {
+        let item = self.walk.as_mut().and_then(Iterator::next)?;
+        let stat = match &item {
+            TreeItem::Entry(w) => Some(w.stat),
+            TreeItem::Unreadable { .. } => None,
+        };
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push((self.current, item));
         }
+        stat
+    }
+
+    /// Keeps every walked item (see [`Tape`]).
+    pub fn recording(mut self) -> Self {
+        self.tape = Some(Tape::new());
+        self
+    }
+
+    /// What was recorded.
+    pub fn into_tape(self) -> Tape {
+        self.tape.unwrap_or_default()
     }
 }
 
@@ -195,10 +243,7 @@ impl<I: Iterator<Item = Result<RawLine, RepoError>>> Iterator for Merge<'_, I> {
                     })
                 }),
                 Ordering::Equal => {
-                    let live = match self.walk.as_mut().and_then(Iterator::next) {
-                        Some(TreeItem::Entry(w)) => Some(w.stat),
-                        _ => None,
-                    };
+                    let live = self.next_same();
                     self.manifest
                         .next()
                         .map(|e| e.map(|line| Step::Entry { root, line, live }))
@@ -345,6 +390,9 @@ pub enum Visit<'l> {
 /// Merges `snapshot`'s manifest with the disk under `targets` and hands
 /// every selected path, sorted, to `f`, in manifest order. Stops at the
 /// first error `f` returns, or when cairn is interrupted.
+// The snapshot, where it goes, which part, how to compare, and what to
+// keep of the walk: each is needed.
+#[allow(clippy::too_many_arguments)]
 pub fn visit<E: From<RepoError>>(
     repo: &crate::repo::Repository,
     index: &crate::repo::index::Index,
@@ -352,13 +400,18 @@ pub fn visit<E: From<RepoError>>(
     targets: &[Target],
     selection: &crate::select::Selection,
     checksum: bool,
+    tape: Option<&mut Tape>,
     f: &mut dyn FnMut(Visit<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut reader = crate::repo::reader::BlobReader::new(repo, index);
     let short = snapshot.id.short();
     let mut sorter = Sorter::new(checksum);
     let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
-    for step in merge(lines, targets) {
+    let mut steps = merge(lines, targets);
+    if tape.is_some() {
+        steps = steps.recording();
+    }
+    for step in steps.by_ref() {
         if crate::interrupt::is_set() {
             return Err(RepoError::Interrupted.into());
         }
@@ -385,6 +438,9 @@ pub fn visit<E: From<RepoError>>(
             Step::Skipped { outside: Some(path) } => f(Visit::Outside { path })?,
             _ => {}
         }
+    }
+    if let Some(tape) = tape {
+        *tape = steps.into_tape();
     }
     Ok(())
 }

@@ -352,7 +352,7 @@ fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
         let targets = inplace::targets(&snapshot, &snapshot.record.roots, &opts).unwrap();
         let everything = Selection::default();
         let mut plan =
-            restore::plan_items(&repo, &index, &snapshot, &targets, &everything, false, keep).unwrap();
+            restore::plan_items(&repo, &index, &snapshot, &targets, &everything, false, keep, None).unwrap();
         assert_eq!(plan.items.is_some(), keep);
         assert!(plan.conflict_count > 0, "the plan writes into internal/");
 
