@@ -63,19 +63,28 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> WalkFeed {
     }
 }
 
-/// A walk already made, fed as [`start`] feeds one (items of sources
-/// that do not exist are left out).
+/// A walk already made, fed as [`start`] feeds one, from a thread of its
+/// own through a bounded queue (items of sources that do not exist are
+/// left out).
 pub(super) fn replay(items: Vec<(usize, TreeItem)>, sources: usize) -> WalkFeed {
     const BATCH: usize = 128;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut out = BatchSender::new(tx, BATCH);
-    for item in items.into_iter().filter(|(i, _)| *i < sources) {
-        out.push(item);
-    }
-    out.flush();
+    let (tx, rx) = bounded(32);
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = finished.clone();
+    std::thread::spawn(move || {
+        let mut out = BatchSender::new(tx, BATCH);
+        for item in items.into_iter().filter(|(i, _)| *i < sources) {
+            if !out.push(item) {
+                return;
+            }
+        }
+        if out.flush() {
+            done.store(true, Ordering::Release);
+        }
+    });
     WalkFeed {
         batches: rx,
-        finished: Arc::new(AtomicBool::new(true)),
+        finished,
     }
 }
 

@@ -23,7 +23,7 @@ use super::journal::{Journal, State};
 use super::plan::{self, Target};
 use super::{PlanReport, RestoreError, RestoreSummary};
 use crate::backup::{self, BackupError, BackupOptions};
-use crate::collect::tree::{Excludes, PatternError};
+use crate::collect::tree::{Excludes, PatternError, TreeItem};
 use crate::meta::bytes_to_path;
 use crate::profile::resolve::RootSpec;
 use crate::progress::Progress;
@@ -192,7 +192,9 @@ pub fn restore_in_place(
     // What the plan's walk finds is kept for the safety snapshot, which
     // then does not walk the roots again.
     let taking_safety = keep && opts.safety.is_none() && opts.safety_snapshot && unfinished.is_none();
-    let mut tape = taking_safety.then(plan::Tape::new);
+    let stats = &snapshot.record.stats;
+    let entries = stats.files.saturating_add(stats.dirs).saturating_add(stats.other);
+    let mut tape = taking_safety.then(|| plan::Tape::new(entries));
     let mut report = super::plan_items(
         repo,
         index,
@@ -223,7 +225,7 @@ pub fn restore_in_place(
                 (None, true) => {
                     let walked = Walked {
                         targets: &targets,
-                        tape: tape.take(),
+                        tape: tape.take().filter(|t| t.complete).map(|t| t.items),
                     };
                     safety_snapshot(repo, index, snapshot, &roots, walked, &transaction, opts)?.map(|o| o.id)
                 }
@@ -314,7 +316,7 @@ fn start(
 struct Walked<'a> {
     targets: &'a [Target],
     /// `None`: not recorded, the safety snapshot walks the roots itself.
-    tape: Option<plan::Tape>,
+    tape: Option<Vec<(usize, TreeItem)>>,
 }
 
 /// A backup of every selected root as the plan's walk found it, under the

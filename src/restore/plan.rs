@@ -85,8 +85,56 @@ pub enum Step {
 
 /// What the plan's walk found on disk, in walk order, with the index of
 /// the target each item lies under: kept so that the safety snapshot does
-/// not walk the roots a second time.
-pub type Tape = Vec<(usize, TreeItem)>;
+/// not walk the roots a second time. Within a memory budget: past it, the
+/// items are dropped and the safety snapshot walks again (a tree of more
+/// than about 50,000 entries; memory stays flat).
+pub struct Tape {
+    pub items: Vec<(usize, TreeItem)>,
+    /// Every item is there: the budget was never exceeded.
+    pub complete: bool,
+    budget: usize,
+    used: usize,
+}
+
+impl Tape {
+    /// About 8 MiB of items.
+    const BUDGET: usize = 8 << 20;
+
+    /// A tape for a walk expected to find about `expected` items.
+    pub fn new(expected: u64) -> Tape {
+        let item = std::mem::size_of::<(usize, TreeItem)>();
+        let fits = Self::BUDGET / item;
+        let capacity = usize::try_from(expected)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64)
+            .min(fits);
+        Tape {
+            items: Vec::with_capacity(capacity),
+            complete: true,
+            budget: Self::BUDGET,
+            used: 0,
+        }
+    }
+
+    fn record(&mut self, root: usize, item: TreeItem) {
+        if !self.complete {
+            return;
+        }
+        let heap = match &item {
+            TreeItem::Entry(w) => w.path.capacity(),
+            TreeItem::Unreadable { path, .. } => path.as_os_str().len(),
+        };
+        self.used = self
+            .used
+            .saturating_add(std::mem::size_of::<(usize, TreeItem)>() + heap);
+        if self.used > self.budget {
+            self.complete = false;
+            self.items = Vec::new();
+            return;
+        }
+        self.items.push((root, item));
+    }
+}
 
 /// The manifest and the live roots, merged in manifest order.
 pub struct Merge<'a, I: Iterator<Item = Result<RawLine, RepoError>>> {
@@ -148,7 +196,7 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
                 error: io::Error::new(error.kind(), error.to_string()),
             },
         };
-        tape.push((root, item));
+        tape.record(root, item);
         Some(step)
     }
 
@@ -160,20 +208,20 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
             TreeItem::Unreadable { .. } => None,
         };
         if let Some(tape) = self.tape.as_mut() {
-            tape.push((self.current, item));
+            tape.record(self.current, item);
         }
         stat
     }
 
-    /// Keeps every walked item (see [`Tape`]).
-    pub fn recording(mut self) -> Self {
-        self.tape = Some(Tape::new());
+    /// Keeps every walked item on `tape` (see [`Tape`]).
+    pub fn recording(mut self, tape: Tape) -> Self {
+        self.tape = Some(tape);
         self
     }
 
     /// What was recorded.
-    pub fn into_tape(self) -> Tape {
-        self.tape.unwrap_or_default()
+    pub fn into_tape(self) -> Option<Tape> {
+        self.tape
     }
 }
 
@@ -400,7 +448,7 @@ pub fn visit<E: From<RepoError>>(
     targets: &[Target],
     selection: &crate::select::Selection,
     checksum: bool,
-    tape: Option<&mut Tape>,
+    mut tape: Option<&mut Tape>,
     f: &mut dyn FnMut(Visit<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut reader = crate::repo::reader::BlobReader::new(repo, index);
@@ -408,8 +456,8 @@ pub fn visit<E: From<RepoError>>(
     let mut sorter = Sorter::new(checksum);
     let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
     let mut steps = merge(lines, targets);
-    if tape.is_some() {
-        steps = steps.recording();
+    if let Some(tape) = tape.as_deref_mut() {
+        steps = steps.recording(std::mem::replace(tape, Tape::new(0)));
     }
     for step in steps.by_ref() {
         if crate::interrupt::is_set() {
@@ -439,8 +487,8 @@ pub fn visit<E: From<RepoError>>(
             _ => {}
         }
     }
-    if let Some(tape) = tape {
-        *tape = steps.into_tape();
+    if let (Some(tape), Some(recorded)) = (tape, steps.into_tape()) {
+        *tape = recorded;
     }
     Ok(())
 }
