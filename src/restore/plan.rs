@@ -594,3 +594,35 @@ impl Changes {
         self.items
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreadable(len: usize) -> TreeItem {
+        TreeItem::Unreadable {
+            path: PathBuf::from("x".repeat(len)),
+            error: io::Error::other("test"),
+        }
+    }
+
+    #[test]
+    fn a_tape_past_its_budget_drops_everything() {
+        let mut tape = Tape::new(3);
+        tape.record(0, unreadable(10));
+        tape.record(1, unreadable(10));
+        assert!(tape.complete);
+        assert_eq!(tape.items.len(), 2);
+        // Items of a megabyte each: the ninth passes 8 MiB.
+        for _ in 0..8 {
+            tape.record(0, unreadable(1 << 20));
+        }
+        assert!(!tape.complete);
+        assert!(tape.items.is_empty());
+        tape.record(0, unreadable(1));
+        assert!(
+            tape.items.is_empty(),
+            "nothing is recorded once the budget is passed"
+        );
+    }
+}
