@@ -18,6 +18,7 @@ pub mod profile;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod select;
 pub mod sink;
 
