@@ -53,6 +53,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Copy snapshots into another repository (only the blobs it lacks)
     Copy(CopyArgs),
+    /// Remove snapshots by a keep policy (restic's rules), or by id
+    Forget(ForgetArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
     /// List, show and check profiles
@@ -166,6 +168,77 @@ pub struct SnapshotsArgs {
     pub facts: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A keep policy, as restic's `forget` spells it. Counts take -1 for
+/// unlimited; spans are like 1y2m3d4h.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeepArgs {
+    /// Keep the last N snapshots
+    #[arg(short = 'l', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the last N hourly snapshots (the newest of each hour)
+    #[arg(short = 'H', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the last N daily snapshots
+    #[arg(short = 'd', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the last N weekly snapshots (ISO weeks)
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the last N monthly snapshots
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the last N yearly snapshots
+    #[arg(short = 'y', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep snapshots newer than this span before the newest (e.g. 1y5m7d2h)
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<String>,
+    /// Keep hourly snapshots within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep daily snapshots within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_daily: Option<String>,
+    /// Keep weekly snapshots within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep monthly snapshots within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep yearly snapshots within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with all of these tags (repeatable: any of the lists)
+    #[arg(long, value_name = "TAG[,TAG...]")]
+    pub keep_tag: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove by id (instead of a policy)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Group snapshots by these before applying the policy to each group
+    /// (host, profile, paths, tags, or none)
+    #[arg(long, short = 'g', value_name = "FIELDS", default_value = "host,profile")]
+    pub group_by: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only snapshots that hold this path (repeatable: all of them)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Show what would be removed; remove nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Allow a policy to remove every snapshot of a group
+    #[arg(long)]
+    pub allow_empty: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod facts;
+pub mod forget;
 pub mod init;
 pub mod ls;
 pub mod profiles;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export(args) => export::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Copy(args) => copy::run(repo, args),
+        Command::Forget(args) => forget::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
     }

@@ -138,22 +138,39 @@ struct RawSink {
     conditional_writes: Option<bool>,
 }
 
-/// How many snapshots to keep; stored and shown now, applied by `forget`.
+/// Which of the profile's snapshots `cairn forget --profile NAME` keeps
+/// when no rule is given on the command line: the same rules as its flags
+/// (counts take -1 for unlimited; spans are like `1y2m3d4h`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_last: Option<u32>,
+    pub keep_last: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_hourly: Option<u32>,
+    pub keep_hourly: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_daily: Option<u32>,
+    pub keep_daily: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_weekly: Option<u32>,
+    pub keep_weekly: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_monthly: Option<u32>,
+    pub keep_monthly: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_yearly: Option<u32>,
+    pub keep_yearly: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_hourly: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_daily: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_weekly: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_monthly: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_yearly: Option<String>,
+    /// Tag lists (`"a,b"`): snapshots with all tags of any list are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tag: Vec<String>,
 }
 
 /// A parsed, checked profile. Paths are still as written: they are expanded

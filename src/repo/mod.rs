@@ -346,6 +346,15 @@ impl Repository {
         Ok(out)
     }
 
+    /// Removes a snapshot record (`forget`, under the exclusive lock). The
+    /// data only it used stays until prune.
+    pub fn delete_snapshot(&self, id: &ObjectId) -> Result<(), RepoError> {
+        match self.sink.delete(ObjectKind::Snapshot, &id.to_hex()) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
     pub fn write_snapshot(&self, record: &SnapshotRecord) -> Result<ObjectId, RepoError> {
         let (id, bytes) = Repository::encode_snapshot(record)?;
         self.write_content_named(ObjectKind::Snapshot, id, bytes)?;

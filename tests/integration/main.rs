@@ -12,6 +12,7 @@ mod diff;
 mod export;
 mod faults;
 mod fidelity;
+mod forget;
 mod index;
 mod interrupt;
 mod nas;
