@@ -54,7 +54,9 @@ pub enum Command {
     /// Copy snapshots into another repository (only the blobs it lacks)
     Copy(CopyArgs),
     /// Remove snapshots by a keep policy (restic's rules), or by id
-    Forget(ForgetArgs),
+    Forget(Box<ForgetArgs>),
+    /// Free the space of data no snapshot uses (after forget)
+    Prune(PruneArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
     /// List, show and check profiles
@@ -239,6 +241,34 @@ pub struct ForgetArgs {
     /// Allow a policy to remove every snapshot of a group
     #[arg(long)]
     pub allow_empty: bool,
+    /// Prune afterwards (under the same lock)
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOpts,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How much prune repacks.
+#[derive(Debug, Args, Clone)]
+pub struct PruneOpts {
+    /// Unused data to tolerate, as a share of what is used (`5%`), or
+    /// `unlimited` (only packs with nothing used are deleted)
+    #[arg(long, value_name = "PERCENT", default_value = "5%")]
+    pub max_unused: String,
+    /// Repack at most this much (e.g. 2GiB)
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack_size: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub opts: PruneOpts,
+    /// Show what would be freed; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -31,6 +31,7 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
         }
     }
     let group_by: GroupBy = args.group_by.parse().map_err(|e: String| anyhow!(e))?;
+    let prune_opts = super::prune::options(&args.prune_opts, args.dry_run)?;
     let repo = open_repo(repo, false)?;
     let kind = if args.dry_run {
         LockKind::Shared
@@ -40,7 +41,8 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
     let _lock = lock::acquire(repo.sink().clone(), kind)?;
     let all = repo.load_snapshots()?;
     if !args.snapshots.is_empty() {
-        return forget_named(&repo, &all, &args);
+        forget_named(&repo, &all, &args)?;
+        return prune_after(&repo, &args, &prune_opts);
     }
     let filter = args.filter.filter();
     let considered: Vec<Snapshot> = all
@@ -68,7 +70,34 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
         }
     }
     let doomed: Vec<&Snapshot> = plans.iter().flat_map(|p| p.remove.iter().copied()).collect();
-    remove(&repo, &doomed, &args)
+    remove(&repo, &doomed, &args)?;
+    prune_after(&repo, &args, &prune_opts)
+}
+
+/// `--prune`: prune under the lock forget holds. With `--json`, forget's
+/// document is already out: prune's report goes as text to stderr.
+fn prune_after(repo: &Repository, args: &ForgetArgs, opts: &cairn::repo::prune::PruneOptions) -> Result<u8> {
+    if !args.prune {
+        return Ok(exit::OK);
+    }
+    if args.dry_run {
+        eprintln!("prune: not run in a dry run (the snapshots are all still there); `cairn prune --dry-run` shows what it would free");
+        return Ok(exit::OK);
+    }
+    let report = cairn::repo::prune::prune(repo, opts)?;
+    let freed = report.bytes_before.saturating_sub(report.bytes_after);
+    let line = format!(
+        "prune: {} packs deleted, {} repacked; {} freed",
+        report.packs_deleted + report.packs_unreferenced,
+        report.packs_repacked,
+        indicatif::HumanBytes(freed)
+    );
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        outln!("{line}")?;
+    }
+    Ok(exit::OK)
 }
 
 /// The rules given on the command line.

@@ -11,6 +11,7 @@ pub mod forget;
 pub mod init;
 pub mod ls;
 pub mod profiles;
+pub mod prune;
 pub mod restore;
 pub mod run;
 pub mod snapshots;
@@ -58,7 +59,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export(args) => export::run(repo, args),
         Command::Check(args) => check::run(repo, args),
         Command::Copy(args) => copy::run(repo, args),
-        Command::Forget(args) => forget::run(repo, args),
+        Command::Forget(args) => forget::run(repo, *args),
+        Command::Prune(args) => prune::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
     }

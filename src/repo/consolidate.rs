@@ -131,7 +131,7 @@ fn groups(sizes: &[u64]) -> Vec<Range<usize>> {
 
 /// The union of index files: every pack once, with every blob any of them
 /// lists for it, in the order first seen.
-fn merge(files: Vec<IndexFile>) -> IndexFile {
+pub(super) fn merge(files: Vec<IndexFile>) -> IndexFile {
     let mut out = IndexFile::default();
     let mut at: HashMap<ObjectId, usize> = HashMap::new();
     for file in files {

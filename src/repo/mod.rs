@@ -11,6 +11,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod packer;
+pub mod prune;
 pub mod reader;
 pub mod snapshot;
 

@@ -24,6 +24,9 @@ pub enum Fault {
     TransientRead(ObjectKind),
     /// The store reports this many bytes free (a nearly full disk).
     FreeSpace(u64),
+    /// The process dies after this many more writes and deletes: every
+    /// later one fails and stores nothing (a kill, as the store sees it).
+    CrashAfter(usize),
 }
 
 pub struct FaultySink {
@@ -52,6 +55,28 @@ impl FaultySink {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Whether the process has "died": counts down [`Fault::CrashAfter`].
+    fn crashed(&self) -> bool {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        for f in faults.iter_mut() {
+            if let Fault::CrashAfter(n) = f {
+                if *n == 0 {
+                    return true;
+                }
+                *n -= 1;
+            }
+        }
+        false
+    }
+
+    fn crash_error(op: &'static str, kind: ObjectKind, name: &str) -> SinkError {
+        SinkError::Io {
+            op,
+            location: format!("{kind} {name}"),
+            source: io::Error::other("injected crash"),
         }
     }
 
@@ -103,6 +128,9 @@ impl Sink for FaultySink {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: Bytes) -> Result<u64, SinkError> {
+        if self.crashed() {
+            return Err(Self::crash_error("write", kind, name));
+        }
         if self.take(&Fault::FailWrite(kind)) {
             // As a store that lost the connection half-way: nothing stored.
             return Err(SinkError::Io {
@@ -132,6 +160,9 @@ impl Sink for FaultySink {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), SinkError> {
+        if self.crashed() {
+            return Err(Self::crash_error("delete", kind, name));
+        }
         self.inner.delete(kind, name)
     }
 

@@ -17,6 +17,7 @@ mod index;
 mod interrupt;
 mod nas;
 mod profiles;
+mod prune;
 mod restore;
 mod rollback;
 mod s3;

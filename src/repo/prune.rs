@@ -1,0 +1,387 @@
+//! Prune: frees the space of blobs no snapshot uses any more.
+//!
+//! 1. Mark: every blob the remaining snapshots need (their manifests, and
+//!    the content of every entry). A snapshot that cannot be read, or that
+//!    needs a blob no index lists, stops prune before anything changes:
+//!    it never deletes when it cannot tell what is used.
+//! 2. Sort the packs: fully used ones stay; packs without a used blob go;
+//!    partly used ones are repacked, those with the largest unused share
+//!    first, until the unused bytes left are within `--max-unused` (as
+//!    restic does), and at most `--max-repack-size` bytes are read.
+//! 3. Write, in this order (FORMAT.md, section 10, rule 9): the repacked
+//!    blobs into new packs and their index files; index files listing every
+//!    pack that stays; then delete the old index files; then, last, the
+//!    packs nothing lists any more. A crash between any two steps leaves a
+//!    valid repository: duplicates at worst, never a listed pack missing.
+//!
+//! The caller holds the exclusive lock.
+
+use std::collections::{HashMap, HashSet};
+
+use super::id::{IdSet, ObjectId};
+use super::index::{Index, IndexFile};
+use super::reader::BlobReader;
+use super::snapshot::Snapshot;
+use super::{packer, RepoError, Repository};
+use crate::interrupt;
+use crate::sink::ObjectKind;
+
+/// An index file written by prune holds at most this many blobs.
+const BLOBS_PER_FILE: usize = 65_536;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// The unused share of the repository's data to tolerate (0.05 for
+    /// 5%); `None`: any (only packs without a used blob are deleted).
+    pub max_unused: Option<f64>,
+    /// At most this many stored bytes of packs are repacked.
+    pub max_repack_bytes: Option<u64>,
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: Some(0.05),
+            max_repack_bytes: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune found, and did (or would do, with `dry_run`).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PruneReport {
+    pub snapshots: usize,
+    pub blobs_used: usize,
+    pub blobs_unused: usize,
+    pub packs: usize,
+    pub packs_deleted: usize,
+    pub packs_repacked: usize,
+    /// Packs no index lists (left by an interrupted backup).
+    pub packs_unreferenced: usize,
+    pub packs_written: u64,
+    pub index_files_written: usize,
+    pub index_files_deleted: usize,
+    /// Stored bytes before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub dry_run: bool,
+}
+
+/// One pack as prune sees it.
+#[derive(Debug, Default, Clone)]
+struct PackUse {
+    /// Stored size (from the listing).
+    size: u64,
+    used_blobs: Vec<ObjectId>,
+    /// Uncompressed bytes of used and unused blobs: the unused share.
+    used_bytes: u64,
+    unused_bytes: u64,
+}
+
+/// What happens to each pack.
+#[derive(Debug, Default)]
+struct Decision {
+    delete: Vec<ObjectId>,
+    repack: Vec<ObjectId>,
+    unreferenced: Vec<ObjectId>,
+}
+
+/// What prune found before changing anything.
+struct Survey {
+    index_names: Vec<String>,
+    index: Index,
+    packs: HashMap<ObjectId, PackUse>,
+    decision: Decision,
+    report: PruneReport,
+}
+
+/// Marks, sorts the packs and says what would be freed; changes nothing.
+fn survey(repo: &Repository, opts: &PruneOptions) -> Result<Survey, RepoError> {
+    let index_names: Vec<String> = repo
+        .sink()
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let mut index = Index::default();
+    for name in &index_names {
+        index.add_file(&repo.read_index_file(name)?);
+    }
+    let snapshots = repo.load_snapshots()?;
+    let used = mark(repo, &index, &snapshots)?;
+    let stored: HashMap<ObjectId, u64> = repo
+        .sink()
+        .list(ObjectKind::Pack)?
+        .into_iter()
+        .filter_map(|o| Some((ObjectId::from_hex(o.name.as_bytes())?, o.size)))
+        .collect();
+    let packs = pack_use(&index, &used, &stored);
+    let decision = decide(&packs, &stored, opts);
+    let freed: u64 = gone(&decision)
+        .map(|id| stored.get(id).copied().unwrap_or(0))
+        .sum();
+    let bytes_before: u64 = stored.values().sum();
+    let report = PruneReport {
+        snapshots: snapshots.len(),
+        blobs_used: used.len(),
+        blobs_unused: index.len().saturating_sub(used.len()),
+        packs: stored.len(),
+        packs_deleted: decision.delete.len(),
+        packs_repacked: decision.repack.len(),
+        packs_unreferenced: decision.unreferenced.len(),
+        bytes_before,
+        bytes_after: bytes_before.saturating_sub(freed),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    Ok(Survey {
+        index_names,
+        index,
+        packs,
+        decision,
+        report,
+    })
+}
+
+pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, RepoError> {
+    let Survey {
+        index_names,
+        index,
+        packs,
+        decision,
+        mut report,
+    } = survey(repo, opts)?;
+    if opts.dry_run || gone(&decision).next().is_none() {
+        return Ok(report);
+    }
+    let (written, repacked_bytes) = repack(repo, &index, &packs, &decision.repack)?;
+    report.packs_written = written.packs;
+    report.bytes_after = report.bytes_after.saturating_add(repacked_bytes);
+    check_interrupt()?;
+    // A pack the repack wrote is never deleted, even were it to have the
+    // name of one that goes (the same bytes).
+    let rewritten = packs_listed_beside(repo, &index_names)?;
+    let dropped: HashSet<ObjectId> = gone(&decision)
+        .filter(|id| !rewritten.contains(id))
+        .copied()
+        .collect();
+    let new_files = rewrite_index(repo, &index_names, &dropped)?;
+    report.index_files_written = new_files.len() + written.index_files as usize;
+    check_interrupt()?;
+    for name in index_names.iter().filter(|n| !new_files.contains(*n)) {
+        delete(repo, ObjectKind::Index, name)?;
+        report.index_files_deleted += 1;
+    }
+    for id in gone(&decision).filter(|id| dropped.contains(*id)) {
+        check_interrupt()?;
+        delete(repo, ObjectKind::Pack, &id.to_hex())?;
+    }
+    Ok(report)
+}
+
+/// The packs listed by index files other than `old` (those the repack wrote).
+fn packs_listed_beside(repo: &Repository, old: &[String]) -> Result<HashSet<ObjectId>, RepoError> {
+    let old: HashSet<&String> = old.iter().collect();
+    let mut packs = HashSet::new();
+    for info in repo.sink().list(ObjectKind::Index)? {
+        if !old.contains(&info.name) {
+            packs.extend(repo.read_index_file(&info.name)?.packs.into_iter().map(|p| p.id));
+        }
+    }
+    Ok(packs)
+}
+
+fn gone(d: &Decision) -> impl Iterator<Item = &ObjectId> {
+    d.delete.iter().chain(&d.repack).chain(&d.unreferenced)
+}
+
+fn check_interrupt() -> Result<(), RepoError> {
+    match interrupt::is_set() {
+        true => Err(RepoError::Interrupted),
+        false => Ok(()),
+    }
+}
+
+fn delete(repo: &Repository, kind: ObjectKind, name: &str) -> Result<(), RepoError> {
+    match repo.sink().delete(kind, name) {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Every blob the snapshots need. Stops at a snapshot that cannot be read
+/// whole, or that needs a blob no index lists.
+fn mark(repo: &Repository, index: &Index, snapshots: &[Snapshot]) -> Result<IdSet, RepoError> {
+    let mut used = IdSet::default();
+    let mut reader = BlobReader::new(repo, index);
+    for s in snapshots {
+        check_interrupt()?;
+        let short = s.id.short();
+        used.extend(s.record.manifest.iter().copied());
+        for entry in reader.manifest(&short, &s.record.manifest) {
+            used.extend(entry?.blobs);
+        }
+    }
+    if let Some(missing) = used.iter().find(|id| !index.contains(id)) {
+        return Err(RepoError::MissingBlob(*missing));
+    }
+    Ok(used)
+}
+
+/// How much of each indexed pack is used. A blob stored twice counts as
+/// used in the pack of its first copy only.
+fn pack_use(index: &Index, used: &IdSet, stored: &HashMap<ObjectId, u64>) -> HashMap<ObjectId, PackUse> {
+    let mut packs: HashMap<ObjectId, PackUse> = HashMap::new();
+    for id in index.blob_ids() {
+        for (copy, (pack, loc)) in index.locations(id).enumerate() {
+            let p = packs.entry(pack).or_default();
+            if copy == 0 && used.contains(id) {
+                p.used_blobs.push(*id);
+                p.used_bytes = p.used_bytes.saturating_add(u64::from(loc.length));
+            } else {
+                p.unused_bytes = p.unused_bytes.saturating_add(u64::from(loc.length));
+            }
+        }
+    }
+    for (id, p) in packs.iter_mut() {
+        p.size = stored.get(id).copied().unwrap_or(0);
+    }
+    packs
+}
+
+/// Which packs go, which are repacked (see the module docs).
+fn decide(
+    packs: &HashMap<ObjectId, PackUse>,
+    stored: &HashMap<ObjectId, u64>,
+    opts: &PruneOptions,
+) -> Decision {
+    let mut d = Decision {
+        unreferenced: stored
+            .keys()
+            .filter(|id| !packs.contains_key(id))
+            .copied()
+            .collect(),
+        ..Default::default()
+    };
+    let mut partial: Vec<(&ObjectId, &PackUse)> = Vec::new();
+    for (id, p) in packs {
+        match (p.used_blobs.is_empty(), p.unused_bytes) {
+            (true, _) => d.delete.push(*id),
+            (false, 0) => {}
+            (false, _) => partial.push((id, p)),
+        }
+    }
+    let Some(max_unused) = opts.max_unused else {
+        return sorted(d);
+    };
+    let used: u64 = packs.values().map(|p| p.used_bytes).sum();
+    // restic's limit: unused at most `max_unused` of what the repository
+    // holds after prune, used + unused.
+    let fraction = max_unused.clamp(0.0, 0.99);
+    let allowed = (used as f64 * fraction / (1.0 - fraction)) as u64;
+    let mut unused: u64 = partial.iter().map(|(_, p)| p.unused_bytes).sum();
+    partial.sort_by(|a, b| {
+        let share = |p: &PackUse| p.unused_bytes as f64 / (p.used_bytes + p.unused_bytes).max(1) as f64;
+        share(b.1).total_cmp(&share(a.1)).then(a.0.cmp(b.0))
+    });
+    let mut budget = opts.max_repack_bytes.unwrap_or(u64::MAX);
+    for (id, p) in partial {
+        if unused <= allowed || p.size > budget {
+            continue;
+        }
+        budget -= p.size;
+        unused = unused.saturating_sub(p.unused_bytes);
+        d.repack.push(*id);
+    }
+    sorted(d)
+}
+
+fn sorted(mut d: Decision) -> Decision {
+    d.delete.sort();
+    d.repack.sort();
+    d.unreferenced.sort();
+    d
+}
+
+/// Writes the used blobs of `repack` into new packs and their index
+/// files; returns what the writer wrote and the stored bytes it added.
+fn repack(
+    repo: &Repository,
+    index: &Index,
+    packs: &HashMap<ObjectId, PackUse>,
+    repack: &[ObjectId],
+) -> Result<(packer::PackWriterStats, u64), RepoError> {
+    if repack.is_empty() {
+        return Ok((Default::default(), 0));
+    }
+    // An empty index: the packer stores every blob it is given once, though
+    // the repository's index lists it (in the pack about to go).
+    let nothing = Index::default();
+    let (packer, writer) = packer::start(repo, &nothing);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || writer.run());
+        let copied = copy_blobs(repo, index, packs, repack, &packer);
+        drop(packer);
+        let written = writer.join().map_err(|_| RepoError::ThreadPanicked)?;
+        copied?;
+        let written = written?;
+        let bytes = written.bytes_stored;
+        Ok((written, bytes))
+    })
+}
+
+fn copy_blobs(
+    repo: &Repository,
+    index: &Index,
+    packs: &HashMap<ObjectId, PackUse>,
+    repack: &[ObjectId],
+    packer: &packer::Packer,
+) -> Result<(), RepoError> {
+    let mut reader = BlobReader::new(repo, index);
+    let mut frames = packer.frame_builder();
+    for pack in repack {
+        let Some(p) = packs.get(pack) else { continue };
+        // In pack order: each frame is read once.
+        let mut blobs = p.used_blobs.clone();
+        blobs.sort_by_key(|id| index.get(id).map(|(_, l)| (l.frame_offset, l.offset)));
+        for id in &blobs {
+            check_interrupt()?;
+            let data = reader.read(id)?;
+            packer.add(&mut frames, *id, &data)?;
+        }
+    }
+    packer.flush(&mut frames)
+}
+
+/// Writes index files listing every pack of the old ones that is not in
+/// `dropped`, each once (with every blob any old file lists for it);
+/// returns their names.
+fn rewrite_index(
+    repo: &Repository,
+    old: &[String],
+    dropped: &HashSet<ObjectId>,
+) -> Result<HashSet<String>, RepoError> {
+    let files = old
+        .iter()
+        .map(|name| repo.read_index_file(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut merged = super::consolidate::merge(files);
+    merged.packs.retain(|p| !dropped.contains(&p.id));
+    let mut written = HashSet::new();
+    let mut out = IndexFile::default();
+    let mut blobs = 0usize;
+    for pack in merged.packs {
+        blobs += pack.blobs.len();
+        out.packs.push(pack);
+        if blobs >= BLOBS_PER_FILE {
+            written.insert(repo.write_index_file(&std::mem::take(&mut out))?.to_hex());
+            blobs = 0;
+        }
+    }
+    if !out.packs.is_empty() {
+        written.insert(repo.write_index_file(&out)?.to_hex());
+    }
+    Ok(written)
+}

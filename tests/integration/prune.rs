@@ -1,0 +1,150 @@
+//! Prune: frees what forgotten snapshots alone used, and a prune killed at
+//! any point leaves a repository in which every kept snapshot restores.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use cairn::repo::prune::{self, PruneOptions};
+use cairn::repo::Repository;
+use cairn::sink::faulty::Fault;
+use cairn::sink::{FaultySink, LocalSink, Sink};
+
+use crate::util::*;
+
+/// Six backups of a tree with one file that stays and one replaced each
+/// time, then `forget --keep-last 2`. Returns the kept snapshots' ids with
+/// a copy of the tree each one holds.
+fn forgotten_history(env: &Env) -> Vec<(String, PathBuf)> {
+    let src = env.path("src");
+    write(&src.join("stays"), &noise(200_000, 99));
+    let mut made = Vec::new();
+    for i in 0..6u64 {
+        if i > 0 {
+            fs::remove_file(src.join(format!("f{}", i - 1))).expect("rm");
+        }
+        write(&src.join(format!("f{i}")), &noise(300_000, i));
+        let time = format!("2026-11-0{}T10:00:00+00:00", i + 1);
+        let out = env.json(&["backup", src.to_str().expect("utf-8"), "--time", &time]);
+        let copy = env.path(&format!("expected-{i}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&copy)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+        made.push((out["id"].as_str().expect("id").to_string(), copy));
+    }
+    env.ok(&["forget", "--keep-last", "2"]);
+    made.split_off(4)
+}
+
+/// `check --read-data` passes and every kept snapshot restores as it was.
+fn assert_whole(env: &Env, repo: &Path, kept: &[(String, PathBuf)], round: &str) {
+    let mut cmd = env.cmd_without_repo();
+    let out = cmd
+        .arg("--repo")
+        .arg(repo)
+        .args(["check", "--read-data"])
+        .output()
+        .expect("check");
+    assert_eq!(code(&out), 0, "{round}: check: {}{}", stdout(&out), stderr(&out));
+    for (id, expected) in kept {
+        let target = env.path(&format!("restored-{round}-{}", &id[..8]));
+        let mut cmd = env.cmd_without_repo();
+        let out = cmd
+            .arg("--repo")
+            .arg(repo)
+            .args(["restore", id, "--target"])
+            .arg(&target)
+            .output()
+            .expect("restore");
+        assert_eq!(code(&out), 0, "{round}: restore {id}: {}", stderr(&out));
+        assert_same_tree(expected, &target.join("tree/src"));
+    }
+}
+
+fn listing(repo: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(repo)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.path().starts_with(repo.join("locks")))
+        .map(|e| e.into_path())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn prune_frees_what_forgotten_snapshots_alone_used() {
+    let env = Env::with_repo();
+    let kept = forgotten_history(&env);
+    let before = listing(&env.repo);
+    let plan = env.json(&["prune", "--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    assert!(plan["packs_deleted"].as_u64().expect("n") >= 2, "{plan}");
+    assert_eq!(listing(&env.repo), before, "a dry run changes nothing");
+
+    let size_before = du(&env.repo);
+    let report = env.json(&["prune"]);
+    assert_eq!(report["snapshots"], 2, "{report}");
+    assert!(report["packs_repacked"].as_u64().expect("n") >= 1, "{report}");
+    assert!(
+        du(&env.repo) < size_before * 2 / 3,
+        "the repository should shrink: {} -> {}",
+        size_before,
+        du(&env.repo)
+    );
+    assert_whole(&env, &env.repo, &kept, "after");
+    // Nothing more to free: a second prune changes nothing.
+    let again = listing(&env.repo);
+    let report = env.json(&["prune"]);
+    assert_eq!(report["packs_deleted"], 0, "{report}");
+    assert_eq!(listing(&env.repo), again);
+}
+
+#[test]
+fn a_prune_killed_at_any_point_leaves_every_kept_snapshot_whole() {
+    let env = Env::with_repo();
+    let kept = forgotten_history(&env);
+    let mut points = 0;
+    for n in 0..200 {
+        let repo = env.path(&format!("killed-{n}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&env.repo)
+            .arg(&repo)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+        let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&repo))));
+        faulty.inject(Fault::CrashAfter(n));
+        let opened = Repository::open(faulty as Arc<dyn Sink>).expect("open");
+        let finished = prune::prune(&opened, &PruneOptions::default());
+        let round = format!("killed after {n} writes and deletes");
+        if let Err(e) = &finished {
+            assert!(
+                cairn::chain(e).contains("injected crash"),
+                "{round}: {}",
+                cairn::chain(e)
+            );
+        }
+        assert_whole(&env, &repo, &kept, &round);
+        if finished.is_ok() {
+            break;
+        }
+        points += 1;
+        // Run again, the prune finishes.
+        let mut cmd = env.cmd_without_repo();
+        let out = cmd.arg("--repo").arg(&repo).arg("prune").output().expect("prune");
+        assert_eq!(code(&out), 0, "{round}: prune again: {}", stderr(&out));
+        assert_whole(&env, &repo, &kept, &format!("{round}, then finished"));
+        fs::remove_dir_all(&repo).expect("clean up");
+    }
+    assert!(
+        points >= 12,
+        "prune should have been killed at a dozen points at least, not {points}"
+    );
+}
