@@ -302,7 +302,7 @@ fn make_record(
         recorded.push(format!("... and {more} more warnings"));
     }
     SnapshotRecord {
-        version: 1,
+        version: crate::repo::snapshot::RECORD_VERSION,
         time: opts.time.unwrap_or_else(|| Local::now().fixed_offset()),
         host,
         user: crate::repo::lock::username(),

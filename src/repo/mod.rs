@@ -44,6 +44,10 @@ pub enum RepoError {
         name: String,
         detail: String,
     },
+    #[error(
+        "snapshot {name} was written by a newer cairn (record version {version}); upgrade cairn to read it"
+    )]
+    NewerSnapshot { name: String, version: u32 },
     #[error("blob {0} is not in the index")]
     MissingBlob(ObjectId),
     #[error("pack {pack}")]
@@ -321,6 +325,12 @@ impl Repository {
             name: name.to_string(),
             detail: "name is not an object id".into(),
         })?;
+        if record.version > snapshot::RECORD_VERSION {
+            return Err(RepoError::NewerSnapshot {
+                name: name.to_string(),
+                version: record.version,
+            });
+        }
         Ok(Snapshot { id, record })
     }
 

@@ -108,6 +108,19 @@ impl Packer<'_> {
         Ok(true)
     }
 
+    /// Stores a frame as it is, already compressed (prune copying a frame
+    /// whose blobs are all still used); its blobs count as added.
+    pub fn add_frame(&self, frame: CompressedFrame) -> Result<(), RepoError> {
+        {
+            let mut added = self.added.lock().unwrap_or_else(|e| e.into_inner());
+            added.extend(frame.blobs.iter().map(|b| b.id));
+        }
+        self.blobs_added
+            .fetch_add(frame.blobs.len() as u64, Ordering::Relaxed);
+        self.bytes_added.fetch_add(frame.payload, Ordering::Relaxed);
+        self.send(frame)
+    }
+
     /// Sends a worker's partial frame on; call when the worker is done.
     pub fn flush(&self, frames: &mut FrameBuilder) -> Result<(), RepoError> {
         if !frames.is_empty() {

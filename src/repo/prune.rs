@@ -16,10 +16,11 @@
 //!
 //! The caller holds the exclusive lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::id::{IdSet, ObjectId};
-use super::index::{Index, IndexFile};
+use super::index::{Index, IndexBlob, IndexFile};
+use super::pack::{blob_in_frame, BlobInFrame, CompressedFrame, FrameDecoder};
 use super::reader::BlobReader;
 use super::snapshot::Snapshot;
 use super::{packer, RepoError, Repository};
@@ -69,12 +70,22 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
+/// One frame of a pack: its length, and its blobs, each with whether it
+/// is used here.
+#[derive(Debug, Default, Clone)]
+struct FrameUse {
+    length: u32,
+    blobs: Vec<(IndexBlob, bool)>,
+}
+
 /// One pack as prune sees it.
 #[derive(Debug, Default, Clone)]
 struct PackUse {
     /// Stored size (from the listing).
     size: u64,
     used_blobs: Vec<ObjectId>,
+    /// By frame offset.
+    frames: BTreeMap<u64, FrameUse>,
     /// Uncompressed bytes of used and unused blobs: the unused share.
     used_bytes: u64,
     unused_bytes: u64,
@@ -211,9 +222,42 @@ fn delete(repo: &Repository, kind: ObjectKind, name: &str) -> Result<(), RepoErr
     }
 }
 
-/// Every blob the snapshots need. Stops at a snapshot that cannot be read
-/// whole, or that needs a blob no index lists.
+/// Every blob the snapshots need, read on as many threads as there are
+/// cores. Stops at a snapshot that cannot be read whole, or that needs a
+/// blob no index lists.
 fn mark(repo: &Repository, index: &Index, snapshots: &[Snapshot]) -> Result<IdSet, RepoError> {
+    let threads = workers().min(snapshots.len()).max(1);
+    let parts: Vec<IdSet> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine = snapshots.iter().skip(t).step_by(threads);
+                s.spawn(move || mark_some(repo, index, mine))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
+            .collect::<Result<_, _>>()
+    })?;
+    let mut used = IdSet::default();
+    for part in parts {
+        used.extend(part);
+    }
+    if let Some(missing) = used.iter().find(|id| !index.contains(id)) {
+        return Err(RepoError::MissingBlob(*missing));
+    }
+    Ok(used)
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn mark_some<'s>(
+    repo: &Repository,
+    index: &Index,
+    snapshots: impl Iterator<Item = &'s Snapshot>,
+) -> Result<IdSet, RepoError> {
     let mut used = IdSet::default();
     let mut reader = BlobReader::new(repo, index);
     for s in snapshots {
@@ -223,9 +267,6 @@ fn mark(repo: &Repository, index: &Index, snapshots: &[Snapshot]) -> Result<IdSe
         for entry in reader.manifest(&short, &s.record.manifest) {
             used.extend(entry?.blobs);
         }
-    }
-    if let Some(missing) = used.iter().find(|id| !index.contains(id)) {
-        return Err(RepoError::MissingBlob(*missing));
     }
     Ok(used)
 }
@@ -237,7 +278,11 @@ fn pack_use(index: &Index, used: &IdSet, stored: &HashMap<ObjectId, u64>) -> Has
     for id in index.blob_ids() {
         for (copy, (pack, loc)) in index.locations(id).enumerate() {
             let p = packs.entry(pack).or_default();
-            if copy == 0 && used.contains(id) {
+            let used_here = copy == 0 && used.contains(id);
+            let frame = p.frames.entry(loc.frame_offset).or_default();
+            frame.length = loc.frame_length;
+            frame.blobs.push((loc.to_index_blob(*id), used_here));
+            if used_here {
                 p.used_blobs.push(*id);
                 p.used_bytes = p.used_bytes.saturating_add(u64::from(loc.length));
             } else {
@@ -322,13 +367,39 @@ fn repack(
     let (packer, writer) = packer::start(repo, &nothing);
     std::thread::scope(|s| {
         let writer = s.spawn(move || writer.run());
-        let copied = copy_blobs(repo, index, packs, repack, &packer);
+        let copied = copy_in_parallel(repo, index, packs, repack, &packer);
         drop(packer);
         let written = writer.join().map_err(|_| RepoError::ThreadPanicked)?;
         copied?;
         let written = written?;
         let bytes = written.bytes_stored;
         Ok((written, bytes))
+    })
+}
+
+/// [`copy_blobs`] on as many threads as there are cores, each taking every
+/// n-th pack: compressing is most of the work. All of them end before this
+/// returns (the first error is returned).
+fn copy_in_parallel(
+    repo: &Repository,
+    index: &Index,
+    packs: &HashMap<ObjectId, PackUse>,
+    repack: &[ObjectId],
+    packer: &packer::Packer,
+) -> Result<(), RepoError> {
+    let threads = workers().min(repack.len()).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<ObjectId> = repack.iter().skip(t).step_by(threads).copied().collect();
+                s.spawn(move || copy_blobs(repo, index, packs, &mine, packer))
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
+            .collect();
+        results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
     })
 }
 
@@ -340,19 +411,56 @@ fn copy_blobs(
     packer: &packer::Packer,
 ) -> Result<(), RepoError> {
     let mut reader = BlobReader::new(repo, index);
+    let mut decoder = FrameDecoder::default();
     let mut frames = packer.frame_builder();
     for pack in repack {
         let Some(p) = packs.get(pack) else { continue };
-        // In pack order: each frame is read once.
-        let mut blobs = p.used_blobs.clone();
-        blobs.sort_by_key(|id| index.get(id).map(|(_, l)| (l.frame_offset, l.offset)));
-        for id in &blobs {
+        for (offset, frame) in &p.frames {
             check_interrupt()?;
-            let data = reader.read(id)?;
-            packer.add(&mut frames, *id, &data)?;
+            if frame.blobs.iter().all(|(_, used)| *used) {
+                // Every blob still used: the frame goes over as it is,
+                // verified but not compressed again.
+                packer.add_frame(verified_frame(repo, &mut decoder, *pack, *offset, frame)?)?;
+                continue;
+            }
+            for (blob, _) in frame.blobs.iter().filter(|(_, used)| *used) {
+                let data = reader.read(&blob.id)?;
+                packer.add(&mut frames, blob.id, &data)?;
+            }
         }
     }
     packer.flush(&mut frames)
+}
+
+/// A frame read from its pack, every blob in it checked against its id.
+fn verified_frame(
+    repo: &Repository,
+    decoder: &mut FrameDecoder,
+    pack: ObjectId,
+    offset: u64,
+    frame: &FrameUse,
+) -> Result<CompressedFrame, RepoError> {
+    let err = |source| RepoError::Pack { pack, source };
+    let raw = repo
+        .sink()
+        .read_range(ObjectKind::Pack, &pack.to_hex(), offset, u64::from(frame.length))?;
+    let content = decoder.decode(&raw, offset).map_err(err)?;
+    let mut blobs = Vec::with_capacity(frame.blobs.len());
+    let mut payload = 0u64;
+    for (blob, _) in &frame.blobs {
+        blob_in_frame(&content, blob).map_err(err)?;
+        payload = payload.saturating_add(u64::from(blob.length));
+        blobs.push(BlobInFrame {
+            id: blob.id,
+            offset: blob.offset,
+            length: blob.length,
+        });
+    }
+    Ok(CompressedFrame {
+        data: raw,
+        blobs,
+        payload,
+    })
 }
 
 /// Writes index files listing every pack of the old ones that is not in

@@ -7,7 +7,6 @@ use super::id::ObjectId;
 use super::manifest::RawBytes;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SnapshotRecord {
     pub version: u32,
     pub time: DateTime<FixedOffset>,
@@ -46,7 +45,6 @@ pub struct SnapshotRecord {
 /// `post` side also names the `pre` snapshot (the `pre` record is written
 /// first and, being named by its content, cannot name what comes after).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunInfo {
     /// Random, shared by the pre and post snapshots of one run.
     pub pair: String,
@@ -69,7 +67,6 @@ pub struct RunInfo {
 /// was just before an in-place restore of `restores`, so that restoring it
 /// in place undoes that restore.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Rollback {
     /// The snapshot the in-place restore wrote back.
     pub restores: ObjectId,
@@ -83,7 +80,6 @@ pub struct Rollback {
 
 /// One backed-up source and where its entries live in the manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Root {
     /// Which collector made the entries: `tree` for now.
     pub collector: String,
@@ -203,6 +199,10 @@ pub fn resolve_filtered(snapshots: &[Snapshot], query: &str, filter: &Filter) ->
 }
 
 /// The tag of safety snapshots, taken before an in-place restore.
+/// The snapshot record version this cairn writes and reads; a record of
+/// a higher one is refused (FORMAT.md, section 14).
+pub const RECORD_VERSION: u32 = 1;
+
 pub const SAFETY_TAG: &str = "pre-restore";
 
 /// Finds the one snapshot a reference names: `latest`, a unique id prefix, or

@@ -9,6 +9,7 @@ mod util;
 mod cli;
 mod copy;
 mod diff;
+mod evolution;
 mod export;
 mod faults;
 mod fidelity;

@@ -18,7 +18,8 @@ use crate::util::*;
 /// a copy of the tree each one holds.
 fn forgotten_history(env: &Env) -> Vec<(String, PathBuf)> {
     let src = env.path("src");
-    write(&src.join("stays"), &noise(200_000, 99));
+    // Large enough to fill whole frames, which a repack copies as they are.
+    write(&src.join("stays"), &noise(2_500_000, 99));
     let mut made = Vec::new();
     for i in 0..6u64 {
         if i > 0 {
