@@ -43,6 +43,10 @@ pub struct PackWriterStats {
     pub packs: u64,
     pub bytes_stored: u64,
     pub index_files: u64,
+    /// The names of the packs and index files written (prune must never
+    /// delete one it wrote, though an older one had the same name).
+    pub pack_ids: Vec<ObjectId>,
+    pub index_ids: Vec<ObjectId>,
 }
 
 pub struct PackWriter {
@@ -277,6 +281,7 @@ impl PackWriter {
         for up in done {
             stats.packs += 1;
             stats.bytes_stored += up.len;
+            stats.pack_ids.push(up.pack.id);
             pending.packs.push(up.pack);
             let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
             if pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX {
@@ -305,6 +310,7 @@ impl PackWriter {
         let id = self.repo.write_index_file(&file)?;
         tracing::debug!("wrote index {id} ({} packs)", file.packs.len());
         stats.index_files += 1;
+        stats.index_ids.push(id);
         Ok(())
     }
 }

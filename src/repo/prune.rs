@@ -171,17 +171,19 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
     report.packs_written = written.packs;
     report.bytes_after = report.bytes_after.saturating_add(repacked_bytes);
     check_interrupt()?;
-    // A pack the repack wrote is never deleted, even were it to have the
-    // name of one that goes (the same bytes).
-    let rewritten = packs_listed_beside(repo, &index_names)?;
+    // What the repack wrote is never deleted, though a pack or index file
+    // of the same name (the same bytes, from an earlier prune that was
+    // killed) was among those to go.
+    let rewritten: HashSet<ObjectId> = written.pack_ids.iter().copied().collect();
     let dropped: HashSet<ObjectId> = gone(&decision)
         .filter(|id| !rewritten.contains(id))
         .copied()
         .collect();
-    let new_files = rewrite_index(repo, &index_names, &dropped)?;
-    report.index_files_written = new_files.len() + written.index_files as usize;
+    let mut keep_files = rewrite_index(repo, &index_names, &dropped)?;
+    report.index_files_written = keep_files.len() + written.index_ids.len();
+    keep_files.extend(written.index_ids.iter().map(ObjectId::to_hex));
     check_interrupt()?;
-    for name in index_names.iter().filter(|n| !new_files.contains(*n)) {
+    for name in index_names.iter().filter(|n| !keep_files.contains(*n)) {
         delete(repo, ObjectKind::Index, name)?;
         report.index_files_deleted += 1;
     }
@@ -190,18 +192,6 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
         delete(repo, ObjectKind::Pack, &id.to_hex())?;
     }
     Ok(report)
-}
-
-/// The packs listed by index files other than `old` (those the repack wrote).
-fn packs_listed_beside(repo: &Repository, old: &[String]) -> Result<HashSet<ObjectId>, RepoError> {
-    let old: HashSet<&String> = old.iter().collect();
-    let mut packs = HashSet::new();
-    for info in repo.sink().list(ObjectKind::Index)? {
-        if !old.contains(&info.name) {
-            packs.extend(repo.read_index_file(&info.name)?.packs.into_iter().map(|p| p.id));
-        }
-    }
-    Ok(packs)
 }
 
 fn gone(d: &Decision) -> impl Iterator<Item = &ObjectId> {
