@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
 
+    /// Wait this long for a lock another process holds, e.g. 30s, 5m, 1h
+    /// (default: fail at once)
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub retry_lock: Option<String>,
+
     /// More logging on stderr (-v info, -vv debug, -vvv trace)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -43,6 +43,9 @@ pub fn run(cli: Cli) -> Result<u8> {
     for setting in &cli.options {
         options.set(setting)?;
     }
+    if let Some(wait) = &cli.retry_lock {
+        cairn::repo::lock::set_wait(parse_wait(wait)?);
+    }
     let repo = RepoArg {
         location: cli.repo.clone(),
         options,
@@ -64,6 +67,22 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
     }
+}
+
+/// `--retry-lock`: `90`, `30s`, `5m`, `1h`.
+fn parse_wait(text: &str) -> Result<std::time::Duration> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| anyhow!("--retry-lock {text:?}: a duration such as 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow!("--retry-lock {text:?}: a duration such as 30s, 5m or 1h"))?;
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// The exit code for an error, from the first error in its chain that has one.

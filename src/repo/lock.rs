@@ -1,9 +1,16 @@
 //! Locks: small mutable objects that say who is using a repository.
 //!
-//! Backup and check take a shared lock; prune (later) an exclusive one. A lock
-//! whose process is gone on this host is stale and never blocks anyone.
+//! Backup, restore, check, copy and the listings take a shared lock; forget
+//! and prune an exclusive one. A held lock is written again every
+//! [`REFRESH_EVERY`] (under a new name, the old one removed), so a lock not
+//! refreshed for [`STALE_AFTER`] is stale whoever took it, on any host; a
+//! lock of this host whose process is gone is stale at once. A stale lock
+//! never blocks anyone. A lock that conflicts is waited for up to the time
+//! set with [`set_wait`] (`--retry-lock`).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local};
 use serde::{Deserialize, Serialize};
@@ -32,7 +39,12 @@ impl LockRecord {
     /// A lock is stale when it was taken on this host by a process that no
     /// longer runs. Locks from other hosts are never judged stale here.
     pub fn is_stale(&self) -> bool {
-        self.host == hostname() && !process_alive(self.pid)
+        let age = Local::now().fixed_offset().signed_duration_since(self.time);
+        if age.to_std().is_ok_and(|age| age > STALE_AFTER) {
+            return true;
+        }
+        // pid 0 names no process (kill(0, 0) would ask about our own group).
+        self.host == hostname() && (self.pid == 0 || !process_alive(self.pid))
     }
 
     fn describe(&self, name: &str) -> String {
@@ -47,16 +59,86 @@ impl LockRecord {
     }
 }
 
-/// A held lock; dropping it removes the lock object.
+/// A lock not written again for this long is stale, whoever holds it.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is written again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// How long [`acquire`] waits for a conflicting lock to go, in ms.
+static WAIT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How long to wait for a conflicting lock before giving up
+/// (`--retry-lock`); zero by default: fail at once.
+pub fn set_wait(wait: Duration) {
+    WAIT_MS.store(
+        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// A held lock, written again every [`REFRESH_EVERY`] by a thread of its
+/// own; dropping it stops the thread and removes the lock object.
 pub struct RepoLock {
     sink: Arc<dyn Sink>,
-    name: String,
+    record: LockRecord,
+    name: Arc<Mutex<String>>,
+    stop: Option<crossbeam_channel::Sender<()>>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RepoLock {
+    /// The lock object's current name.
+    pub fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Writes the lock again with the time now, under a new name, and
+    /// removes the old one.
+    pub fn refresh(&self) -> Result<(), RepoError> {
+        refresh(self.sink.as_ref(), &self.record, &self.name)
+    }
+
+    fn start_refresher(&mut self) {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let (sink, record, name) = (self.sink.clone(), self.record.clone(), self.name.clone());
+        let thread = std::thread::Builder::new()
+            .name("cairn-lock".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH_EVERY) {
+                    if let Err(e) = refresh(sink.as_ref(), &record, &name) {
+                        tracing::warn!("could not refresh the repository lock: {}", crate::chain(&e));
+                    }
+                }
+            });
+        if let Ok(thread) = thread {
+            self.stop = Some(tx);
+            self.refresher = Some(thread);
+        }
+    }
+}
+
+fn refresh(sink: &dyn Sink, record: &LockRecord, name: &Mutex<String>) -> Result<(), RepoError> {
+    let fresh = LockRecord {
+        time: Local::now().fixed_offset(),
+        ..record.clone()
+    };
+    let new_name = write_lock(sink, &fresh)?;
+    let old = std::mem::replace(&mut *name.lock().unwrap_or_else(|e| e.into_inner()), new_name);
+    match sink.delete(ObjectKind::Lock, &old) {
+        Err(e) if !e.is_not_found() => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        if let Err(e) = self.sink.delete(ObjectKind::Lock, &self.name) {
-            tracing::warn!("could not remove lock {}: {}", self.name, crate::chain(&e));
+        drop(self.stop.take());
+        if let Some(thread) = self.refresher.take() {
+            let _ = thread.join();
+        }
+        let name = self.name();
+        if let Err(e) = self.sink.delete(ObjectKind::Lock, &name) {
+            tracing::warn!("could not remove lock {name}: {}", crate::chain(&e));
         }
     }
 }
@@ -79,19 +161,53 @@ pub fn list_locks(sink: &dyn Sink) -> Result<Vec<(String, LockRecord)>, RepoErro
 }
 
 /// Takes a lock. The lock is written first and the others checked after, so
-/// two processes racing for conflicting locks both see each other and back off.
+/// two processes racing for conflicting locks both see each other and back
+/// off. A conflict is waited for, up to [`set_wait`]'s time.
 pub fn acquire(sink: Arc<dyn Sink>, kind: LockKind) -> Result<RepoLock, RepoError> {
     acquire_beside(sink, kind, None)
 }
 
 /// An exclusive lock for a process that already holds `held` (a backup
 /// that consolidates index files when it is done): every lock but its own
-/// conflicts.
+/// conflicts. Never waits.
 pub fn try_exclusive(held: &RepoLock) -> Result<RepoLock, RepoError> {
-    acquire_beside(held.sink.clone(), LockKind::Exclusive, Some(&held.name))
+    try_once(held.sink.clone(), LockKind::Exclusive, Some(&held.name()))
 }
 
 fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
+    let wait = Duration::from_millis(WAIT_MS.load(Ordering::Relaxed));
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    let mut told = false;
+    loop {
+        match try_once(sink.clone(), kind, own) {
+            Err(RepoError::Locked { holders }) if Instant::now() < deadline => {
+                if !told {
+                    eprintln!("waiting up to {}s for the repository: {holders}", wait.as_secs());
+                    told = true;
+                }
+                if crate::interrupt::is_set() {
+                    return Err(RepoError::Interrupted);
+                }
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn write_lock(sink: &dyn Sink, record: &LockRecord) -> Result<String, RepoError> {
+    let name = format!("{:016x}{:016x}", random_u64(), random_u64());
+    let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Encode {
+        what: "lock".into(),
+        source: e,
+    })?;
+    sink.write_bytes(ObjectKind::Lock, &name, &bytes)?;
+    Ok(name)
+}
+
+fn try_once(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
     let record = LockRecord {
         host: hostname(),
         pid: std::process::id(),
@@ -99,17 +215,18 @@ fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Res
         time: Local::now().fixed_offset(),
         kind,
     };
-    let name = format!("{:016x}{:016x}", random_u64(), random_u64());
-    let bytes = serde_json::to_vec_pretty(&record).map_err(|e| RepoError::Encode {
-        what: "lock".into(),
-        source: e,
-    })?;
-    sink.write_bytes(ObjectKind::Lock, &name, &bytes)?;
-    let lock = RepoLock { sink, name };
+    let name = write_lock(sink.as_ref(), &record)?;
+    let mut lock = RepoLock {
+        sink,
+        record,
+        name: Arc::new(Mutex::new(name.clone())),
+        stop: None,
+        refresher: None,
+    };
     let conflicts: Vec<String> = list_locks(lock.sink.as_ref())?
         .into_iter()
         .filter(|(other, rec)| {
-            *other != lock.name
+            *other != name
                 && Some(other.as_str()) != own
                 && !rec.is_stale()
                 && (kind == LockKind::Exclusive || rec.kind == LockKind::Exclusive)
@@ -121,6 +238,7 @@ fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Res
             holders: conflicts.join("; "),
         });
     }
+    lock.start_refresher();
     Ok(lock)
 }
 

@@ -232,7 +232,7 @@ fn write_lock(env: &Env, name: &str, pid: u32, kind: &str) {
         .trim()
         .to_string();
     let lock = serde_json::json!({
-        "host": host, "pid": pid, "user": "test", "time": "2026-11-24T10:00:00+00:00", "kind": kind
+        "host": host, "pid": pid, "user": "test", "time": chrono::Local::now().fixed_offset().to_rfc3339(), "kind": kind
     });
     write(
         &env.repo.join(format!("locks/{name}.json")),

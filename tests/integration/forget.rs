@@ -174,8 +174,11 @@ fn forget_takes_a_profiles_retention_and_the_exclusive_lock() {
     // Another process holds a lock: forget may not remove anything.
     fs::create_dir_all(env.repo.join("locks")).expect("mkdir");
     let lock = env.repo.join("locks").join(format!("{:032x}.json", 7));
-    let record = r#"{"host": "elsewhere", "pid": 1, "user": "x", "time": "2026-12-01T06:00:00+00:00", "kind": "shared"}"#;
-    fs::write(&lock, record).expect("lock");
+    let record = serde_json::json!({
+        "host": "elsewhere", "pid": 1, "user": "x",
+        "time": chrono::Local::now().fixed_offset().to_rfc3339(), "kind": "shared",
+    });
+    fs::write(&lock, record.to_string()).expect("lock");
     let out = cairn(&["forget", "--profile", "keep2"]);
     assert_eq!(code(&out), 11, "{}", stderr(&out));
     assert_eq!(ids(&env).len(), 4);

@@ -33,7 +33,7 @@ fn foreign_lock(repo: &Path) -> std::path::PathBuf {
         "host": "another-host.example",
         "pid": 4242,
         "user": "someone",
-        "time": "2026-12-01T06:00:00+00:00",
+        "time": chrono::Local::now().fixed_offset().to_rfc3339(),
         "kind": "shared",
     });
     fs::write(&lock, serde_json::to_vec_pretty(&record).expect("json")).expect("write lock");

@@ -16,6 +16,7 @@ mod fidelity;
 mod forget;
 mod index;
 mod interrupt;
+mod locks;
 mod nas;
 mod profiles;
 mod prune;
