@@ -301,6 +301,7 @@ impl Profile {
         for s in raw.sinks {
             sinks.push(parse_sink(s, &at)?);
         }
+        check_retention(&raw.retention, text, &at)?;
         Ok(Profile {
             name: raw.name.unwrap_or(default_name),
             description: raw.description,
@@ -509,6 +510,50 @@ fn parse_collector(
             }
         }
     })
+}
+
+/// Refuses counts below -1 and spans that are not like `1y2m3d4h`, at the
+/// `[retention]` header.
+fn check_retention(
+    r: &Retention,
+    text: &str,
+    at: &dyn Fn(std::ops::Range<usize>, String) -> ProfileError,
+) -> Result<(), ProfileError> {
+    let here = || {
+        let start = text.find("[retention]").unwrap_or(0);
+        start..start + "[retention]".len()
+    };
+    let counts = [
+        ("keep_last", r.keep_last),
+        ("keep_hourly", r.keep_hourly),
+        ("keep_daily", r.keep_daily),
+        ("keep_weekly", r.keep_weekly),
+        ("keep_monthly", r.keep_monthly),
+        ("keep_yearly", r.keep_yearly),
+    ];
+    if let Some((key, n)) = counts
+        .iter()
+        .find_map(|(k, n)| n.filter(|n| *n < -1).map(|n| (k, n)))
+    {
+        return Err(at(
+            here(),
+            format!("[retention] {key} = {n}: a number of snapshots, or -1 for all"),
+        ));
+    }
+    let spans = [
+        ("keep_within", &r.keep_within),
+        ("keep_within_hourly", &r.keep_within_hourly),
+        ("keep_within_daily", &r.keep_within_daily),
+        ("keep_within_weekly", &r.keep_within_weekly),
+        ("keep_within_monthly", &r.keep_within_monthly),
+        ("keep_within_yearly", &r.keep_within_yearly),
+    ];
+    for (key, span) in spans {
+        if let Some(Err(e)) = span.as_deref().map(str::parse::<crate::retention::policy::Span>) {
+            return Err(at(here(), format!("[retention] {key}: {e}")));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an unknown kind, and any key set that the kind does not take.

@@ -129,6 +129,13 @@ fn bad_profiles_are_refused_with_file_line_and_column() {
             2,
             "`path` does not apply",
         ),
+        (
+            "bad-span",
+            "description = \"x\"\n[retention]\nkeep_within = \"2 weeks\"\n",
+            2,
+            "[retention] keep_within",
+        ),
+        ("bad-count", "[retention]\nkeep_daily = -3\n", 1, "-1 for all"),
     ];
     for (name, text, line, what) in cases {
         let file = write_profile(&env, name, text);
