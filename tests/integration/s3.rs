@@ -417,3 +417,44 @@ fn small_index_files_are_merged_in_a_bucket() {
     s3_ok(&env, &["restore", "latest", "--target", target.to_str().unwrap()]);
     util::assert_same_tree(&src, &target.join("tree/src"));
 }
+
+/// forget and prune through S3: the space goes, what is kept restores, and
+/// the local cache forgets what the bucket no longer has.
+#[test]
+fn forget_and_prune_in_a_bucket() {
+    let server = S3Server::start();
+    let env = s3_env(&server, "pruned/repo");
+    s3_ok(&env, &["init"]);
+    let src = env.path("src");
+    util::write(&src.join("stays"), &util::noise(1_500_000, 7));
+    for i in 0..4u64 {
+        if i > 0 {
+            std::fs::remove_file(src.join(format!("f{}", i - 1))).unwrap();
+        }
+        util::write(&src.join(format!("f{i}")), &util::noise(400_000, i));
+        let time = format!("2026-11-0{}T10:00:00Z", i + 1);
+        s3_ok(&env, &["backup", src.to_str().unwrap(), "--time", &time]);
+    }
+    let sink = open(&server, "pruned/repo", &[], false).expect("open");
+    let size = |kind| -> u64 { sink.list(kind).expect("list").iter().map(|o| o.size).sum() };
+    let before = size(ObjectKind::Pack);
+    let out = s3_ok(&env, &["forget", "--keep-last", "1", "--prune"]);
+    assert!(out.contains("3 snapshots removed"), "{out}");
+    assert!(
+        size(ObjectKind::Pack) + 1_000_000 < before,
+        "{before} -> {}",
+        size(ObjectKind::Pack)
+    );
+    assert_eq!(sink.list(ObjectKind::Snapshot).expect("list").len(), 1);
+    let cached_records = walkdir::WalkDir::new(env.path("cache"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().to_string_lossy().contains("/snapshots/"))
+        .count();
+    assert_eq!(cached_records, 1, "the records forgotten are gone from the cache");
+    let out = s3_ok(&env, &["check", "--read-data"]);
+    assert!(out.contains("no errors"), "{out}");
+    let target = env.path("out");
+    s3_ok(&env, &["restore", "latest", "--target", target.to_str().unwrap()]);
+    util::assert_same_tree(&src, &target.join("tree/src"));
+}
