@@ -67,6 +67,77 @@ pub enum Command {
     /// List, show and check profiles
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// Run a profile's backup, retention and prune on a schedule (cron,
+    /// systemd, launchd, Task Scheduler)
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// When and where a scheduled job runs.
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    /// The profile whose backup runs (by name)
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub profile: String,
+    /// hourly, daily, weekly, monthly, or a cron expression (cron only)
+    #[arg(long, value_name = "WHEN", default_value = "daily")]
+    pub every: String,
+    /// The time of day, e.g. 03:00 (with hourly: the minute, :15)
+    #[arg(long, value_name = "HH:MM")]
+    pub at: Option<String>,
+    /// The day of a weekly job, e.g. sun
+    #[arg(long, value_name = "DAY")]
+    pub on: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Which scheduler, for whom.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// cron, systemd, launchd or windows (default: this platform's)
+    #[arg(long, value_name = "SCHEDULER")]
+    pub backend: Option<String>,
+    /// For the whole machine (root; SYSTEM on Windows), not the user
+    #[arg(long)]
+    pub system: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install the job (replacing one of the same profile)
+    Install {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Print what would be installed; change nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Print exactly what install writes
+    Show {
+        #[command(flatten)]
+        job: JobArgs,
+    },
+    /// Take the job away
+    Remove {
+        #[arg(long, short = 'p', value_name = "NAME")]
+        profile: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// The last runs, their outcome, and when the next is due
+    Status {
+        #[arg(long, short = 'p', value_name = "NAME")]
+        profile: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the scheduler runs: the backup, then retention and prune; the
+    /// outcome goes to the run log
+    Run {
+        #[arg(long, short = 'p', value_name = "NAME")]
+        profile: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

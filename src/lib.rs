@@ -19,6 +19,7 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod select;
 pub mod sink;
 

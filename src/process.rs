@@ -45,6 +45,68 @@ pub fn run_shell(line: &str, timeout: Duration) -> io::Result<ExitStatus> {
     }
 }
 
+/// What a program printed, and how it ended.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `program` with `args` (no shell), `input` on its stdin, its output
+/// captured; kills its whole process group when `timeout` passes or cairn
+/// is interrupted (installing a scheduled job: crontab, systemctl...).
+pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duration) -> io::Result<Captured> {
+    use std::io::{Read, Write};
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn()?;
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
+    });
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(16 << 20).read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let out = drain(stdout.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline || crate::interrupt::is_set() {
+            kill_group(&mut child);
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{program} did not finish in {}s; stopped", timeout.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = feeder.join();
+    Ok(Captured {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 /// Kills the child and every process in its group.
 fn kill_group(child: &mut std::process::Child) {
     #[cfg(unix)]

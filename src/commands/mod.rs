@@ -14,6 +14,7 @@ pub mod profiles;
 pub mod prune;
 pub mod restore;
 pub mod run;
+pub mod schedule;
 pub mod snapshots;
 pub mod unlock;
 
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
         Command::Profiles(command) => profiles::run(command),
+        Command::Schedule(command) => schedule::run(repo, command),
     }
 }
 

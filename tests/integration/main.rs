@@ -24,6 +24,7 @@ mod restore;
 mod rollback;
 mod s3;
 mod s3server;
+mod schedule;
 mod sink;
 mod sinks;
 mod story;
