@@ -260,9 +260,10 @@ fn windows(job: &Job, system: bool) -> String {
          \x20 <Triggers>\n    <CalendarTrigger>\n      {repetition}<StartBoundary>2026-01-01T{start}:00</StartBoundary>\n      <Enabled>true</Enabled>\n      {schedule}\n    </CalendarTrigger>\n  </Triggers>\n\
          \x20 <Principals>\n    <Principal id=\"Author\">\n      {principal}\n    </Principal>\n  </Principals>\n\
          \x20 <Settings>\n    <MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>\n    <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>\n    <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries>\n    <!-- A run missed while the machine was off runs as soon as it can. -->\n    <StartWhenAvailable>true</StartWhenAvailable>\n    <ExecutionTimeLimit>PT12H</ExecutionTimeLimit>\n  </Settings>\n\
-         \x20 <Actions Context=\"Author\">\n    <Exec>\n      <Command>{command}</Command>\n      <Arguments>{arguments}</Arguments>\n    </Exec>\n  </Actions>\n</Task>\n",
+         \x20 <Actions Context=\"Author\">\n    <Exec>\n      <Command>{command}</Command>\n      <Arguments>{arguments}</Arguments>\n      <WorkingDirectory>{workdir}</WorkingDirectory>\n    </Exec>\n  </Actions>\n</Task>\n",
         profile = xml_escape(&job.profile),
         command = xml_escape(&argv[0]),
+        workdir = xml_escape(&job.exe.parent().map(|d| d.display().to_string()).unwrap_or_default()),
         arguments = xml_escape(&arguments.join(" ")),
     )
 }

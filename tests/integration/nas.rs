@@ -161,6 +161,25 @@ fn a_repository_on_sshfs_backs_up_restores_and_checks() {
         "{}",
         stderr(&out)
     );
+    // Data that only a forgotten snapshot held goes with prune, on the share.
+    std::fs::remove_file(src.join("d0/f0")).unwrap();
+    util::write(&src.join("d0/new"), &util::noise(200_000, 77));
+    let out = cairn(&["backup", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cairn(&["forget", "--keep-last", "1", "--prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        util::stdout(&out).contains("2 snapshots removed"),
+        "{}",
+        util::stdout(&out)
+    );
+    let out = cairn(&["check", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "after prune: {}{}",
+        util::stdout(&out),
+        stderr(&out)
+    );
     let target = env.path("restored");
     let out = cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
