@@ -84,43 +84,7 @@ pub fn apply(
     let mut later = Later::default();
     let mut bases = Vec::new();
     std::thread::scope(|s| -> Result<(), RestoreError> {
-        // As many workers as cores, or as requests the store wants in flight
-        // (a network store: each worker waits on its reads).
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
-        // A network store: a fetcher in front of each worker reads ahead.
-        let ahead = repo.sink().capabilities().concurrency > 1;
-        let mut txs = Vec::with_capacity(threads);
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let (tx, rx) = bounded::<(Vec<FileJob>, Frames)>(2);
-                let shared = &shared;
-                let worker = s.spawn(move || {
-                    let mut reader = BlobReader::new(repo, index);
-                    if opts.sparse {
-                        reader = reader.sparse();
-                    }
-                    for (batch, frames) in rx {
-                        reader.prefetched(frames);
-                        for job in batch {
-                            if interrupt::is_set() {
-                                return;
-                            }
-                            let result = write_file(&mut reader, &job, opts.fsync, progress);
-                            shared.written_or_pending(job, result, progress);
-                        }
-                    }
-                });
-                let fetcher = ahead
-                    .then(|| prefetch::spawn(s, repo, index, tx.clone()))
-                    .flatten();
-                txs.push(match fetcher {
-                    Some(fetcher) => Queue::Ahead(fetcher),
-                    None => Queue::Direct(tx),
-                });
-                worker
-            })
-            .collect();
+        let (workers, txs) = spawn_workers(s, repo, index, opts, &shared, progress);
         let mut writer = Writer {
             handles: Handles::new(targets),
             shared: &shared,
@@ -165,6 +129,56 @@ pub fn apply(
         let _ = dir.set_times_nofollow(OsStr::new("."), *secs, *nsecs);
     }
     Ok(shared.summary.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+type Worker<'scope> = std::thread::ScopedJoinHandle<'scope, ()>;
+
+/// The workers that write files' contents: as many as cores, or as
+/// requests the store wants in flight (a network store: each waits on its
+/// reads, and a fetcher in front of each reads ahead). Returns them and the
+/// queue of each.
+fn spawn_workers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    repo: &'env Repository,
+    index: &'env Index,
+    opts: ApplyOptions,
+    shared: &'env Shared,
+    progress: &'env Progress,
+) -> (Vec<Worker<'scope>>, Vec<Queue>) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
+    let ahead = repo.sink().capabilities().concurrency > 1;
+    let mut queues = Vec::with_capacity(threads);
+    let workers = (0..threads)
+        .map(|_| {
+            let (tx, rx) = bounded::<(Vec<FileJob>, Frames)>(2);
+            let worker = s.spawn(move || {
+                let mut reader = BlobReader::new(repo, index);
+                if opts.sparse {
+                    reader = reader.sparse();
+                }
+                for (batch, frames) in rx {
+                    reader.prefetched(frames);
+                    for job in batch {
+                        if interrupt::is_set() {
+                            return;
+                        }
+                        let result = write_file(&mut reader, &job, opts.fsync, progress);
+                        shared.written_or_pending(job, result, progress);
+                    }
+                }
+            });
+            let fetcher = ahead
+                .then(|| prefetch::spawn(s, repo, index, tx.clone()))
+                .flatten();
+            queues.push(match fetcher {
+                Some(fetcher) => Queue::Ahead(fetcher),
+                None => Queue::Direct(tx),
+            });
+            worker
+        })
+        .collect();
+    (workers, queues)
 }
 
 /// The merge's side of the restore: decides, and makes everything but
