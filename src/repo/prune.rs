@@ -216,19 +216,7 @@ fn delete(repo: &Repository, kind: ObjectKind, name: &str) -> Result<(), RepoErr
 /// cores. Stops at a snapshot that cannot be read whole, or that needs a
 /// blob no index lists.
 fn mark(repo: &Repository, index: &Index, snapshots: &[Snapshot]) -> Result<IdSet, RepoError> {
-    let threads = workers().min(snapshots.len()).max(1);
-    let parts: Vec<IdSet> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine = snapshots.iter().skip(t).step_by(threads);
-                s.spawn(move || mark_some(repo, index, mine))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
-            .collect::<Result<_, _>>()
-    })?;
+    let parts = on_every_core(snapshots, |mine| mark_some(repo, index, mine.into_iter()))?;
     let mut used = IdSet::default();
     for part in parts {
         used.extend(part);
@@ -239,8 +227,29 @@ fn mark(repo: &Repository, index: &Index, snapshots: &[Snapshot]) -> Result<IdSe
     Ok(used)
 }
 
-fn workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+/// `work` on as many threads as there are cores, each given every n-th
+/// item; waits for all of them, and returns their results in order or the
+/// first error.
+fn on_every_core<'a, T: Sync, R: Send>(
+    items: &'a [T],
+    work: impl Fn(Vec<&'a T>) -> Result<R, RepoError> + Sync,
+) -> Result<Vec<R>, RepoError> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = cores.min(items.len()).max(1);
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&T> = items.iter().skip(t).step_by(threads).collect();
+                s.spawn(move || work(mine))
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
+            .collect();
+        results.into_iter().collect()
+    })
 }
 
 fn mark_some<'s>(
@@ -367,9 +376,8 @@ fn repack(
     })
 }
 
-/// [`copy_blobs`] on as many threads as there are cores, each taking every
-/// n-th pack: compressing is most of the work. All of them end before this
-/// returns (the first error is returned).
+/// [`copy_blobs`] on every core, each taking every n-th pack: compressing
+/// is most of the work.
 fn copy_in_parallel(
     repo: &Repository,
     index: &Index,
@@ -377,20 +385,11 @@ fn copy_in_parallel(
     repack: &[ObjectId],
     packer: &packer::Packer,
 ) -> Result<(), RepoError> {
-    let threads = workers().min(repack.len()).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<ObjectId> = repack.iter().skip(t).step_by(threads).copied().collect();
-                s.spawn(move || copy_blobs(repo, index, packs, &mine, packer))
-            })
-            .collect();
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
-            .collect();
-        results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
+    on_every_core(repack, |mine| {
+        let mine: Vec<ObjectId> = mine.into_iter().copied().collect();
+        copy_blobs(repo, index, packs, &mine, packer)
     })
+    .map(|_| ())
 }
 
 fn copy_blobs(

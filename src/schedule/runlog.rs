@@ -33,14 +33,22 @@ pub fn dir() -> Option<PathBuf> {
     Some(base.join("schedule"))
 }
 
-fn path(profile: &str) -> io::Result<PathBuf> {
-    let dir = dir().ok_or_else(|| io::Error::other("no state directory is known for this user"))?;
-    Ok(dir.join(format!("{profile}.log")))
+fn the_dir() -> io::Result<PathBuf> {
+    dir().ok_or_else(|| io::Error::other("no state directory is known for this user"))
 }
 
 /// Appends a run, rotating the log first when it has grown past 256 KiB.
 pub fn append(profile: &str, run: &Run) -> io::Result<()> {
-    let path = path(profile)?;
+    append_in(&the_dir()?, profile, run)
+}
+
+/// The last `n` runs, oldest first; lines that do not parse are skipped.
+pub fn last(profile: &str, n: usize) -> io::Result<Vec<Run>> {
+    last_in(&the_dir()?, profile, n)
+}
+
+fn append_in(dir: &std::path::Path, profile: &str, run: &Run) -> io::Result<()> {
+    let path = dir.join(format!("{profile}.log"));
     if let Some(dir) = path.parent() {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -61,9 +69,8 @@ pub fn append(profile: &str, run: &Run) -> io::Result<()> {
     file.write_all(&line)
 }
 
-/// The last `n` runs, oldest first; lines that do not parse are skipped.
-pub fn last(profile: &str, n: usize) -> io::Result<Vec<Run>> {
-    let path = path(profile)?;
+fn last_in(dir: &std::path::Path, profile: &str, n: usize) -> io::Result<Vec<Run>> {
+    let path = dir.join(format!("{profile}.log"));
     let mut runs = Vec::new();
     for file in [path.with_extension("log.1"), path] {
         match fs::read_to_string(&file) {
@@ -74,4 +81,35 @@ pub fn last(profile: &str, n: usize) -> io::Result<Vec<Run>> {
     }
     let skip = runs.len().saturating_sub(n);
     Ok(runs.split_off(skip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_rotates_and_keeps_the_last_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |i: u32| Run {
+            started: chrono::DateTime::parse_from_rfc3339("2026-12-01T03:00:00+00:00").expect("time"),
+            duration_secs: f64::from(i),
+            outcome: "success".into(),
+            exit_code: 0,
+            error: Some("x".repeat(500)),
+        };
+        // About 600 bytes a line: past 256 KiB after some 440 runs.
+        for i in 0..1000 {
+            append_in(dir.path(), "p", &run(i)).expect("append");
+        }
+        let current = fs::metadata(dir.path().join("p.log")).expect("log").len();
+        let older = fs::metadata(dir.path().join("p.log.1")).expect("rotated").len();
+        assert!(
+            current <= ROTATE_AT + 1024 && older > ROTATE_AT,
+            "{current} {older}"
+        );
+        let last = last_in(dir.path(), "p", 3).expect("last");
+        let durations: Vec<f64> = last.iter().map(|r| r.duration_secs).collect();
+        assert_eq!(durations, vec![997.0, 998.0, 999.0]);
+        assert!(last_in(dir.path(), "none", 3).expect("none").is_empty());
+    }
 }

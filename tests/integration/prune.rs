@@ -168,3 +168,46 @@ fn a_prune_after_a_killed_one_deleted_the_pack_it_had_just_rewritten() {
     let kept = forgotten_history(&env);
     assert!(!kill_then_finish(&env, &kept, 2));
 }
+
+/// A real kill: `cairn prune` as a process, SIGKILLed after a growing
+/// delay. Whatever it had done by then, every kept snapshot restores, its
+/// lock is stale (its process is gone), and the next prune finishes.
+#[test]
+fn a_prune_process_killed_with_sigkill_leaves_a_valid_repository() {
+    let env = Env::with_repo();
+    let kept = forgotten_history(&env);
+    for delay in [0u64, 5, 10, 20, 35, 50, 80, 120, 180, 260, 400, 600] {
+        let repo = env.path(&format!("sigkill-{delay}"));
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&env.repo)
+            .arg(&repo)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+        let mut child = env
+            .cmd_without_repo()
+            .arg("--repo")
+            .arg(&repo)
+            .arg("prune")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn prune");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().expect("wait");
+        let round = format!("killed after {delay} ms");
+        assert_whole(&env, &repo, &kept, &round);
+        let out = env
+            .cmd_without_repo()
+            .arg("--repo")
+            .arg(&repo)
+            .arg("prune")
+            .output()
+            .expect("prune");
+        assert_eq!(code(&out), 0, "{round}: prune again: {}", stderr(&out));
+        assert_whole(&env, &repo, &kept, &format!("{round}, then finished"));
+        fs::remove_dir_all(&repo).expect("clean up");
+    }
+}
