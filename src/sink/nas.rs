@@ -123,10 +123,18 @@ pub fn check_share(path: &Path) -> Result<(), NasError> {
             fs,
         })
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(windows)]
     {
-        // Elsewhere a mapped drive cannot be told from a local one here:
-        // an existing path is taken as mounted.
+        // Not a UNC path, nor a drive Windows calls remote: a local disk.
+        Err(NasError::NotMounted {
+            path: path.to_path_buf(),
+            fs: "drive's".into(),
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
+    {
+        // Elsewhere a mounted share cannot be told from a local directory
+        // here: an existing path is taken as mounted.
         Ok(())
     }
 }
@@ -159,7 +167,7 @@ mod tests {
         let err = check_share(&mount_point).unwrap_err();
         assert!(matches!(err, NasError::Missing { .. }), "{err}");
         std::fs::create_dir(&mount_point).unwrap();
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(any(target_os = "linux", target_os = "android", windows))]
         if network_filesystem(&mount_point).is_none() {
             let err = check_share(&mount_point).unwrap_err();
             assert!(err.to_string().contains("is the share mounted"), "{err}");
