@@ -41,8 +41,9 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
     let _lock = lock::acquire(repo.sink().clone(), kind)?;
     let all = repo.load_snapshots()?;
     if !args.snapshots.is_empty() {
-        forget_named(&repo, &all, &args)?;
-        return prune_after(&repo, &args, &prune_opts);
+        let named = forget_named(&repo, &all, &args)?;
+        let named: Vec<&Snapshot> = all.iter().filter(|s| named.contains(&s.id)).collect();
+        return prune_after(&repo, &args, &prune_opts, &named);
     }
     let filter = args.filter.filter();
     let considered: Vec<Snapshot> = all
@@ -71,23 +72,30 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
     }
     let doomed: Vec<&Snapshot> = plans.iter().flat_map(|p| p.remove.iter().copied()).collect();
     remove(&repo, &doomed, &args)?;
-    prune_after(&repo, &args, &prune_opts)
+    prune_after(&repo, &args, &prune_opts, &doomed)
 }
 
-/// `--prune`: prune under the lock forget holds. With `--json`, forget's
-/// document is already out: prune's report goes as text to stderr.
-fn prune_after(repo: &Repository, args: &ForgetArgs, opts: &cairn::repo::prune::PruneOptions) -> Result<u8> {
+/// `--prune`: prune under the lock forget holds; with `--dry-run`, what it
+/// would free once the snapshots are gone. With `--json`, forget's document
+/// is already out: prune's report goes as text to stderr.
+fn prune_after(
+    repo: &Repository,
+    args: &ForgetArgs,
+    opts: &cairn::repo::prune::PruneOptions,
+    doomed: &[&Snapshot],
+) -> Result<u8> {
     if !args.prune {
         return Ok(exit::OK);
     }
+    let mut opts = opts.clone();
     if args.dry_run {
-        eprintln!("prune: not run in a dry run (the snapshots are all still there); `cairn prune --dry-run` shows what it would free");
-        return Ok(exit::OK);
+        opts.without = doomed.iter().map(|s| s.id).collect();
     }
-    let report = cairn::repo::prune::prune(repo, opts)?;
+    let report = cairn::repo::prune::prune(repo, &opts)?;
     let freed = report.bytes_before.saturating_sub(report.bytes_after);
     let line = format!(
-        "prune: {} packs deleted, {} repacked; {} freed",
+        "prune{}: {} packs deleted, {} repacked; {} freed",
+        if args.dry_run { " would do" } else { "" },
         report.packs_deleted + report.packs_unreferenced,
         report.packs_repacked,
         indicatif::HumanBytes(freed)
@@ -177,7 +185,11 @@ fn holds_paths(s: &Snapshot, paths: &[String]) -> bool {
 }
 
 /// `forget ID...`: exactly those, and never one side of a pair alone.
-fn forget_named(repo: &Repository, all: &[Snapshot], args: &ForgetArgs) -> Result<u8> {
+fn forget_named(
+    repo: &Repository,
+    all: &[Snapshot],
+    args: &ForgetArgs,
+) -> Result<Vec<cairn::repo::id::ObjectId>> {
     let mut named: Vec<&Snapshot> = Vec::new();
     for query in &args.snapshots {
         let found = cairn::repo::snapshot::resolve_filtered(all, query, &Default::default())?;
@@ -210,7 +222,8 @@ fn forget_named(repo: &Repository, all: &[Snapshot], args: &ForgetArgs) -> Resul
         let listed: Vec<SnapshotJson> = named.iter().map(|s| json(s)).collect();
         print_json(&serde_json::json!({ "remove": listed }))?;
     }
-    remove(repo, &named, args)
+    remove(repo, &named, args)?;
+    Ok(named.iter().map(|s| s.id).collect())
 }
 
 /// Deletes the records (unless `--dry-run`), saying so.

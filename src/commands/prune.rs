@@ -56,6 +56,7 @@ pub fn options(o: &PruneOpts, dry_run: bool) -> Result<PruneOptions> {
         max_unused,
         max_repack_bytes,
         dry_run,
+        without: Vec::new(),
     })
 }
 

@@ -30,7 +30,7 @@ use crate::sink::ObjectKind;
 /// An index file written by prune holds at most this many blobs.
 const BLOBS_PER_FILE: usize = 65_536;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// The unused share of the repository's data to tolerate (0.05 for
     /// 5%); `None`: any (only packs without a used blob are deleted).
@@ -38,6 +38,9 @@ pub struct PruneOptions {
     /// At most this many stored bytes of packs are repacked.
     pub max_repack_bytes: Option<u64>,
     pub dry_run: bool,
+    /// Snapshots counted as already gone (`forget --prune --dry-run`: what
+    /// prune would free once they are).
+    pub without: Vec<ObjectId>,
 }
 
 impl Default for PruneOptions {
@@ -46,6 +49,7 @@ impl Default for PruneOptions {
             max_unused: Some(0.05),
             max_repack_bytes: None,
             dry_run: false,
+            without: Vec::new(),
         }
     }
 }
@@ -120,7 +124,8 @@ fn survey(repo: &Repository, opts: &PruneOptions) -> Result<Survey, RepoError> {
     for name in &index_names {
         index.add_file(&repo.read_index_file(name)?);
     }
-    let snapshots = repo.load_snapshots()?;
+    let mut snapshots = repo.load_snapshots()?;
+    snapshots.retain(|s| !opts.without.contains(&s.id));
     let used = mark(repo, &index, &snapshots)?;
     let stored: HashMap<ObjectId, u64> = repo
         .sink()

@@ -76,6 +76,20 @@ fn forget_keeps_what_the_policy_keeps_and_removes_the_rest() {
     assert_eq!(reasons[1]["matches"], serde_json::json!(["daily snapshot"]));
     assert_eq!(reasons[2]["matches"], serde_json::json!(["weekly snapshot"]));
     assert_eq!(ids(&env).len(), 6, "a dry run removes nothing");
+    // With --prune, the dry run says what prune would free once they go.
+    let before = repo_files(&env.repo);
+    let out = env.ok(&[
+        "forget",
+        "--keep-daily",
+        "2",
+        "--keep-weekly",
+        "2",
+        "--dry-run",
+        "--prune",
+    ]);
+    assert!(out.contains("would remove snapshot"), "{out}");
+    assert!(out.contains("prune would do: 3 packs deleted"), "{out}");
+    assert_eq!(repo_files(&env.repo), before, "nothing changes");
 
     let out = env.ok(&["forget", "--keep-daily", "2", "--keep-weekly", "2"]);
     assert!(out.contains("3 snapshots removed"), "{out}");

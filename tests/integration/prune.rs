@@ -67,26 +67,15 @@ fn assert_whole(env: &Env, repo: &Path, kept: &[(String, PathBuf)], round: &str)
     }
 }
 
-fn listing(repo: &Path) -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(repo)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && !e.path().starts_with(repo.join("locks")))
-        .map(|e| e.into_path())
-        .collect();
-    all.sort();
-    all
-}
-
 #[test]
 fn prune_frees_what_forgotten_snapshots_alone_used() {
     let env = Env::with_repo();
     let kept = forgotten_history(&env);
-    let before = listing(&env.repo);
+    let before = repo_files(&env.repo);
     let plan = env.json(&["prune", "--dry-run"]);
     assert_eq!(plan["dry_run"], true);
     assert!(plan["packs_deleted"].as_u64().expect("n") >= 2, "{plan}");
-    assert_eq!(listing(&env.repo), before, "a dry run changes nothing");
+    assert_eq!(repo_files(&env.repo), before, "a dry run changes nothing");
 
     let size_before = du(&env.repo);
     let report = env.json(&["prune"]);
@@ -101,10 +90,10 @@ fn prune_frees_what_forgotten_snapshots_alone_used() {
     );
     assert_whole(&env, &env.repo, &kept, "after");
     // Nothing more to free: a second prune changes nothing.
-    let again = listing(&env.repo);
+    let again = repo_files(&env.repo);
     let report = env.json(&["prune"]);
     assert_eq!(report["packs_deleted"], 0, "{report}");
-    assert_eq!(listing(&env.repo), again);
+    assert_eq!(repo_files(&env.repo), again);
 }
 
 /// Prune on a copy of the repository, "killed" (every write and delete

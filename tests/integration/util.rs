@@ -148,6 +148,19 @@ pub fn du(path: &Path) -> u64 {
         .sum()
 }
 
+/// Every file of a local repository but its locks, sorted: what a command
+/// that must change nothing leaves as it was.
+pub fn repo_files(repo: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(repo)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.path().starts_with(repo.join("locks")))
+        .map(|e| e.into_path())
+        .collect();
+    all.sort();
+    all
+}
+
 pub fn packs(repo: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(repo.join("packs"))
         .into_iter()
