@@ -334,9 +334,21 @@ impl Repository {
         Ok(Snapshot { id, record })
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot that can be read, oldest first. A damaged record, or
+    /// one of a newer cairn, is passed over with a warning naming it: one
+    /// bad record must not take every other snapshot down. (What must know
+    /// every snapshot, prune, uses [`Repository::load_snapshots_strict`].)
     pub fn load_snapshots(&self) -> Result<Vec<Snapshot>, RepoError> {
         self.load_snapshots_named(&self.snapshot_names()?)
+    }
+
+    /// Every snapshot, oldest first; any record that cannot be read is an
+    /// error.
+    pub fn load_snapshots_strict(&self) -> Result<Vec<Snapshot>, RepoError> {
+        let names = self.snapshot_names()?;
+        let mut out = self.read_all(&names, |name| self.read_snapshot(name))?;
+        out.sort_by(|a, b| a.record.time.cmp(&b.record.time).then(a.id.cmp(&b.id)));
+        Ok(out)
     }
 
     /// The names of the snapshot records, unread.
@@ -351,8 +363,19 @@ impl Repository {
 
     /// The snapshots of these names (from [`Repository::snapshot_names`]),
     /// oldest first.
+    /// Passes over records that cannot be read, as [`Repository::load_snapshots`].
     pub fn load_snapshots_named(&self, names: &[String]) -> Result<Vec<Snapshot>, RepoError> {
-        let mut out = self.read_all(names, |name| self.read_snapshot(name))?;
+        let read = self.read_all(names, |name| match self.read_snapshot(name) {
+            Ok(s) => Ok(Some(s)),
+            // Forgotten since the listing.
+            Err(RepoError::Sink(e)) if e.is_not_found() => Ok(None),
+            Err(e @ (RepoError::Corrupt { .. } | RepoError::NewerSnapshot { .. })) => {
+                tracing::warn!("passed over: {}", crate::chain(&e));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        })?;
+        let mut out: Vec<Snapshot> = read.into_iter().flatten().collect();
         out.sort_by(|a, b| a.record.time.cmp(&b.record.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }

@@ -124,7 +124,8 @@ fn survey(repo: &Repository, opts: &PruneOptions) -> Result<Survey, RepoError> {
     for name in &index_names {
         index.add_file(&repo.read_index_file(name)?);
     }
-    let mut snapshots = repo.load_snapshots()?;
+    // Every record, or none: a snapshot prune cannot read would lose its data.
+    let mut snapshots = repo.load_snapshots_strict()?;
     snapshots.retain(|s| !opts.without.contains(&s.id));
     let used = mark(repo, &index, &snapshots)?;
     let stored: HashMap<ObjectId, u64> = repo
