@@ -363,8 +363,30 @@ pub fn apply_metadata_to_file(
         perms.set_readonly(entry.mode & 0o222 == 0);
         file.set_permissions(perms)?;
     }
-    let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
+    let mtime = file_time(entry.mtime, entry.mtime_nsec)?;
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
+}
+
+/// The latest time a manifest may record: the end of the year 9999.
+const LATEST_SECS: i64 = 253_402_300_799;
+
+/// A recorded modification time as a file time, or an error when it is out
+/// of range (a crafted manifest: seconds past the year 9999 either way, or
+/// nanoseconds of a second or more), which the restore reports as a
+/// warning about that entry's metadata.
+pub fn checked_time(secs: i64, nsecs: u32) -> io::Result<(i64, u32)> {
+    if (-LATEST_SECS..=LATEST_SECS).contains(&secs) && nsecs < 1_000_000_000 {
+        return Ok((secs, nsecs));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the recorded modification time {secs}.{nsecs:09} s is out of range; not set"),
+    ))
+}
+
+fn file_time(secs: i64, nsecs: u32) -> io::Result<filetime::FileTime> {
+    let (secs, nsecs) = checked_time(secs, nsecs)?;
+    Ok(filetime::FileTime::from_unix_time(secs, nsecs))
 }
 
 /// Owner and extended attributes are best effort: a restore as non-root, or
@@ -435,7 +457,7 @@ pub fn apply_metadata(path: &Path, entry: &Entry, warnings: &mut Vec<String>) ->
         perms.set_readonly(entry.mode & 0o222 == 0);
         std::fs::set_permissions(path, perms)?;
     }
-    let mtime = filetime::FileTime::from_unix_time(entry.mtime, entry.mtime_nsec);
+    let mtime = file_time(entry.mtime, entry.mtime_nsec)?;
     if is_link {
         set_times_nofollow(path, mtime)
     } else {

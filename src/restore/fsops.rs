@@ -336,6 +336,7 @@ mod unix {
         /// Access and modification time, without following a link.
         pub fn set_times_nofollow(&self, name: &OsStr, secs: i64, nsecs: u32) -> io::Result<()> {
             let n = c(name)?;
+            let (secs, nsecs) = crate::meta::checked_time(secs, nsecs)?;
             let t = libc::timespec {
                 tv_sec: secs as libc::time_t,
                 tv_nsec: nsecs as _,
@@ -515,6 +516,7 @@ mod portable {
             fs::set_permissions(self.path.join(name), perms)
         }
         pub fn set_times_nofollow(&self, name: &OsStr, secs: i64, nsecs: u32) -> io::Result<()> {
+            let (secs, nsecs) = crate::meta::checked_time(secs, nsecs)?;
             let t = filetime::FileTime::from_unix_time(secs, nsecs);
             crate::meta::set_times_nofollow(&self.path.join(name), t)
         }

@@ -670,3 +670,41 @@ fn a_damaged_snapshot_record_took_every_other_snapshot_down() {
     let out = env.run(&["check"]);
     assert_eq!(code(&out), 1, "check reports it: {}", stderr(&out));
 }
+
+/// A crafted manifest time (mtime near i64::MAX, or nanoseconds of a
+/// second or more) panicked restore (exit 101). Such times are refused as
+/// the entry's metadata, with a warning; the contents are restored.
+#[test]
+fn a_crafted_manifest_time_panicked_restore() {
+    for (mtime, nsec) in [
+        (i64::MAX, 0u64),
+        (i64::MIN, 0),
+        (0, 1_000_000_000),
+        (1_700_000_000, u64::from(u32::MAX)),
+    ] {
+        let env = Env::with_repo();
+        let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+        let dir = serde_json::json!({"path": "t", "type": "dir", "mode": 493, "uid": 0, "gid": 0,
+            "mtime": mtime, "mtime_nsec": nsec});
+        let file = serde_json::json!({"path": "t/f", "type": "file", "mode": 420, "uid": 0, "gid": 0,
+            "mtime": mtime, "mtime_nsec": nsec, "size": 0});
+        plant_manifest(&repo, &format!("{dir}\n{file}\n"));
+        let target = env.path("out");
+        let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+        assert_ne!(code(&out), 101, "({mtime}, {nsec}) panicked: {}", stderr(&out));
+        assert!(
+            stderr(&out).lines().count() <= 4,
+            "({mtime}, {nsec}): {}",
+            stderr(&out)
+        );
+        let out = env.run(&["ls", "latest"]);
+        assert_ne!(code(&out), 101, "ls ({mtime}, {nsec}) panicked: {}", stderr(&out));
+        let out = env.run(&["check"]);
+        assert_ne!(
+            code(&out),
+            101,
+            "check ({mtime}, {nsec}) panicked: {}",
+            stderr(&out)
+        );
+    }
+}
