@@ -18,7 +18,12 @@ pub fn run(repo: RepoArg, args: LsArgs) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if args.json {
-        // Streamed, so a huge manifest never sits in memory.
+        // Streamed, so a huge manifest never sits in memory; read through
+        // once first, so that a damaged manifest prints nothing rather than
+        // half a document.
+        for entry in reader.manifest(&short, &snapshot.record.manifest) {
+            entry.with_context(|| format!("cannot read snapshot {short}"))?;
+        }
         write!(out, "[")?;
         for (i, entry) in reader.manifest(&short, &snapshot.record.manifest).enumerate() {
             let entry = entry.with_context(|| format!("cannot read snapshot {short}"))?;

@@ -245,14 +245,18 @@ fn try_once(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<Re
 /// Removes stale locks (or, with `all`, every lock, readable or not);
 /// returns their names.
 pub fn remove_locks(sink: &dyn Sink, all: bool) -> Result<Vec<String>, RepoError> {
+    let every: Vec<String> = sink.list(ObjectKind::Lock)?.into_iter().map(|o| o.name).collect();
     let names: Vec<String> = if all {
-        sink.list(ObjectKind::Lock)?.into_iter().map(|o| o.name).collect()
+        every
     } else {
-        list_locks(sink)?
+        // Stale locks, and those that cannot be read as a lock: they block
+        // no one (and a lock is written whole), so they are debris.
+        let live: Vec<String> = list_locks(sink)?
             .into_iter()
-            .filter(|(_, record)| record.is_stale())
+            .filter(|(_, record)| !record.is_stale())
             .map(|(name, _)| name)
-            .collect()
+            .collect();
+        every.into_iter().filter(|n| !live.contains(n)).collect()
     };
     let mut removed = Vec::new();
     for name in names {
@@ -298,8 +302,16 @@ pub fn username() -> String {
 
 #[cfg(unix)]
 fn process_alive(pid: u32) -> bool {
+    // A pid past pid_t's range (2^32-1 would be -1: every process) names
+    // no process.
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
     // SAFETY: signal 0 only checks whether the process exists.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 

@@ -708,3 +708,20 @@ fn a_crafted_manifest_time_panicked_restore() {
         );
     }
 }
+
+/// `ls --json` printed half a document (`[` and the entries before the
+/// damage) when it hit a damaged manifest: one valid document or nothing.
+#[test]
+fn ls_json_printed_half_a_document_from_a_damaged_manifest() {
+    let env = Env::with_repo();
+    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let good = serde_json::json!({"path": "t", "type": "dir", "mode": 493, "uid": 0, "gid": 0, "mtime": 0});
+    plant_manifest(
+        &repo,
+        &format!("{good}\n{{\"path\": \"t/x\", \"type\": \"nonsense\"}}\n"),
+    );
+    let out = env.run(&["ls", "latest", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", stdout(&out));
+    assert!(stderr(&out).contains("cannot read snapshot"), "{}", stderr(&out));
+}

@@ -145,3 +145,28 @@ fn the_listings_take_a_shared_lock() {
         assert_eq!(code(&out), 11, "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A lock with pid 2^32-1 counted as alive forever (kill(-1, 0) asks about
+/// every process), and a lock that could not be parsed was never removed
+/// by `unlock`.
+#[test]
+fn a_lock_with_pid_u32_max_and_an_unreadable_lock_are_debris() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    put_lock(
+        &env.repo,
+        &this_host(),
+        u32::MAX,
+        chrono::Duration::minutes(1),
+        "exclusive",
+    );
+    fs::write(
+        env.repo.join("locks").join(format!("{:032x}.json", 5)),
+        b"{ garbage",
+    )
+    .expect("write");
+    env.backup(&[&src]);
+    env.ok(&["unlock"]);
+    assert!(lock_names(&env.repo).is_empty(), "{:?}", lock_names(&env.repo));
+}
