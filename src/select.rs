@@ -39,10 +39,7 @@ fn build(patterns: &[String]) -> Result<Option<Patterns>, PatternError> {
             names.add(glob(p)?);
         }
     }
-    let err = |source| PatternError {
-        pattern: patterns.join(" "),
-        source,
-    };
+    let err = |source| PatternError::new(&patterns.join(" "), &source);
     Ok(Some(Patterns {
         names: names.build().map_err(err)?,
         paths: paths.build().map_err(err)?,
@@ -56,8 +53,9 @@ impl Selection {
         exclude: &[String],
         prefixes: Vec<String>,
     ) -> Result<Selection, PatternError> {
+        let include = build(include).map_err(|e| PatternError { what: "include", ..e })?;
         Ok(Selection {
-            include: build(include)?,
+            include,
             exclude: build(exclude)?,
             prefixes,
         })

@@ -26,12 +26,15 @@ pub fn collect(
         let mut b = GlobSetBuilder::new();
         let mut all = Vec::new();
         for p in patterns {
-            b.add(glob(&p)?);
+            b.add(glob(&p).map_err(|e| PatternError {
+                what: "variable",
+                ..e
+            })?);
             all.push(p);
         }
         b.build().map_err(|source| PatternError {
-            pattern: all.join(" "),
-            source,
+            what: "variable",
+            ..PatternError::new(&all.join(" "), &source)
         })
     };
     let wanted = build(&mut include.iter().cloned())?;

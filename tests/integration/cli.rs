@@ -204,15 +204,35 @@ fn a_bad_time_or_pattern_is_named() {
 /// its own message and marked it as its source, which `{:#}` prints again.
 #[test]
 fn a_bad_exclude_pattern_printed_its_cause_twice() {
+    // And `--include '['` was called a bad exclude pattern.
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    env.backup(&[&env.path("src")]);
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("out").to_str().unwrap(),
+        "--include",
+        "[",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("bad include pattern \"[\""),
+        "{}",
+        stderr(&out)
+    );
+
     let env = Env::with_repo();
     write(&env.path("src/a"), b"a");
     let out = env.run(&["backup", env.path("src").to_str().unwrap(), "--exclude", "a["]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(
-        err.contains("bad exclude pattern \"a[\": error parsing glob"),
+        err.contains("bad exclude pattern \"a[\": unclosed character class"),
         "{err}"
     );
+    assert_eq!(err.matches("a[").count(), 1, "the pattern is named once: {err}");
     assert_eq!(err.matches("unclosed character class").count(), 1, "{err}");
     // A message kept as text (a profile's error) still names the cause, once.
     let profile = env.path("bad-glob.toml");

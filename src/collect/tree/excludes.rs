@@ -28,12 +28,24 @@ pub struct Excludes {
     pub markers: Vec<std::ffi::OsString>,
 }
 
+/// A pattern that is not a valid glob: which kind, the pattern, and why
+/// (the glob library's reason alone: its message repeats the pattern).
 #[derive(Debug, thiserror::Error)]
-#[error("bad exclude pattern {pattern:?}")]
+#[error("bad {what} pattern {pattern:?}: {reason}")]
 pub struct PatternError {
+    pub what: &'static str,
     pub pattern: String,
-    #[source]
-    pub source: globset::Error,
+    pub reason: String,
+}
+
+impl PatternError {
+    pub fn new(pattern: &str, source: &globset::Error) -> PatternError {
+        PatternError {
+            what: "exclude",
+            pattern: pattern.to_string(),
+            reason: source.kind().to_string(),
+        }
+    }
 }
 
 pub fn glob(pattern: &str) -> Result<Glob, PatternError> {
@@ -47,10 +59,7 @@ pub fn glob(pattern: &str) -> Result<Glob, PatternError> {
         .literal_separator(true)
         .backslash_escape(cfg!(not(windows)))
         .build()
-        .map_err(|source| PatternError {
-            pattern: pattern.to_string(),
-            source,
-        })
+        .map_err(|source| PatternError::new(pattern, &source))
 }
 
 impl Excludes {
@@ -66,10 +75,7 @@ impl Excludes {
             }
         }
         let build = |b: GlobSetBuilder, pattern: &str| {
-            b.build().map_err(|source| PatternError {
-                pattern: pattern.to_string(),
-                source,
-            })
+            b.build().map_err(|source| PatternError::new(pattern, &source))
         };
         Ok(Excludes {
             names: build(names, &patterns.join(" "))?,
