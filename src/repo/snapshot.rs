@@ -135,6 +135,8 @@ pub enum RefError {
     NoMatch(String),
     #[error("{query:?} matches {} snapshots: {}", candidates.len(), candidates.join(", "))]
     Ambiguous { query: String, candidates: Vec<String> },
+    #[error("{0:?}: the time offset is not one (from -23:59 to +23:59, or Z)")]
+    BadOffset(String),
 }
 
 /// Which snapshots a command considers (`--host`, `--tag`, `--profile`),
@@ -221,6 +223,9 @@ pub fn resolve<'a>(snapshots: &'a [Snapshot], query: &str) -> Result<&'a Snapsho
         matches.extend(snapshots.iter().filter(|s| s.id.to_hex().starts_with(&lower)));
     }
     if matches.is_empty() {
+        if let (_, Some(None)) = split_offset(&query.replacen(' ', "T", 1)) {
+            return Err(RefError::BadOffset(query.to_string()));
+        }
         matches.extend(snapshots.iter().filter(|s| time_matches(&s.record.time, query)));
     }
     match matches.len() {
@@ -248,7 +253,8 @@ fn time_matches(time: &DateTime<FixedOffset>, query: &str) -> bool {
     let query = query.replacen(' ', "T", 1);
     let (prefix, offset) = split_offset(&query);
     let written = match offset {
-        Some(offset) => time
+        Some(None) => return false,
+        Some(Some(offset)) => time
             .with_timezone(&offset)
             .format("%Y-%m-%dT%H:%M:%S%.f")
             .to_string(),
@@ -260,10 +266,11 @@ fn time_matches(time: &DateTime<FixedOffset>, query: &str) -> bool {
     prefix.len() >= 4 && prefix.starts_with(|c: char| c.is_ascii_digit()) && written.starts_with(prefix)
 }
 
-/// Splits `2026-11-24T10:30+01:00` into the time prefix and its offset.
-fn split_offset(query: &str) -> (&str, Option<FixedOffset>) {
+/// Splits `2026-11-24T10:30+01:00` into the time prefix and its offset:
+/// `None` without one, `Some(None)` for one out of range (`+99:99`).
+fn split_offset(query: &str) -> (&str, Option<Option<FixedOffset>>) {
     if let Some(prefix) = query.strip_suffix(['Z', 'z']) {
-        return (prefix, FixedOffset::east_opt(0));
+        return (prefix, Some(FixedOffset::east_opt(0)));
     }
     if let Some(t) = query.find('T') {
         if let Some(pos) = query[t..].rfind(['+', '-']) {
@@ -271,11 +278,16 @@ fn split_offset(query: &str) -> (&str, Option<FixedOffset>) {
             let sign = if offset.starts_with('-') { -1 } else { 1 };
             let digits: String = offset[1..].chars().filter(|c| c.is_ascii_digit()).collect();
             if digits.len() == 4 || digits.len() == 2 {
-                let hours: i32 = digits[..2].parse().unwrap_or(0);
+                let hours: i32 = digits[..2].parse().unwrap_or(99);
                 let minutes: i32 = digits.get(2..4).and_then(|m| m.parse().ok()).unwrap_or(0);
+                let valid = hours < 24 && minutes < 60;
                 return (
                     prefix,
-                    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)),
+                    Some(
+                        valid
+                            .then(|| FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)))
+                            .flatten(),
+                    ),
                 );
             }
         }
@@ -352,6 +364,17 @@ mod tests {
         }
         assert!(matches!(resolve(&snaps, "2027Z"), Err(RefError::NoMatch(_))));
         assert!(matches!(resolve(&[], "latest"), Err(RefError::NoSnapshots)));
+        // An offset out of range was read as local time without a word.
+        for bad in [
+            "2026-11-24T10:30+99:99",
+            "2026-11-24T10:30-24:00",
+            "2026-11-24T10:30+01:60",
+        ] {
+            assert!(
+                matches!(resolve(&snaps, bad), Err(RefError::BadOffset(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
