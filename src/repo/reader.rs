@@ -28,7 +28,13 @@ pub struct BlobReader<'a> {
     sparse: bool,
     /// Compressed frames fetched ahead (see [`BlobReader::prefetched`]).
     prefetched: Vec<((ObjectId, u64), Vec<u8>)>,
+    /// Frames that could not be read or decoded, and why: asked again (by
+    /// every file in a damaged frame), they fail at once.
+    failed: std::collections::HashMap<(ObjectId, u64), String>,
 }
+
+/// Frame failures remembered per reader, at most.
+const REMEMBERED_FAILURES: usize = 4096;
 
 impl<'a> BlobReader<'a> {
     pub fn new(repo: &'a Repository, index: &'a Index) -> BlobReader<'a> {
@@ -40,6 +46,7 @@ impl<'a> BlobReader<'a> {
             bytes_fetched: 0,
             sparse: false,
             prefetched: Vec::new(),
+            failed: Default::default(),
         }
     }
 
@@ -131,10 +138,23 @@ impl<'a> BlobReader<'a> {
             }
             None => Some(!self.sparse),
         };
+        if let Some(why) = self.failed.get(&key) {
+            return Err(RepoError::Corrupt {
+                kind: ObjectKind::Pack,
+                name: pack_id.to_hex(),
+                detail: format!(
+                    "the frame at offset {} could not be read: {why}",
+                    loc.frame_offset
+                ),
+            });
+        }
         let pos = match (cached, whole) {
             (Some(pos), None) => pos,
             (_, whole) => {
-                let raw = self.fetch(key, loc.frame_length)?;
+                let raw = match self.fetch(key, loc.frame_length) {
+                    Ok(raw) => raw,
+                    Err(e) => return Err(self.remember(key, e)),
+                };
                 // The oldest frame makes room, and lends its buffer: a fresh
                 // one of a megabyte costs hundreds of page faults.
                 let mut frame = if self.frames.len() >= CACHED_FRAMES {
@@ -149,10 +169,15 @@ impl<'a> BlobReader<'a> {
                     self.decoder
                         .decode_prefix_into(&raw, loc.frame_offset, &mut frame, needed)
                 };
-                decoded.map_err(|source| RepoError::Pack {
-                    pack: pack_id,
-                    source,
-                })?;
+                if let Err(source) = decoded {
+                    return Err(self.remember(
+                        key,
+                        RepoError::Pack {
+                            pack: pack_id,
+                            source,
+                        },
+                    ));
+                }
                 let mut cached: usize = self.frames.iter().map(|(_, f, _)| f.len()).sum();
                 while cached + frame.len() > CACHED_BYTES {
                     match self.frames.pop_front() {
@@ -177,6 +202,15 @@ impl<'a> BlobReader<'a> {
                 })
             }
         }
+    }
+
+    /// Notes that the frame at `key` failed with `e` (a missing object
+    /// or a broken frame, not an interruption), and returns `e`.
+    fn remember(&mut self, key: (ObjectId, u64), e: RepoError) -> RepoError {
+        if !matches!(e, RepoError::Interrupted) && self.failed.len() < REMEMBERED_FAILURES {
+            self.failed.insert(key, crate::chain(&e));
+        }
+        e
     }
 
     pub fn manifest<'b>(&'b mut self, snapshot: &str, blobs: &'b [ObjectId]) -> ManifestEntries<'a, 'b> {

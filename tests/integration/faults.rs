@@ -725,3 +725,46 @@ fn ls_json_printed_half_a_document_from_a_damaged_manifest() {
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", stdout(&out));
     assert!(stderr(&out).contains("cannot read snapshot"), "{}", stderr(&out));
 }
+
+/// A failure to read a frame was not remembered: 300 files in one frame of
+/// a missing pack asked the store for it 300 times. Each worker asks once.
+#[test]
+fn a_frame_that_failed_was_read_again_for_every_file_in_it() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..300 {
+        write(&src.join(format!("f{i:03}")), format!("file {i}\n").as_bytes());
+    }
+    env.backup(&[&src]);
+    let spy = Arc::new(SpySink::new(Arc::new(LocalSink::new(&env.repo)), 1));
+    let repo = Repository::open(spy.clone() as Arc<dyn Sink>).unwrap();
+    let index = repo.load_index().unwrap();
+    let snapshot = repo.find_snapshot("latest").unwrap();
+    // Read the manifest while the pack is there, then take the pack away.
+    let mut reader = cairn::repo::reader::BlobReader::new(&repo, &index);
+    let entries: Vec<_> = reader
+        .manifest("x", &snapshot.record.manifest)
+        .map(|e| e.unwrap())
+        .filter(|e| !e.blobs.is_empty())
+        .collect();
+    assert_eq!(entries.len(), 300);
+    for p in packs(&env.repo) {
+        fs::remove_file(p).unwrap();
+    }
+    spy.reads.lock().unwrap().clear();
+    let mut reader = cairn::repo::reader::BlobReader::new(&repo, &index);
+    for e in &entries {
+        assert!(reader.read(&e.blobs[0]).is_err());
+    }
+    let frames: std::collections::HashSet<_> = entries
+        .iter()
+        .map(|e| index.get(&e.blobs[0]).map(|(p, l)| (p, l.frame_offset)).unwrap())
+        .collect();
+    let reads: usize = spy.reads.lock().unwrap().values().sum();
+    assert_eq!(
+        reads,
+        frames.len(),
+        "{} missing frames were asked for {reads} times",
+        frames.len()
+    );
+}
