@@ -28,9 +28,11 @@ pub struct BlobReader<'a> {
     sparse: bool,
     /// Compressed frames fetched ahead (see [`BlobReader::prefetched`]).
     prefetched: Vec<((ObjectId, u64), Vec<u8>)>,
-    /// Frames that could not be read or decoded, and why: asked again (by
-    /// every file in a damaged frame), they fail at once.
-    failed: std::collections::HashMap<(ObjectId, u64), String>,
+    /// Frames that could not be read or decoded: how often, and why. A
+    /// frame whose pack is missing, or that failed to decode twice, fails
+    /// at once when asked again (by every file in it); a single garbled
+    /// transfer is read again.
+    failed: std::collections::HashMap<(ObjectId, u64), (u32, String)>,
 }
 
 /// Frame failures remembered per reader, at most.
@@ -138,7 +140,7 @@ impl<'a> BlobReader<'a> {
             }
             None => Some(!self.sparse),
         };
-        if let Some(why) = self.failed.get(&key) {
+        if let Some((_, why)) = self.failed.get(&key).filter(|(times, _)| *times >= 2) {
             return Err(RepoError::Corrupt {
                 kind: ObjectKind::Pack,
                 name: pack_id.to_hex(),
@@ -204,11 +206,19 @@ impl<'a> BlobReader<'a> {
         }
     }
 
-    /// Notes that the frame at `key` failed with `e` (a missing object
-    /// or a broken frame, not an interruption), and returns `e`.
+    /// Notes that the frame at `key` failed with `e`, and returns `e`: a
+    /// missing pack counts as two failures, a frame that does not decode as
+    /// one; other errors (transient, interrupted) not at all.
     fn remember(&mut self, key: (ObjectId, u64), e: RepoError) -> RepoError {
-        if !matches!(e, RepoError::Interrupted) && self.failed.len() < REMEMBERED_FAILURES {
-            self.failed.insert(key, crate::chain(&e));
+        let weight = match &e {
+            RepoError::Sink(s) if s.is_not_found() => 2,
+            RepoError::Pack { .. } => 1,
+            _ => 0,
+        };
+        if weight > 0 && (self.failed.len() < REMEMBERED_FAILURES || self.failed.contains_key(&key)) {
+            let entry = self.failed.entry(key).or_insert((0, String::new()));
+            entry.0 = entry.0.saturating_add(weight);
+            entry.1 = crate::chain(&e);
         }
         e
     }
