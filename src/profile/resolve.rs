@@ -316,14 +316,20 @@ fn compute_vars(
 /// The absolute path as manifest components: `/etc/nginx/x` gives
 /// `etc/nginx/x`, `C:\Users\x` gives `C/Users/x`.
 fn manifest_tail(path: &Path) -> String {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            Component::Prefix(p) => Some(p.as_os_str().to_string_lossy().replace([':', '\\'], "")),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    // `..` takes the component before it away, as the recorded path is
+    // normalised (`/a/../b/x` is `b/x`, not `a/b/x`).
+    let mut parts: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::Prefix(p) => parts.push(p.as_os_str().to_string_lossy().replace([':', '\\'], "")),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir => {}
+        }
+    }
+    parts.join("/")
 }
 
 fn has_glob(s: &str) -> bool {
@@ -385,6 +391,7 @@ mod tests {
             manifest_tail(Path::new("/etc/nginx/nginx.conf")),
             "etc/nginx/nginx.conf"
         );
+        assert_eq!(manifest_tail(Path::new("/x/a/../b/./c")), "x/b/c");
     }
 
     #[test]

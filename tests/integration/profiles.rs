@@ -725,3 +725,35 @@ fn a_profile_sink_is_created_on_first_use() {
         "the default repository is not used"
     );
 }
+
+/// A files-collector path with `..` was recorded under a prefix that kept
+/// the component before the `..` (`a/../b/x` as `a/b/x`), so it restored to
+/// a place it never came from.
+#[test]
+fn a_files_path_with_dot_dot_was_restored_elsewhere() {
+    let env = Env::with_repo();
+    let base = env.path("fdot");
+    write(&base.join("b/x"), b"original");
+    fs::create_dir_all(base.join("a")).unwrap();
+    let profile = env.path("dotdot.toml");
+    write(
+        &profile,
+        format!(
+            "[[collector]]\nkind = \"files\"\nname = \"f\"\nfiles = [{{ path = \"{}/a/../b/x\" }}]\n",
+            base.display()
+        )
+        .as_bytes(),
+    );
+    env.ok(&["backup", "--profile", profile.to_str().unwrap()]);
+    let listing = env.ok(&["ls", "latest"]);
+    let inside = base.strip_prefix("/").unwrap().display().to_string();
+    assert!(listing.contains(&format!("files/f/{inside}/b/x")), "{listing}");
+    assert!(!listing.contains("/a/b/x"), "{listing}");
+    write(&base.join("b/x"), b"changed");
+    env.ok(&["restore", "latest", "--in-place", "--no-safety-snapshot"]);
+    assert_eq!(fs::read(base.join("b/x")).unwrap(), b"original");
+    assert!(
+        !base.join("a/b").exists(),
+        "nothing is written where it never was"
+    );
+}
