@@ -80,6 +80,8 @@ pub enum BackupError {
     NoPaths,
     #[error("nothing to back up: {0} cannot be found")]
     NoSources(String),
+    #[error("nothing to back up: {0} is the repository itself (or inside it); a repository is not backed up into itself")]
+    OnlyRepository(String),
     #[error("not enough space for this backup in {location}: it is expected to add about {needed}, and {free} is free; free some space or back up into another repository")]
     NoSpace {
         location: String,
@@ -205,6 +207,7 @@ fn run_inner(
         Ok(excludes)
     };
     let sources = sources(&opts.paths, &opts.roots, &opts.excludes, &make_excludes)?;
+    let sources = leave_out_the_repository(sources, &opts.skip)?;
     // Some missing sources make a partial snapshot; all of them, no snapshot.
     if sources
         .iter()
@@ -264,6 +267,25 @@ fn run_inner(
         record,
         warnings: tally.warnings,
     })
+}
+
+/// Sources that are the repository itself, or lie inside it, are left out
+/// with a warning (`cairn backup R` stored the repository into itself, and
+/// again each run); the walk leaves the repository out of the others.
+fn leave_out_the_repository(sources: Vec<Source>, skip: &[PathBuf]) -> Result<Vec<Source>, BackupError> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p));
+    let skip: Vec<PathBuf> = skip.iter().map(|k| real(k)).collect();
+    let (inside, kept): (Vec<Source>, Vec<Source>) = sources
+        .into_iter()
+        .partition(|s| s.content.is_none() && skip.iter().any(|k| real(&s.abs).starts_with(k)));
+    if kept.is_empty() && !inside.is_empty() {
+        let names: Vec<String> = inside.iter().map(|s| s.abs.display().to_string()).collect();
+        return Err(BackupError::OnlyRepository(names.join(", ")));
+    }
+    for s in &inside {
+        tracing::warn!("{} is the repository, or inside it: left out", s.abs.display());
+    }
+    Ok(kept)
 }
 
 /// How each source is recorded in the snapshot.

@@ -768,3 +768,36 @@ fn a_frame_that_failed_was_read_again_for_every_file_in_it() {
         frames.len()
     );
 }
+
+/// `cairn backup R` of the repository itself stored the repository into
+/// itself, and again each run.
+#[test]
+fn a_backup_of_the_repository_stored_it_into_itself() {
+    let env = Env::with_repo();
+    let out = env.run(&["backup", env.repo.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is the repository itself"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        fs::read_dir(env.repo.join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+    // Beside another source, it is left out with a warning.
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    let out = env.run(&[
+        "backup",
+        env.repo.join("index").to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("left out"), "{}", stderr(&out));
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(!listing.contains("index"), "{listing}");
+}
