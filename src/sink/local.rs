@@ -45,19 +45,47 @@ impl LocalSink {
         }
     }
 
+    /// Opens an object to read it: never through a symbolic link, never
+    /// blocking (a fifo), and only a regular file no larger than its kind
+    /// can be (a `config.json` linked to `/dev/zero` would read forever).
     fn open(&self, kind: ObjectKind, name: &str) -> Result<File, SinkError> {
         check_name(kind, name)?;
         let path = self.path(kind, name);
-        File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                SinkError::NotFound {
-                    kind,
-                    name: name.to_string(),
-                }
-            } else {
-                self.io_err("open", &path, e)
-            }
-        })
+        let not_an_object = |why: &str| {
+            self.io_err(
+                "open",
+                &path,
+                io::Error::new(io::ErrorKind::InvalidData, why.to_string()),
+            )
+        };
+        #[cfg(not(unix))]
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(not_an_object("a symbolic link, not an object"));
+        }
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        let file = options.open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SinkError::NotFound {
+                kind,
+                name: name.to_string(),
+            },
+            #[cfg(unix)]
+            _ if e.raw_os_error() == Some(libc::ELOOP) => not_an_object("a symbolic link, not an object"),
+            _ => self.io_err("open", &path, e),
+        })?;
+        let meta = file.metadata().map_err(|e| self.io_err("open", &path, e))?;
+        if !meta.is_file() {
+            return Err(not_an_object("not a regular file"));
+        }
+        if meta.len() > max_size(kind) {
+            return Err(not_an_object(&format!(
+                "{} bytes, more than a {kind} object can be",
+                meta.len()
+            )));
+        }
+        Ok(file)
     }
 
     fn list_dir(&self, dir: &Path, kind: ObjectKind, out: &mut Vec<ObjectInfo>) -> Result<(), SinkError> {
@@ -89,6 +117,17 @@ impl LocalSink {
             }
         }
         Ok(())
+    }
+}
+
+/// The largest object of each kind a repository may hold: what a reader
+/// reads at most.
+fn max_size(kind: ObjectKind) -> u64 {
+    match kind {
+        ObjectKind::Config | ObjectKind::Lock => 1 << 20,
+        ObjectKind::Snapshot => 64 << 20,
+        ObjectKind::Index => 1 << 30,
+        ObjectKind::Pack => 4 << 30,
     }
 }
 
@@ -141,9 +180,10 @@ impl Sink for LocalSink {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, SinkError> {
-        let mut file = self.open(kind, name)?;
+        let file = self.open(kind, name)?;
         let mut buf = Vec::new();
-        file.read_to_end(&mut buf)
+        file.take(max_size(kind))
+            .read_to_end(&mut buf)
             .map_err(|e| self.io_err("read", &self.path(kind, name), e))?;
         Ok(buf)
     }

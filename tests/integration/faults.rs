@@ -801,3 +801,49 @@ fn a_backup_of_the_repository_stored_it_into_itself() {
     let listing = env.ok(&["ls", "latest"]);
     assert!(!listing.contains("index"), "{listing}");
 }
+
+/// Repository objects that are not regular files: `config.json` linked to
+/// `/dev/zero` ate all memory, and a pack replaced by a fifo hung check and
+/// restore. They are refused at once, naming the object.
+#[test]
+fn a_repository_object_that_is_a_link_or_a_fifo_hung_or_ate_memory() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a"), &noise(10_000, 3));
+    env.backup(&[&src]);
+    let pack = packs(&env.repo).pop().unwrap();
+    fs::remove_file(&pack).unwrap();
+    mkfifo(&pack, 0o644);
+    for args in [
+        &["check", "--read-data"][..],
+        &["restore", "latest", "--target", "/nonexistent-target-x"],
+    ] {
+        let child = env
+            .cmd()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_or_kill(child, 60, &format!("{args:?} with a fifo for a pack"));
+        assert_ne!(code(&out), 0, "{args:?}");
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let config = env.repo.join("config.json");
+    fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+    let child = env
+        .cmd()
+        .arg("snapshots")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_or_kill(child, 60, "snapshots with config.json -> /dev/zero");
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+}
