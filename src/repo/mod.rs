@@ -206,11 +206,18 @@ impl Repository {
             detail,
         };
         // Index files are compressed as a stream, without their size in the
-        // frame header. The bound only reserves address space: the pages
-        // touched are the JSON's, with no copies as a growing buffer would
-        // make (an index of a large tree is tens of megabytes).
-        let json = zstd::bulk::decompress(&bytes, 1 << 30)
+        // frame header: decoded as a stream, bounded by what the format
+        // allows (1 GiB), never reserving that bound up front (a process
+        // under a memory limit would abort).
+        const MAX_JSON: u64 = 1 << 30;
+        let mut json = Vec::with_capacity(bytes.len().saturating_mul(4).min(64 << 20));
+        let decoder = zstd::stream::read::Decoder::with_buffer(&bytes[..])
             .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, MAX_JSON + 1), &mut json)
+            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+        if json.len() as u64 > MAX_JSON {
+            return Err(corrupt("decompresses to more than 1 GiB".into()));
+        }
         IndexFile::from_json(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
     }
 

@@ -847,3 +847,33 @@ fn a_repository_object_that_is_a_link_or_a_fifo_hung_or_ate_memory() {
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
 }
+
+/// Every index file load reserved 1 GiB up front, so a cairn under a memory
+/// limit aborted before reading anything.
+#[test]
+fn an_index_load_reserved_a_gigabyte_and_aborted_under_a_memory_limit() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    env.backup(&[&src]);
+    // The address space the binary itself maps, and 600 MiB besides: far
+    // less than 1 GiB more.
+    let binary = fs::metadata(BIN).unwrap().len() / 1024;
+    let limit = binary + 600 * 1024;
+    let line = format!(
+        "ulimit -v {limit} && exec '{BIN}' --repo '{}' ls latest",
+        env.repo.display()
+    );
+    let out = env.cmd_without_repo();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .envs(
+            out.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "under ulimit -v {limit}: {}", stderr(&out));
+    assert!(stdout(&out).contains("tree/src/a"), "{}", stdout(&out));
+}
