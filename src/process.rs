@@ -108,7 +108,7 @@ pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duratio
 }
 
 /// Kills the child and every process in its group.
-fn kill_group(child: &mut std::process::Child) {
+pub(crate) fn kill_group(child: &mut std::process::Child) {
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: killpg has no memory preconditions; the group is the

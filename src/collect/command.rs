@@ -71,6 +71,8 @@ pub enum CommandError {
     NotFound(String),
     #[error("{program}: still running after {secs}s; stopped")]
     TimedOut { program: String, secs: u64 },
+    #[error("{program}: stopped, cairn was interrupted")]
+    Interrupted { program: String },
     #[error("cannot run {program}")]
     Io {
         program: String,
@@ -94,20 +96,23 @@ pub fn run_with_env(
         program: program.clone(),
         source,
     };
-    let mut child = Command::new(&program)
-        .args(argv.get(1..).unwrap_or(&[]))
+    let mut cmd = Command::new(&program);
+    cmd.args(argv.get(1..).unwrap_or(&[]))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                CommandError::NotFound(program.clone())
-            } else {
-                io_err(e)
-            }
-        })?;
+        .stderr(Stdio::piped());
+    // A group of its own: a timeout or an interrupt ends it with everything
+    // it started.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            CommandError::NotFound(program.clone())
+        } else {
+            io_err(e)
+        }
+    })?;
     // Both pipes are drained on threads of their own, so a program that
     // fills one of them never blocks waiting for us.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
@@ -123,12 +128,17 @@ pub fn run_with_env(
         if let Some(status) = child.try_wait().map_err(io_err)? {
             break status;
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
+        let timed_out = Instant::now() >= deadline;
+        if timed_out || crate::interrupt::is_set() {
+            crate::process::kill_group(&mut child);
             let _ = child.wait();
-            return Err(CommandError::TimedOut {
-                program,
-                secs: timeout.as_secs(),
+            return Err(if timed_out {
+                CommandError::TimedOut {
+                    program,
+                    secs: timeout.as_secs(),
+                }
+            } else {
+                CommandError::Interrupted { program }
             });
         }
         std::thread::sleep(Duration::from_millis(5));

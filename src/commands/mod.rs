@@ -89,6 +89,10 @@ fn parse_wait(text: &str) -> Result<std::time::Duration> {
 
 /// The exit code for an error, from the first error in its chain that has one.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    // Whatever failed after Ctrl-C or SIGTERM failed because of it.
+    if cairn::interrupt::is_set() {
+        return exit::INTERRUPTED;
+    }
     for cause in err.chain() {
         let repo_err = cause
             .downcast_ref::<RepoError>()

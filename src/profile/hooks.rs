@@ -6,8 +6,15 @@ use std::time::Duration;
 use super::Profile;
 use crate::collect::command::{self, CommandOutput};
 
-/// How long one hook may run.
+/// How long one hook may run, unless the profile says (`timeout_secs`).
 const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn timeout(profile: &Profile) -> Duration {
+    profile
+        .hooks
+        .timeout_secs
+        .map_or(HOOK_TIMEOUT, Duration::from_secs)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("profile {profile}: before hook `{hook}` failed ({why}); nothing was saved{output}")]
@@ -57,7 +64,7 @@ pub fn run_before(profile: &Profile) -> Result<(), HookError> {
             why,
             output,
         };
-        match command::run_with_env(&shell(hook), HOOK_TIMEOUT, &env) {
+        match command::run_with_env(&shell(hook), timeout(profile), &env) {
             Ok(out) if out.success => {}
             Ok(out) => return Err(fail(out.status.trim().to_string(), tail(&out))),
             Err(e) => return Err(fail(crate::chain(&e), String::new())),
@@ -83,7 +90,7 @@ pub fn run_after(profile: &Profile, outcome: &Outcome) -> Vec<String> {
     ];
     let mut warnings = Vec::new();
     for hook in &profile.hooks.after {
-        match command::run_with_env(&shell(hook), HOOK_TIMEOUT, &env) {
+        match command::run_with_env(&shell(hook), timeout(profile), &env) {
             Ok(out) if out.success => {}
             Ok(out) => warnings.push(format!(
                 "profile {}: after hook `{hook}` failed ({}){}",

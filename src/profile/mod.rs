@@ -56,6 +56,10 @@ pub struct Hooks {
     pub before: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
+    /// How long each hook may run before it is stopped with everything it
+    /// started (600 s when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// A variable a profile computes: the trimmed output of a command (which

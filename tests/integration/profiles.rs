@@ -757,3 +757,46 @@ fn a_files_path_with_dot_dot_was_restored_elsewhere() {
         "nothing is written where it never was"
     );
 }
+
+/// A hook waited out its fixed 600 s with no way to set a shorter time, and
+/// a SIGTERM to cairn meanwhile did not end it.
+#[test]
+fn a_hook_could_not_be_given_a_timeout_nor_stopped() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), b"a");
+    let marker = env.path("grandchild-ran");
+    let profile = env.path("slow.toml");
+    let text = |timeout: &str| {
+        format!(
+            "[[collector]]\nkind = \"tree\"\nname = \"src\"\npath = \"{}\"\n[hooks]\nbefore = [\"(sleep 3; touch '{}') & sleep 30\"]\n{timeout}",
+            env.path("src").display(),
+            marker.display()
+        )
+    };
+    write(&profile, text("timeout_secs = 1\n").as_bytes());
+    let started = std::time::Instant::now();
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the hook was not stopped"
+    );
+    assert!(stderr(&out).contains("before hook"), "{}", stderr(&out));
+    // Without a timeout of its own, a SIGTERM ends the hook and cairn.
+    write(&profile, text("").as_bytes());
+    let child = env
+        .cmd()
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = wait_or_kill(child, 15, "backup with a hook after SIGTERM");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    // Everything the hook started went with it.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!marker.exists(), "a process the hook started outlived it");
+}
