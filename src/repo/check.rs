@@ -158,9 +158,10 @@ fn check_packs_stored<'p>(
     for (pack_id, blobs) in pack_blobs {
         report.packs += 1;
         let name = pack_id.to_hex();
+        // An offset near 2^64 must not wrap round to a small, plausible end.
         let needed = blobs
             .iter()
-            .map(|b| b.frame_offset + b.frame_length as u64)
+            .map(|b| b.frame_offset.saturating_add(u64::from(b.frame_length)))
             .max()
             .unwrap_or(0);
         let message = match stored.get(&name) {

@@ -877,3 +877,32 @@ fn an_index_load_reserved_a_gigabyte_and_aborted_under_a_memory_limit() {
     assert_eq!(code(&out), 0, "under ulimit -v {limit}: {}", stderr(&out));
     assert!(stdout(&out).contains("tree/src/a"), "{}", stdout(&out));
 }
+
+/// An index entry whose frame offset is near 2^64 wrapped round to a small
+/// end, and plain `check` reported no errors.
+#[test]
+fn an_offset_near_2_64_wrapped_and_check_saw_nothing() {
+    let env = Env::with_repo();
+    write(&env.path("src/a"), &noise(10_000, 9));
+    env.backup(&[&env.path("src")]);
+    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let old = only_file_in(&env.repo.join("index"));
+    let name = old
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".json.zst", "");
+    let mut file = repo.read_index_file(&name).unwrap();
+    file.packs[0].blobs.push(cairn::repo::index::IndexBlob {
+        id: ObjectId::of(b"crafted"),
+        frame_offset: u64::MAX - 5,
+        frame_length: 100,
+        offset: 0,
+        length: 1,
+    });
+    repo.write_index_file(&file).unwrap();
+    fs::remove_file(old).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("is truncated"), "{}", stderr(&out));
+}
