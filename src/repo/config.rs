@@ -49,6 +49,37 @@ pub enum CompressionAlgorithm {
 }
 
 impl Config {
+    /// Whether this cairn can read and write what the config describes: a
+    /// frame (the target plus the largest chunk and its tar framing) within
+    /// the reader's frame limit, a pack target a writer can hold, a zstd
+    /// level zstd has. Checked when a repository is opened, so that a
+    /// crafted config is refused at once, not discovered at restore.
+    pub fn check(&self) -> Result<(), String> {
+        let max_frame = super::pack::MAX_FRAME_BYTES as u64;
+        let frame = u64::from(self.frame_target)
+            .saturating_add(u64::from(self.chunker.max_size))
+            .saturating_add(2048);
+        if self.frame_target < 4096 || frame > max_frame {
+            return Err(format!(
+                "frame_target {} with chunks of up to {} bytes makes frames this cairn cannot read (at most {} bytes)",
+                self.frame_target, self.chunker.max_size, max_frame
+            ));
+        }
+        if !(1 << 16..=1 << 30).contains(&self.pack_target) {
+            return Err(format!(
+                "pack_target {} is outside 64 KiB to 1 GiB",
+                self.pack_target
+            ));
+        }
+        if !(-7..=22).contains(&self.compression.level) {
+            return Err(format!(
+                "compression level {} is not a zstd level (-7 to 22)",
+                self.compression.level
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(id: String) -> Config {
         Config {
             version: FORMAT_VERSION,

@@ -165,6 +165,10 @@ impl Repository {
             location: location.clone(),
             reason: "config.json has chunker sizes outside FastCDC's limits".into(),
         })?;
+        config.check().map_err(|why| RepoError::NotARepository {
+            location: location.clone(),
+            reason: format!("config.json: {why}"),
+        })?;
         Ok(Repository {
             sink,
             config,

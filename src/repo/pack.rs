@@ -16,7 +16,7 @@ const BLOCK: usize = 512;
 
 /// Upper bound on one decompressed frame; a frame holds at most one maximum
 /// chunk (16 MiB by FastCDC's limits) plus small blobs up to the frame target.
-const MAX_FRAME_BYTES: usize = 64 << 20;
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {

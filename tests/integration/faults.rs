@@ -906,3 +906,28 @@ fn an_offset_near_2_64_wrapped_and_check_saw_nothing() {
     assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
     assert!(stderr(&out).contains("is truncated"), "{}", stderr(&out));
 }
+
+/// A config whose frame target is above what the reader reads was only
+/// discovered at restore; it is refused when the repository is opened.
+#[test]
+fn a_config_beyond_the_readers_limits_was_discovered_at_restore() {
+    for (field, value) in [("frame_target", 1u64 << 30), ("pack_target", 1), ("level", 99)] {
+        let env = Env::with_repo();
+        let path = env.repo.join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        if field == "level" {
+            config["compression"]["level"] = value.into();
+        } else {
+            config[field] = value.into();
+        }
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let out = env.run(&["snapshots"]);
+        assert_eq!(code(&out), 1, "{field}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("config.json") && err.contains(field),
+            "{field}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
