@@ -9,19 +9,41 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectId([u8; 32]);
 
-/// Ids are uniformly random already, so eight of their bytes make a perfect
-/// hash; this spares the index and dedup sets SipHash on every lookup.
+/// Ids of real objects are uniformly random, but ids read from a crafted
+/// index or manifest are whatever their writer chose: all 32 bytes go into
+/// the hash, with a key random per process (see [`IdHasher`]), so that no
+/// repository can make every id fall into one bucket.
 impl std::hash::Hash for ObjectId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(first));
+        for word in self.0.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            state.write_u64(u64::from_le_bytes(w));
+        }
     }
 }
 
-/// A hasher for maps keyed by [`ObjectId`]: passes the id's bits through.
-#[derive(Default, Clone, Copy)]
+/// A hasher for maps keyed by [`ObjectId`]: four rounds of a 64-bit mixer
+/// (splitmix64's finaliser) over the id's words, from a per-process random
+/// key. Far cheaper than SipHash on every index lookup, and a repository
+/// cannot flood a map without knowing the key.
+#[derive(Clone, Copy)]
 pub struct IdHasher(u64);
+
+impl Default for IdHasher {
+    fn default() -> Self {
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        IdHasher(*KEY.get_or_init(crate::sink::local::random_u64))
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -30,12 +52,12 @@ impl std::hash::Hasher for IdHasher {
 
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
+            self.0 = mix(self.0 ^ u64::from(b));
         }
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
+        self.0 = mix(self.0 ^ n);
     }
 }
 
@@ -169,5 +191,27 @@ mod tests {
         assert!("abc".parse::<ObjectId>().is_err());
         assert!(id.to_hex().to_uppercase().parse::<ObjectId>().is_err());
         assert!(format!("+{}", &id.to_hex()[1..]).parse::<ObjectId>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    /// Ids that share their first eight bytes all hashed alike (only those
+    /// bytes went into the hash): a crafted index could put every id in one
+    /// bucket.
+    #[test]
+    fn ids_sharing_a_prefix_hashed_alike() {
+        let build = IdBuildHasher::default();
+        let hashes: std::collections::HashSet<u64> = (0..1000u32)
+            .map(|i| {
+                let mut bytes = [7u8; 32];
+                bytes[28..].copy_from_slice(&i.to_le_bytes());
+                build.hash_one(ObjectId(bytes))
+            })
+            .collect();
+        assert_eq!(hashes.len(), 1000);
     }
 }
