@@ -122,7 +122,7 @@ pub(super) fn walk_sources(
 
 fn walk_with_parent(
     index: &Index,
-    mut cursor: ParentCursor,
+    cursor: ParentCursor,
     sources: &[Source],
     walked: WalkFeed,
     out: Outlets,
@@ -134,8 +134,14 @@ fn walk_with_parent(
         permits,
         progress,
     } = out;
-    let mut links: HashMap<(u64, u64), RawBytes> = HashMap::new();
-    let mut matcher = LineMatcher::default();
+    let mut sorter = Sorter {
+        index,
+        cursor,
+        matcher: LineMatcher::default(),
+        links: HashMap::new(),
+        jobs,
+        progress,
+    };
     let mut seq = 0u64;
     let mut batch = DoneBatch {
         out: BatchSender::new(done.clone(), DoneBatch::SIZE),
@@ -143,52 +149,23 @@ fn walk_with_parent(
     };
     // Sources with made contents go in at their place in manifest order:
     // before the first walked item of any later source.
-    let mut generated = sources
+    let mut generated: std::collections::VecDeque<(usize, &Source)> = sources
         .iter()
         .enumerate()
         .filter(|(_, s)| s.content.is_some())
-        .peekable();
-    let mut emit_generated = |up_to: usize, batch: &mut DoneBatch, seq: &mut u64| -> bool {
-        while let Some((_, source)) = generated.next_if(|(i, _)| *i < up_to) {
-            if !batch.admit() {
-                return false;
-            }
-            let content = source.content.clone().unwrap_or_default();
-            let entry = generated_entry(source.prefix.as_bytes().to_vec(), content.len() as u64);
-            let job = FileJob {
-                seq: *seq,
-                abs: source.abs.clone(),
-                content: Some(content),
-                dev: 0,
-                entry,
-                status: FileStatus::New,
-            };
-            *seq += 1;
-            if jobs.send(job).is_err() {
-                return false;
-            }
-        }
-        true
-    };
+        .collect();
     for batch_of_items in walked.batches.iter() {
         for (source_index, item) in batch_of_items {
-            if !emit_generated(source_index, &mut batch, &mut seq) {
+            if !emit_generated(&mut generated, source_index, &mut batch, &mut seq, jobs) {
                 return Ok(());
             }
-            let source = &sources[source_index];
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted);
             }
             let Walked { path, stat, place } = match item {
                 TreeItem::Entry(walked) => walked,
                 TreeItem::Unreadable { path, error } => {
-                    let what = if error.kind() == io::ErrorKind::NotFound && path == source.abs {
-                        "source path does not exist".to_string()
-                    } else {
-                        error.to_string()
-                    };
-                    tally.warnings.push(format!("{}: {what}", path.display()));
-                    tally.partial = true;
+                    unreadable(&sources[source_index], &path, &error, tally);
                     continue;
                 }
             };
@@ -197,117 +174,16 @@ fn walk_with_parent(
             }
             let this = seq;
             seq += 1;
-            let Some(mut entry) = stat.entry(path) else {
-                if !batch.push(
-                    this,
-                    Done::Skipped {
-                        path: None,
-                        warning: None,
-                    },
-                ) {
-                    return Ok(());
-                }
-                continue;
-            };
-            let ready = match entry.kind {
-                EntryKind::File => {
-                    if let Some(key) = stat.hardlink_key() {
-                        if let Some(first) = links.get(&key) {
-                            entry.kind = EntryKind::Hardlink;
-                            entry.target = Some(first.clone());
-                            entry.size = 0;
-                            batch.push(
-                                this,
-                                Done::Entry {
-                                    entry,
-                                    status: None,
-                                    warning: None,
-                                    line: None,
-                                },
-                            );
-                            continue;
-                        }
-                        links.insert(key, entry.path.clone());
-                    }
-                    let verdict = cursor
-                        .find(entry.path.as_bytes())
-                        .map(|prev| matcher.file(prev, &mut entry, index));
-                    match verdict {
-                        Some(Verdict::Unchanged { line }) => {
-                            progress.add(entry.size);
-                            progress.file_done();
-                            Done::Entry {
-                                entry,
-                                status: Some(FileStatus::Unchanged),
-                                warning: None,
-                                line,
-                            }
-                        }
-                        verdict => {
-                            let status = if verdict.is_some() {
-                                FileStatus::Changed
-                            } else {
-                                FileStatus::New
-                            };
-                            if jobs
-                                .send(FileJob {
-                                    seq: this,
-                                    abs: place.abs(entry.path.as_bytes()),
-                                    content: None,
-                                    dev: stat.dev,
-                                    entry,
-                                    status,
-                                })
-                                .is_err()
-                            {
-                                return Ok(());
-                            }
-                            continue;
-                        }
-                    }
-                }
-                EntryKind::Symlink => {
-                    let abs = place.abs(entry.path.as_bytes());
-                    match std::fs::read_link(&abs) {
-                        Ok(target) => {
-                            entry.target = Some(RawBytes(os_bytes(target.as_os_str())));
-                            Done::Entry {
-                                entry,
-                                status: None,
-                                warning: None,
-                                line: None,
-                            }
-                        }
-                        Err(e) => {
-                            tally.partial = true;
-                            Done::Skipped {
-                                path: None,
-                                warning: Some(format!("{}: {e}", abs.display())),
-                            }
-                        }
-                    }
-                }
-                EntryKind::Dir => {
-                    let verdict = cursor
-                        .find(entry.path.as_bytes())
-                        .map(|prev| matcher.dir(prev, &mut entry));
-                    match verdict {
-                        Some(Verdict::Unchanged { line }) => Done::Entry {
-                            entry,
-                            status: None,
-                            warning: None,
-                            line,
-                        },
-                        _ => {
-                            let abs = place.abs(entry.path.as_bytes());
-                            read_xattrs_into(entry, &abs)
-                        }
-                    }
-                }
-                _ => {
-                    let abs = place.abs(entry.path.as_bytes());
-                    read_xattrs_into(entry, &abs)
-                }
+            let ready = match stat.entry(path) {
+                None => Done::Skipped {
+                    path: None,
+                    warning: None,
+                },
+                Some(entry) => match sorter.sort(entry, &stat, &place, this, tally) {
+                    Sorted::Ready(done) => done,
+                    Sorted::Sent => continue,
+                    Sorted::Stop => return Ok(()),
+                },
             };
             if !batch.push(this, ready) {
                 return Ok(());
@@ -317,11 +193,182 @@ fn walk_with_parent(
     if !walked.finished.load(Ordering::Acquire) {
         return Err(RepoError::WalkStopped);
     }
-    if !emit_generated(usize::MAX, &mut batch, &mut seq) {
+    if !emit_generated(&mut generated, usize::MAX, &mut batch, &mut seq, jobs) {
         return Ok(());
     }
     batch.flush();
     Ok(())
+}
+
+/// A walked path that could not be read: a warning, and a partial snapshot.
+fn unreadable(source: &Source, path: &std::path::Path, error: &io::Error, tally: &mut Tally) {
+    let what = if error.kind() == io::ErrorKind::NotFound && path == source.abs {
+        "source path does not exist".to_string()
+    } else {
+        error.to_string()
+    };
+    tally.warnings.push(format!("{}: {what}", path.display()));
+    tally.partial = true;
+}
+
+/// Hands the sources with made contents that come before source `up_to` to
+/// the workers; `false` when the backup stops.
+fn emit_generated(
+    generated: &mut std::collections::VecDeque<(usize, &Source)>,
+    up_to: usize,
+    batch: &mut DoneBatch,
+    seq: &mut u64,
+    jobs: &Sender<FileJob>,
+) -> bool {
+    while let Some(&(_, source)) = generated.front().filter(|(i, _)| *i < up_to) {
+        generated.pop_front();
+        if !batch.admit() {
+            return false;
+        }
+        let content = source.content.clone().unwrap_or_default();
+        let entry = generated_entry(source.prefix.as_bytes().to_vec(), content.len() as u64);
+        let job = FileJob {
+            seq: *seq,
+            abs: source.abs.clone(),
+            content: Some(content),
+            dev: 0,
+            entry,
+            status: FileStatus::New,
+        };
+        *seq += 1;
+        if jobs.send(job).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// What became of one walked entry. Returned and matched at once, never
+/// stored: boxing the entry would cost an allocation per walked path.
+#[allow(clippy::large_enum_variant)]
+enum Sorted {
+    /// Finished here (unchanged, a hard link, a symlink, a directory...).
+    Ready(Done),
+    /// Handed to a worker to be read.
+    Sent,
+    /// The workers are gone: the backup stops.
+    Stop,
+}
+
+/// Sorts walked entries against the parent snapshot: what is unchanged is
+/// finished from the parent's line, what changed goes to the workers.
+struct Sorter<'a> {
+    index: &'a Index,
+    cursor: ParentCursor<'a>,
+    matcher: LineMatcher,
+    /// The first path seen of each (device, inode) with several links.
+    links: HashMap<(u64, u64), RawBytes>,
+    jobs: &'a Sender<FileJob>,
+    progress: &'a Progress,
+}
+
+fn ready(entry: Entry, status: Option<FileStatus>, line: Option<Vec<u8>>) -> Sorted {
+    Sorted::Ready(Done::Entry {
+        entry,
+        status,
+        warning: None,
+        line,
+    })
+}
+
+impl Sorter<'_> {
+    fn sort(
+        &mut self,
+        mut entry: Entry,
+        stat: &meta::Stat,
+        place: &tree::Place,
+        seq: u64,
+        tally: &mut Tally,
+    ) -> Sorted {
+        match entry.kind {
+            EntryKind::File => self.file(entry, stat, place, seq),
+            EntryKind::Symlink => Sorted::Ready(symlink(entry, place, tally)),
+            EntryKind::Dir => match self
+                .cursor
+                .find(entry.path.as_bytes())
+                .map(|prev| self.matcher.dir(prev, &mut entry))
+            {
+                Some(Verdict::Unchanged { line }) => ready(entry, None, line),
+                _ => {
+                    let abs = place.abs(entry.path.as_bytes());
+                    Sorted::Ready(read_xattrs_into(entry, &abs))
+                }
+            },
+            _ => {
+                let abs = place.abs(entry.path.as_bytes());
+                Sorted::Ready(read_xattrs_into(entry, &abs))
+            }
+        }
+    }
+
+    /// A file: a hard link to one seen before, unchanged since the parent,
+    /// or to be read by a worker.
+    fn file(&mut self, mut entry: Entry, stat: &meta::Stat, place: &tree::Place, seq: u64) -> Sorted {
+        if let Some(key) = stat.hardlink_key() {
+            if let Some(first) = self.links.get(&key) {
+                entry.kind = EntryKind::Hardlink;
+                entry.target = Some(first.clone());
+                entry.size = 0;
+                return ready(entry, None, None);
+            }
+            self.links.insert(key, entry.path.clone());
+        }
+        let (index, matcher) = (self.index, &mut self.matcher);
+        let verdict = self
+            .cursor
+            .find(entry.path.as_bytes())
+            .map(|prev| matcher.file(prev, &mut entry, index));
+        let status = match verdict {
+            Some(Verdict::Unchanged { line }) => {
+                self.progress.add(entry.size);
+                self.progress.file_done();
+                return ready(entry, Some(FileStatus::Unchanged), line);
+            }
+            Some(_) => FileStatus::Changed,
+            None => FileStatus::New,
+        };
+        let job = FileJob {
+            seq,
+            abs: place.abs(entry.path.as_bytes()),
+            content: None,
+            dev: stat.dev,
+            entry,
+            status,
+        };
+        match self.jobs.send(job) {
+            Ok(()) => Sorted::Sent,
+            Err(_) => Sorted::Stop,
+        }
+    }
+}
+
+/// A symlink with its target; one that cannot be read is skipped with a
+/// warning, and the snapshot is partial.
+fn symlink(mut entry: Entry, place: &tree::Place, tally: &mut Tally) -> Done {
+    let abs = place.abs(entry.path.as_bytes());
+    match std::fs::read_link(&abs) {
+        Ok(target) => {
+            entry.target = Some(RawBytes(os_bytes(target.as_os_str())));
+            Done::Entry {
+                entry,
+                status: None,
+                warning: None,
+                line: None,
+            }
+        }
+        Err(e) => {
+            tally.partial = true;
+            Done::Skipped {
+                path: None,
+                warning: Some(format!("{}: {e}", abs.display())),
+            }
+        }
+    }
 }
 
 /// The entry of contents a collector made: a private file, owned by whoever

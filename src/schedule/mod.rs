@@ -50,7 +50,22 @@ pub enum WhenError {
     OnWithoutWeekly,
 }
 
-const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+/// The days of the week, Sunday (0) first, as every scheduler names them
+/// in full or by their first three letters.
+pub const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// `Sun`, `Mon`... for weekday `d` (0 Sunday).
+pub fn day_abbrev(d: u8) -> &'static str {
+    &WEEKDAYS[usize::from(d) % 7][..3]
+}
 
 impl When {
     /// From `--every`, `--at` (default 03:00, or minute 0 hourly) and `--on`
@@ -92,7 +107,7 @@ impl When {
             } => {
                 format!(
                     "weekly on {} at {hour:02}:{minute:02}",
-                    DAYS[usize::from(*weekday) % 7]
+                    day_abbrev(*weekday).to_ascii_lowercase()
                 )
             }
             When::Monthly { hour, minute } => format!("monthly on the 1st at {hour:02}:{minute:02}"),
@@ -171,17 +186,10 @@ fn parse_at(t: &str) -> Option<(u8, u8)> {
 
 /// `sun`, `Sunday`, `mon`...: at least the first three letters of a day.
 fn weekday(d: &str) -> Option<u8> {
-    const FULL: [&str; 7] = [
-        "sunday",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-    ];
     let d = d.to_ascii_lowercase();
-    let i = FULL.iter().position(|f| d.len() >= 3 && f.starts_with(&d))?;
+    let i = WEEKDAYS
+        .iter()
+        .position(|f| d.len() >= 3 && f.to_ascii_lowercase().starts_with(&d))?;
     u8::try_from(i).ok()
 }
 

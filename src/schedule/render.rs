@@ -135,7 +135,6 @@ fn systemd_quote(s: &str) -> String {
 }
 
 fn systemd_timer(job: &Job) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     let calendar = match &job.when {
         When::Hourly { minute } => format!("*-*-* *:{minute:02}:00"),
         When::Daily { hour, minute } => format!("*-*-* {hour:02}:{minute:02}:00"),
@@ -144,10 +143,7 @@ fn systemd_timer(job: &Job) -> String {
             hour,
             minute,
         } => {
-            format!(
-                "{} *-*-* {hour:02}:{minute:02}:00",
-                DAYS[usize::from(*weekday) % 7]
-            )
+            format!("{} *-*-* {hour:02}:{minute:02}:00", super::day_abbrev(*weekday))
         }
         When::Monthly { hour, minute } => format!("*-*-01 {hour:02}:{minute:02}:00"),
         When::Cron(_) => String::new(),
@@ -208,15 +204,6 @@ fn windows_quote(s: &str) -> String {
 }
 
 fn windows(job: &Job, system: bool) -> String {
-    const DAYS: [&str; 7] = [
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-    ];
     let argv = job.argv();
     let arguments: Vec<String> = argv.iter().skip(1).map(|a| windows_quote(a)).collect();
     let (start, schedule) = match &job.when {
@@ -232,7 +219,7 @@ fn windows(job: &Job, system: bool) -> String {
             format!("{hour:02}:{minute:02}"),
             format!(
                 "<ScheduleByWeek><WeeksInterval>1</WeeksInterval><DaysOfWeek><{d} /></DaysOfWeek></ScheduleByWeek>",
-                d = DAYS[usize::from(*weekday) % 7]
+                d = super::WEEKDAYS[usize::from(*weekday) % 7]
             ),
         ),
         When::Monthly { hour, minute } => (

@@ -200,6 +200,48 @@ fn ignore_rules(dir: &Path, children: &Names) -> Option<ignore::gitignore::Gitig
     }
 }
 
+impl TreeWalk<'_> {
+    /// The root itself, first: entered when it is a directory.
+    fn root_item(&mut self) -> Option<TreeItem> {
+        Some(match lstat(self.root) {
+            Ok(stat) => {
+                self.root_dev = stat.dev;
+                if stat.is_dir() && !self.descend(self.root, Dir::open(self.root, stat.identity())) {
+                    return None;
+                }
+                if stat.is_dir() {
+                    self.split_root();
+                }
+                TreeItem::Entry(Walked {
+                    path: self.path.clone(),
+                    stat,
+                    place: Place {
+                        dir: Arc::from(self.root),
+                        name_at: None,
+                    },
+                })
+            }
+            Err(error) => TreeItem::Unreadable {
+                path: self.root.to_path_buf(),
+                error,
+            },
+        })
+    }
+
+    /// Whether a child at `abs` is left out: a directory the backup must
+    /// not enter (the repository, by path or identity), or ignored by a
+    /// `.gitignore`.
+    fn left_out(&self, abs: &Path, stat: &Stat) -> bool {
+        if stat.is_dir()
+            && (self.excludes.identities.contains(&stat.identity())
+                || self.excludes.absolute.iter().any(|a| a == abs))
+        {
+            return true;
+        }
+        self.excludes.gitignore && self.ignored(abs, stat.is_dir())
+    }
+}
+
 impl Iterator for TreeWalk<'_> {
     type Item = TreeItem;
 
@@ -209,29 +251,7 @@ impl Iterator for TreeWalk<'_> {
         }
         if !self.started {
             self.started = true;
-            return Some(match lstat(self.root) {
-                Ok(stat) => {
-                    self.root_dev = stat.dev;
-                    if stat.is_dir() && !self.descend(self.root, Dir::open(self.root, stat.identity())) {
-                        return None;
-                    }
-                    if stat.is_dir() {
-                        self.split_root();
-                    }
-                    TreeItem::Entry(Walked {
-                        path: self.path.clone(),
-                        stat,
-                        place: Place {
-                            dir: Arc::from(self.root),
-                            name_at: None,
-                        },
-                    })
-                }
-                Err(error) => TreeItem::Unreadable {
-                    path: self.root.to_path_buf(),
-                    error,
-                },
-            });
+            return self.root_item();
         }
         loop {
             let at_root = self.stack.len() == 1;
@@ -281,16 +301,8 @@ impl Iterator for TreeWalk<'_> {
             };
             // Only directories and ignore rules need the path on disk here.
             let abs = (stat.is_dir() || self.excludes.gitignore).then(|| level.dir.join(os_name));
-            if let Some(abs) = &abs {
-                if stat.is_dir()
-                    && (self.excludes.identities.contains(&stat.identity())
-                        || self.excludes.absolute.contains(abs))
-                {
-                    continue;
-                }
-                if self.excludes.gitignore && self.ignored(abs, stat.is_dir()) {
-                    continue;
-                }
+            if abs.as_ref().is_some_and(|abs| self.left_out(abs, &stat)) {
+                continue;
             }
             let dir = level.dir.clone();
             let enter = stat.is_dir() && !(self.excludes.one_file_system && stat.dev != self.root_dev);
