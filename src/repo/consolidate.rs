@@ -95,14 +95,10 @@ pub fn consolidate(repo: &Repository) -> Result<Consolidated, RepoError> {
             .map(|n| repo.read_index_file(n))
             .collect::<Result<Vec<_>, _>>()?;
         let merged = repo.write_index_file(&merge(files))?;
+        // One already gone was consolidated by another process first: its
+        // entries are in that process's merged file.
         for name in names.iter().filter(|n| **n != merged.to_hex()) {
-            match repo.sink().delete(ObjectKind::Index, name) {
-                Ok(()) => {}
-                // Another process consolidated it first: its entries are in
-                // that process's merged file.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
+            repo.delete(ObjectKind::Index, name)?;
         }
         tracing::debug!("merged {} index files into {}", names.len(), merged.short());
         done.merged += names.len();

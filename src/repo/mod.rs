@@ -394,7 +394,14 @@ impl Repository {
     /// Removes a snapshot record (`forget`, under the exclusive lock). The
     /// data only it used stays until prune.
     pub fn delete_snapshot(&self, id: &ObjectId) -> Result<(), RepoError> {
-        match self.sink.delete(ObjectKind::Snapshot, &id.to_hex()) {
+        self.delete(ObjectKind::Snapshot, &id.to_hex())
+    }
+
+    /// Deletes an object (forget, prune, index consolidation: under the
+    /// exclusive lock). One already gone is no error: another process, or
+    /// an earlier run that was stopped, deleted it first.
+    pub fn delete(&self, kind: ObjectKind, name: &str) -> Result<(), RepoError> {
+        match self.sink.delete(kind, name) {
             Err(e) if e.is_not_found() => Ok(()),
             other => Ok(other?),
         }

@@ -190,12 +190,12 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
     keep_files.extend(written.index_ids.iter().map(ObjectId::to_hex));
     check_interrupt()?;
     for name in index_names.iter().filter(|n| !keep_files.contains(*n)) {
-        delete(repo, ObjectKind::Index, name)?;
+        repo.delete(ObjectKind::Index, name)?;
         report.index_files_deleted += 1;
     }
     for id in gone(&decision).filter(|id| dropped.contains(*id)) {
         check_interrupt()?;
-        delete(repo, ObjectKind::Pack, &id.to_hex())?;
+        repo.delete(ObjectKind::Pack, &id.to_hex())?;
     }
     Ok(report)
 }
@@ -208,13 +208,6 @@ fn check_interrupt() -> Result<(), RepoError> {
     match interrupt::is_set() {
         true => Err(RepoError::Interrupted),
         false => Ok(()),
-    }
-}
-
-fn delete(repo: &Repository, kind: ObjectKind, name: &str) -> Result<(), RepoError> {
-    match repo.sink().delete(kind, name) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => Ok(other?),
     }
 }
 
