@@ -64,6 +64,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
+    /// Rebuild the index from the packs, or rewrite snapshots whose data
+    /// is lost (what `check` advises)
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// List, show and check profiles
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -338,6 +342,33 @@ pub struct PruneOpts {
     pub max_repack_size: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index: drop damaged index files and packs that are
+    /// gone, and index every pack no index lists, from its own tar headers
+    Index {
+        /// Trust no index file: read every pack and index what it holds
+        /// (after `check --read-data` found damage inside packs)
+        #[arg(long)]
+        read_all_packs: bool,
+        /// Say what would change; change nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite snapshots that need lost data without the files that are
+    /// gone (tagged `repaired`, naming them); remove those whose manifest is
+    /// lost. Run `repair index` first.
+    Snapshots {
+        /// Say what would change; change nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
@@ -410,6 +441,11 @@ pub struct RestoreArgs {
     /// Compare files by content hash instead of size and modification time
     #[arg(long)]
     pub checksum: bool,
+    /// When the repository has lost some files' data, restore everything
+    /// else (those files are named, and the exit code is 3) instead of
+    /// refusing
+    #[arg(long)]
+    pub ignore_damaged: bool,
     /// Show what would be created, overwritten, deleted; change nothing
     #[arg(long)]
     pub dry_run: bool,

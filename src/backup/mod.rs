@@ -341,6 +341,7 @@ fn make_record(
         tool_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         rollback: opts.rollback.clone(),
         run: opts.run.clone(),
+        repaired: None,
     }
 }
 

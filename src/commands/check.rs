@@ -37,6 +37,12 @@ pub fn run(repo: RepoArg, args: CheckArgs) -> Result<u8> {
             };
             eprintln!("error: {}: {}{affected}", p.object, p.message);
         }
+        let mut fixes: Vec<&str> = report.errors.iter().map(|p| p.repair.as_str()).collect();
+        fixes.sort();
+        fixes.dedup();
+        for fix in fixes {
+            eprintln!("to repair: {fix}");
+        }
         outln!(
             "checked {} snapshots, {} index files, {} packs, {} blobs{}",
             report.snapshots,

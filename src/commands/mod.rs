@@ -12,6 +12,7 @@ pub mod init;
 pub mod ls;
 pub mod profiles;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Forget(args) => forget::run(repo, *args),
         Command::Prune(args) => prune::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
+        Command::Repair(command) => repair::run(repo, command),
         Command::Profiles(command) => profiles::run(command),
         Command::Schedule(command) => schedule::run(repo, command),
     }

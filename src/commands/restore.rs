@@ -50,6 +50,7 @@ fn to_target(
         overwrite: args.overwrite,
         delete: args.delete,
         checksum: args.checksum,
+        ignore_damaged: args.ignore_damaged,
     };
     let progress = Progress::bytes("restore", None);
     let summary = restore::restore(repo, index, snapshot, &opts, &progress);
@@ -65,7 +66,7 @@ fn to_target(
             describe(&summary)
         )?;
     }
-    report(&summary, false)
+    report(&summary, false, args.ignore_damaged)
 }
 
 fn options(args: &RestoreArgs, skip: Vec<PathBuf>) -> InPlaceOptions {
@@ -83,6 +84,7 @@ fn options(args: &RestoreArgs, skip: Vec<PathBuf>) -> InPlaceOptions {
         check_timeout: Duration::from_secs(args.check_timeout),
         // The repository is never written over, nor removed by --delete.
         skip,
+        ignore_damaged: args.ignore_damaged,
     }
 }
 
@@ -153,7 +155,7 @@ fn in_place(
         }
     }
     match summary {
-        Some(summary) => report(summary, !args.delete),
+        Some(summary) => report(summary, !args.delete, args.ignore_damaged),
         None => Ok(exit::OK),
     }
 }
@@ -272,7 +274,7 @@ fn undo(repo: &Repository, index: &Index, args: &RestoreArgs, skip: Vec<PathBuf>
             describe(&summary)
         )?;
     }
-    report(&summary, false)
+    report(&summary, false, args.ignore_damaged)
 }
 
 fn describe(s: &RestoreSummary) -> String {
@@ -325,11 +327,14 @@ fn print_plan(plan: &PlanReport, delete: bool) -> Result<()> {
     for u in &plan.unreadable {
         eprintln!("warning: {u}");
     }
+    for l in &plan.lost {
+        outln!("  lost {l} (its data is in no index)")?;
+    }
     Ok(())
 }
 
 /// Warnings, errors and what was left, on stderr; the exit code.
-fn report(summary: &RestoreSummary, say_left: bool) -> Result<u8> {
+fn report(summary: &RestoreSummary, say_left: bool, ignore_damaged: bool) -> Result<u8> {
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
@@ -343,8 +348,23 @@ fn report(summary: &RestoreSummary, say_left: bool) -> Result<u8> {
     for e in &summary.errors {
         eprintln!("error: {e}");
     }
+    for e in &summary.lost {
+        eprintln!("lost: {e}");
+    }
     if !summary.errors.is_empty() {
         bail!("{} entries could not be restored", summary.errors.len());
+    }
+    if !summary.lost.is_empty() {
+        let what = format!(
+            "{} file(s) were not restored: the repository has lost their data (`cairn check` says what is damaged)",
+            summary.lost.len()
+        );
+        // Asked for: the rest is restored, and the restore is incomplete.
+        if ignore_damaged {
+            eprintln!("error: {what}");
+            return Ok(exit::PARTIAL);
+        }
+        bail!("{what}");
     }
     Ok(exit::OK)
 }

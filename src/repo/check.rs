@@ -35,7 +35,15 @@ pub struct Problem {
     pub message: String,
     /// Short ids of the snapshots that cannot be fully restored because of it.
     pub snapshots: Vec<String>,
+    /// The command that repairs it.
+    pub repair: String,
 }
+
+/// What repairs each kind of problem.
+const FIX_INDEX: &str = "cairn repair index";
+const FIX_LOST: &str = "cairn repair index, then cairn repair snapshots";
+const FIX_DAMAGED_PACK: &str = "cairn repair index --read-all-packs, then cairn repair snapshots";
+const FIX_RECORD: &str = "cairn forget ID (the damaged record)";
 
 impl CheckReport {
     pub fn is_ok(&self) -> bool {
@@ -128,16 +136,39 @@ fn check_index_files(
             Ok(file) => {
                 index.add_file(&file);
                 for p in file.packs {
-                    pack_blobs.entry(p.id).or_insert(p.blobs);
+                    add_pack_blobs(&mut pack_blobs, p);
                 }
             }
-            Err(e) => report
-                .errors
-                .push(problem(format!("index {}", info.name), crate::chain(&e))),
+            Err(RepoError::Corrupt { detail, .. }) => report.errors.push(problem(
+                format!("index {}", info.name),
+                format!("is damaged: {detail}"),
+                FIX_INDEX,
+            )),
+            Err(e) => report.errors.push(problem(
+                format!("index {}", info.name),
+                crate::chain(&e),
+                FIX_INDEX,
+            )),
         }
     }
     report.blobs = index.len() as u64;
     Ok((index, pack_blobs))
+}
+
+/// Adds what one index file says a pack holds. A pack listed by several
+/// index files gets every distinct entry, so that one that is wrong is
+/// read and reported, not hidden behind the other.
+fn add_pack_blobs(pack_blobs: &mut HashMap<ObjectId, Vec<IndexBlob>>, pack: super::index::IndexPack) {
+    match pack_blobs.entry(pack.id) {
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(pack.blobs);
+        }
+        std::collections::hash_map::Entry::Occupied(mut o) => {
+            let known: HashSet<IndexBlob> = o.get().iter().copied().collect();
+            o.get_mut()
+                .extend(pack.blobs.into_iter().filter(|b| !known.contains(b)));
+        }
+    }
 }
 
 /// Packs: present and long enough; returns those worth reading. Packs no
@@ -171,7 +202,9 @@ fn check_packs_stored<'p>(
         };
         match message {
             Some(message) => {
-                report.errors.push(problem(format!("pack {name}"), message));
+                report
+                    .errors
+                    .push(problem(format!("pack {name}"), message, FIX_LOST));
                 for b in blobs {
                     bad_blobs.entry(b.id).or_insert((report.errors.len() - 1, 0)).1 += 1;
                 }
@@ -198,9 +231,11 @@ fn check_snapshots(
         let snapshot = match repo.read_snapshot(&info.name) {
             Ok(s) => s,
             Err(e) => {
-                report
-                    .errors
-                    .push(problem(format!("snapshot {}", info.name), crate::chain(&e)));
+                report.errors.push(problem(
+                    format!("snapshot {}", info.name),
+                    crate::chain(&e),
+                    FIX_RECORD,
+                ));
                 continue;
             }
         };
@@ -235,12 +270,12 @@ fn check_snapshots(
             report.errors[p].snapshots.push(short.clone());
         }
         let mut snapshot_problem = |message: String| {
-            let mut p = problem(format!("snapshot {}", info.name), message);
+            let mut p = problem(format!("snapshot {}", info.name), message, FIX_LOST);
             p.snapshots.push(short.clone());
             report.errors.push(p);
         };
         if let Some(e) = manifest_error {
-            snapshot_problem(format!("manifest cannot be read: {}", crate::chain(&e)));
+            snapshot_problem(format!("manifest cannot be read: {}", e.manifest_cause()));
         }
         if missing > 0 {
             snapshot_problem(format!("{missing} blobs it needs are in no index"));
@@ -249,11 +284,12 @@ fn check_snapshots(
     Ok(())
 }
 
-fn problem(object: String, message: String) -> Problem {
+fn problem(object: String, message: String, repair: &str) -> Problem {
     Problem {
         object,
         message,
         snapshots: Vec::new(),
+        repair: repair.to_string(),
     }
 }
 
@@ -297,6 +333,7 @@ fn read_packs(
                                     problem(
                                         format!("pack {id}"),
                                         format!("cannot be read: {}", crate::chain(&e)),
+                                        FIX_DAMAGED_PACK,
                                     ),
                                     ids,
                                 ));
@@ -330,7 +367,11 @@ fn verify_pack(
     let actual = ObjectId::of(data);
     if actual != id {
         out.push((
-            problem(name.clone(), format!("contents hash to {actual}")),
+            problem(
+                name.clone(),
+                format!("contents hash to {actual}"),
+                FIX_DAMAGED_PACK,
+            ),
             Vec::new(),
         ));
     }
@@ -340,12 +381,13 @@ fn verify_pack(
     }
     for (offset, members) in frames {
         let len = members[0].frame_length as usize;
-        let raw = data.get(offset as usize..offset as usize + len).unwrap_or(&[]);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let raw = data.get(start..start.saturating_add(len)).unwrap_or(&[]);
         let frame = match decoder.decode(raw, offset) {
             Ok(f) => f,
             Err(e) => {
                 let ids = members.iter().map(|b| b.id).collect();
-                out.push((problem(name.clone(), crate::chain(&e)), ids));
+                out.push((problem(name.clone(), crate::chain(&e), FIX_DAMAGED_PACK), ids));
                 continue;
             }
         };
@@ -353,7 +395,10 @@ fn verify_pack(
             let result =
                 pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b).map(|_| ()));
             if let Err(e) = result {
-                out.push((problem(name.clone(), crate::chain(&e)), vec![b.id]));
+                out.push((
+                    problem(name.clone(), crate::chain(&e), FIX_DAMAGED_PACK),
+                    vec![b.id],
+                ));
             }
         }
     }

@@ -90,18 +90,30 @@ pub fn consolidate(repo: &Repository) -> Result<Consolidated, RepoError> {
         if names.len() < 2 {
             continue;
         }
-        let files = names
-            .iter()
-            .map(|n| repo.read_index_file(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A damaged file is left out, and stays for `repair index`.
+        let mut files = Vec::new();
+        let mut read = Vec::new();
+        for name in names {
+            match repo.read_index_file(name) {
+                Ok(file) => {
+                    files.push(file);
+                    read.push(name);
+                }
+                Err(RepoError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if read.len() < 2 {
+            continue;
+        }
         let merged = repo.write_index_file(&merge(files))?;
         // One already gone was consolidated by another process first: its
         // entries are in that process's merged file.
-        for name in names.iter().filter(|n| **n != merged.to_hex()) {
+        for name in read.iter().filter(|n| **n != merged.to_hex()) {
             repo.delete(ObjectKind::Index, name)?;
         }
-        tracing::debug!("merged {} index files into {}", names.len(), merged.short());
-        done.merged += names.len();
+        tracing::debug!("merged {} index files into {}", read.len(), merged.short());
+        done.merged += read.len();
         done.written += 1;
     }
     Ok(done)

@@ -18,7 +18,7 @@ pub struct IndexPack {
     pub blobs: Vec<IndexBlob>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexBlob {
     pub id: ObjectId,
@@ -152,7 +152,7 @@ mod compact {
 }
 
 /// A blob's place, with the pack given as a position in [`Index::packs`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
     pub pack: u32,
     pub frame_offset: u64,
@@ -174,7 +174,8 @@ impl BlobLocation {
 }
 
 /// All index files of a repository, merged. A blob stored in several packs
-/// (two backups racing) is found in the first one loaded.
+/// (two backups racing) is found in the first one loaded; the other places
+/// any index file gives for it are kept as copies to fall back on.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<ObjectId>,
@@ -183,6 +184,8 @@ pub struct Index {
     /// Further copies of blobs stored in more than one pack (two backups
     /// that raced); a reader falls back to them when a copy is damaged.
     copies: IdMap<Vec<BlobLocation>>,
+    /// Index files that were passed over because they are damaged.
+    damaged: Vec<String>,
 }
 
 impl Index {
@@ -206,13 +209,30 @@ impl Index {
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(loc);
                     }
-                    std::collections::hash_map::Entry::Occupied(o) if o.get().pack != pos => {
-                        self.copies.entry(b.id).or_default().push(loc);
+                    // Another pack, or another place in the same pack (two
+                    // index files that disagree, one of them wrong): a
+                    // further copy to fall back on, each place once.
+                    std::collections::hash_map::Entry::Occupied(o) if *o.get() != loc => {
+                        let copies = self.copies.entry(b.id).or_default();
+                        if !copies.contains(&loc) {
+                            copies.push(loc);
+                        }
                     }
                     std::collections::hash_map::Entry::Occupied(_) => {}
                 }
             }
         }
+    }
+
+    /// Notes an index file that could not be read: the blobs it lists are
+    /// unknown to this index.
+    pub fn mark_damaged(&mut self, name: String) {
+        self.damaged.push(name);
+    }
+
+    /// The index files passed over as damaged, by name.
+    pub fn damaged(&self) -> &[String] {
+        &self.damaged
     }
 
     pub fn get(&self, id: &ObjectId) -> Option<(ObjectId, BlobLocation)> {
@@ -313,5 +333,27 @@ mod tests {
             assert!(compact::parse(bad.as_bytes()).is_none(), "{bad:.80}");
         }
         assert!(IndexFile::from_json(b"{\"packs\":[{\"id\":\"zz\"}]}").is_err());
+    }
+
+    /// Two index files gave one blob two places in one pack; only the
+    /// first loaded was kept, so a reader never tried the other.
+    #[test]
+    fn two_places_in_one_pack_are_both_kept() {
+        let right = sample();
+        let mut wrong = sample();
+        for b in &mut wrong.packs[0].blobs {
+            b.offset += 512;
+        }
+        let mut index = Index::default();
+        index.add_file(&wrong);
+        index.add_file(&right);
+        index.add_file(&right);
+        let id = right.packs[0].blobs[3].id;
+        let places: Vec<u32> = index.locations(&id).map(|(_, l)| l.offset).collect();
+        assert_eq!(
+            places,
+            vec![512 * 3 + 512, 512 * 3],
+            "each place once, the first loaded first"
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod pack;
 pub mod packer;
 pub mod prune;
 pub mod reader;
+pub mod repair;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -62,6 +63,12 @@ pub enum RepoError {
         #[source]
         source: ManifestError,
     },
+    #[error("the manifest of snapshot {snapshot} cannot be read (`cairn check` says what is damaged)")]
+    ManifestLost {
+        snapshot: String,
+        #[source]
+        source: Box<RepoError>,
+    },
     #[error(transparent)]
     Ref(#[from] RefError),
     #[error("cannot encode {what}")]
@@ -95,6 +102,38 @@ pub enum RepoError {
         free: String,
         needed: String,
     },
+}
+
+/// An index file that prune or repair writes holds at most this many
+/// blobs (a pack's entries are never split).
+pub const BLOBS_PER_INDEX_FILE: usize = 65_536;
+
+/// An index file's stored bytes, compressed at `level`, and their name.
+pub fn encode_index_file(file: &IndexFile, level: i32) -> Result<(ObjectId, Vec<u8>), RepoError> {
+    // JSON goes straight into the compressor: only the compressed bytes
+    // are ever held whole.
+    let compress_err = |source| RepoError::Compress {
+        what: "an index file",
+        source,
+    };
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), level).map_err(compress_err)?;
+    serde_json::to_writer(&mut encoder, file).map_err(|e| RepoError::Encode {
+        what: "index".into(),
+        source: e,
+    })?;
+    let bytes = encoder.finish().map_err(compress_err)?;
+    Ok((ObjectId::of(&bytes), bytes))
+}
+
+impl RepoError {
+    /// The cause alone, for a message that already says which manifest
+    /// could not be read.
+    pub fn manifest_cause(&self) -> String {
+        match self {
+            RepoError::ManifestLost { source, .. } => crate::chain(source.as_ref()),
+            other => crate::chain(other),
+        }
+    }
 }
 
 /// An open repository: its store and its fixed parameters.
@@ -225,11 +264,14 @@ impl Repository {
         IndexFile::from_json(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
     }
 
-    /// Loads every index file. The index is what makes blobs reachable, so an
-    /// unreadable index file is an error, not something to skip. An index
-    /// file may vanish between the listing and its read (a backup merged it
-    /// into a new one, FORMAT.md section 10 rule 10): the listing is taken
-    /// again and the names not yet read are read.
+    /// Loads every index file. A damaged one (its bytes do not match its
+    /// name, or do not decode) is passed over with a warning naming it: only
+    /// its own blobs become unknown (a backup stores them again, a restore
+    /// that needs them says which files they belong to), and
+    /// [`Index::damaged`] names it. A store that cannot be read is still an
+    /// error. An index file may vanish between the listing and its read (a
+    /// backup merged it into a new one, FORMAT.md section 10 rule 10): the
+    /// listing is taken again and the names not yet read are read.
     pub fn load_index(&self) -> Result<Index, RepoError> {
         const ROUNDS: usize = 3;
         let mut index = Index::default();
@@ -244,17 +286,26 @@ impl Repository {
                 .collect();
             let files = self.read_all(&names, |name| match self.read_index_file(name) {
                 Err(RepoError::Sink(e)) if e.is_not_found() && round < ROUNDS => Ok(None),
-                other => other.map(Some),
+                Err(e @ RepoError::Corrupt { .. }) => Ok(Some(Err(e))),
+                other => other.map(|file| Some(Ok(file))),
             })?;
             let mut vanished = false;
             for (name, file) in names.into_iter().zip(files) {
                 match file {
-                    Some(file) => {
-                        index.add_file(&file);
-                        loaded.insert(name);
+                    Some(Ok(file)) => index.add_file(&file),
+                    Some(Err(e)) => {
+                        tracing::warn!(
+                            "passed over: {}; the blobs it lists count as unknown until `cairn repair index`",
+                            crate::chain(&e)
+                        );
+                        index.mark_damaged(name.clone());
                     }
-                    None => vanished = true,
+                    None => {
+                        vanished = true;
+                        continue;
+                    }
                 }
+                loaded.insert(name);
             }
             if !vanished {
                 break;
@@ -291,22 +342,60 @@ impl Repository {
     }
 
     pub fn write_index_file(&self, file: &IndexFile) -> Result<ObjectId, RepoError> {
-        // JSON goes straight into the compressor: only the compressed bytes
-        // are ever held whole.
-        let compress_err = |source| RepoError::Compress {
-            what: "an index file",
-            source,
-        };
-        let mut encoder =
-            zstd::stream::Encoder::new(Vec::new(), self.config.compression.level).map_err(compress_err)?;
-        serde_json::to_writer(&mut encoder, file).map_err(|e| RepoError::Encode {
-            what: "index".into(),
-            source: e,
-        })?;
-        let bytes = encoder.finish().map_err(compress_err)?;
-        let id = ObjectId::of(&bytes);
+        let (id, bytes) = encode_index_file(file, self.config.compression.level)?;
         self.write_content_named(ObjectKind::Index, id, bytes)?;
         Ok(id)
+    }
+
+    /// Writes `packs` as index files of at most [`BLOBS_PER_INDEX_FILE`]
+    /// blobs each (a pack's entries stay in one file); returns their ids.
+    pub fn write_index_files(&self, packs: Vec<index::IndexPack>) -> Result<Vec<ObjectId>, RepoError> {
+        self.write_index_files_avoiding(packs, &std::collections::HashSet::new())
+    }
+
+    /// [`Repository::write_index_files`], never under one of the names in
+    /// `avoid` (damaged index files that are to be replaced: a new file of
+    /// the same content would be taken as stored already). Such a file is
+    /// compressed at another level, which gives it other bytes.
+    pub fn write_index_files_avoiding(
+        &self,
+        packs: Vec<index::IndexPack>,
+        avoid: &std::collections::HashSet<String>,
+    ) -> Result<Vec<ObjectId>, RepoError> {
+        let mut written = Vec::new();
+        let mut group = IndexFile::default();
+        let mut blobs = 0usize;
+        let mut packs = packs.into_iter().peekable();
+        while let Some(pack) = packs.next() {
+            blobs += pack.blobs.len();
+            group.packs.push(pack);
+            if blobs >= BLOBS_PER_INDEX_FILE || packs.peek().is_none() {
+                written.push(self.write_index_avoiding(&std::mem::take(&mut group), avoid)?);
+                blobs = 0;
+            }
+        }
+        Ok(written)
+    }
+
+    fn write_index_avoiding(
+        &self,
+        file: &IndexFile,
+        avoid: &std::collections::HashSet<String>,
+    ) -> Result<ObjectId, RepoError> {
+        let level = self.config.compression.level;
+        for other in std::iter::once(level).chain(1..=19) {
+            let (id, bytes) = encode_index_file(file, other)?;
+            if !avoid.contains(&id.to_hex()) {
+                self.write_content_named(ObjectKind::Index, id, bytes)?;
+                return Ok(id);
+            }
+        }
+        // Twenty levels all giving a damaged file's name: out of reach.
+        Err(RepoError::Corrupt {
+            kind: ObjectKind::Index,
+            name: "(new)".into(),
+            detail: "every encoding collides with a damaged index file".into(),
+        })
     }
 
     /// Writes an object named by its hash. If the name exists, the same bytes

@@ -335,6 +335,128 @@ pub fn check_member_header(frame: &[u8], blob: &IndexBlob) -> Result<(), PackErr
     }
 }
 
+/// What a pack's bytes hold, found without an index (`repair index`):
+/// every blob in a frame that decodes whose tar header is intact and whose
+/// bytes hash to its name, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    pub blobs: Vec<IndexBlob>,
+    /// The damaged stretches, each once: a frame that does not decode, or
+    /// a member whose header or bytes are wrong.
+    pub damaged: Vec<String>,
+}
+
+/// zstd's frame magic number, as it lies in the bytes.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Reads a pack frame by frame. A frame that does not decode is passed
+/// over to the next zstd magic number after it, so one damaged frame costs
+/// only its own blobs; inside a frame, a damaged member header is passed
+/// over block by block to the next intact one.
+pub fn scan(data: &[u8]) -> Scanned {
+    let mut out = Scanned::default();
+    let mut decoder = FrameDecoder::default();
+    let mut frame = Vec::new();
+    let mut pos = 0usize;
+    let mut in_damage = false;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let size = zstd::zstd_safe::find_frame_compressed_size(rest)
+            .ok()
+            .filter(|&n| n > 0 && n <= rest.len() && u32::try_from(n).is_ok());
+        let decoded = size.filter(|&n| decoder.decode_into(&rest[..n], pos as u64, &mut frame).is_ok());
+        match decoded {
+            Some(n) => {
+                in_damage = false;
+                scan_members(&frame, pos as u64, n as u32, &mut out);
+                pos += n;
+            }
+            None => {
+                if !in_damage {
+                    out.damaged.push(format!("frame at offset {pos} does not decode"));
+                    in_damage = true;
+                }
+                match next_magic(data, pos + 1) {
+                    Some(next) => pos = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    out
+}
+
+fn next_magic(data: &[u8], from: usize) -> Option<usize> {
+    let rest = data.get(from..)?;
+    rest.windows(4).position(|w| w == ZSTD_MAGIC).map(|i| from + i)
+}
+
+/// The blobs of one decoded frame (see [`scan`]).
+fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, out: &mut Scanned) {
+    let mut p = 0usize;
+    let mut in_damage = false;
+    while let Some(block) = frame.get(p..p + BLOCK) {
+        if block.iter().all(|&b| b == 0) {
+            // tar's end-of-archive blocks (or padding).
+            p += BLOCK;
+            continue;
+        }
+        match member_at(frame, p, block) {
+            Some((id, start, len, intact)) => {
+                in_damage = false;
+                if intact {
+                    out.blobs.push(IndexBlob {
+                        id,
+                        frame_offset,
+                        frame_length,
+                        offset: start as u32,
+                        length: len as u32,
+                    });
+                } else {
+                    out.damaged.push(format!(
+                        "blob {id} in the frame at offset {frame_offset} has the wrong bytes"
+                    ));
+                }
+                p = start + padded(len);
+            }
+            None => {
+                if !in_damage {
+                    out.damaged.push(format!(
+                        "a tar header in the frame at offset {frame_offset} is damaged (at {p})"
+                    ));
+                    in_damage = true;
+                }
+                p += BLOCK;
+            }
+        }
+    }
+}
+
+/// The member whose header is the block at `p`, if that header is intact
+/// (its checksum holds, it names a blob, and its data fits in the frame):
+/// the blob's id, where its bytes start, their length, and whether they
+/// hash to the id.
+fn member_at(frame: &[u8], p: usize, block: &[u8]) -> Option<(ObjectId, usize, usize, bool)> {
+    let mut raw = [0u8; BLOCK];
+    raw.copy_from_slice(block);
+    let header = tar::Header::from_byte_slice(&raw);
+    // The checksum: the sum of the header's bytes, its own field read as spaces.
+    let sum: u32 = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+        .sum();
+    if header.cksum().ok()? != sum {
+        return None;
+    }
+    let id = ObjectId::from_hex(&header.path_bytes())?;
+    let len = usize::try_from(header.size().ok()?).ok()?;
+    let start = p.checked_add(BLOCK)?;
+    u32::try_from(start.checked_add(len)?).ok()?;
+    let data = frame.get(start..start + len)?;
+    Some((id, start, len, ObjectId::of(data) == id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +520,69 @@ mod tests {
             blob_from_frame(&raw, &entry),
             Err(PackError::HashMismatch { .. })
         ));
+    }
+
+    fn sample_pack() -> (Vec<u8>, Vec<IndexBlob>) {
+        let mut fb = FrameBuilder::new(8 * 1024, 3);
+        let mut pack = PackBuilder::new();
+        for i in 0..40u32 {
+            let b = format!("scanned blob {i} ")
+                .repeat(i as usize * 30 + 1)
+                .into_bytes();
+            for f in fb.push(ObjectId::of(&b), &b).unwrap() {
+                pack.push(f);
+            }
+        }
+        pack.push(fb.finish().unwrap());
+        let (_, bytes, index) = pack.finish().unwrap();
+        (bytes, index)
+    }
+
+    #[test]
+    fn a_scan_finds_what_the_index_says() {
+        let (bytes, index) = sample_pack();
+        let scanned = scan(&bytes);
+        assert!(scanned.damaged.is_empty(), "{:?}", scanned.damaged);
+        assert_eq!(scanned.blobs, index);
+    }
+
+    #[test]
+    fn a_damaged_frame_costs_only_its_own_blobs() {
+        let (mut bytes, index) = sample_pack();
+        let frames: std::collections::BTreeSet<u64> = index.iter().map(|b| b.frame_offset).collect();
+        let victim = *frames.iter().nth(2).unwrap();
+        // Garbles the middle of the third frame.
+        let entry = index.iter().find(|b| b.frame_offset == victim).unwrap();
+        let at = (victim + u64::from(entry.frame_length) / 2) as usize;
+        for b in &mut bytes[at..at + 16] {
+            *b ^= 0x5a;
+        }
+        let scanned = scan(&bytes);
+        assert_eq!(scanned.damaged.len(), 1, "{:?}", scanned.damaged);
+        let expected: Vec<IndexBlob> = index
+            .iter()
+            .filter(|b| b.frame_offset != victim)
+            .copied()
+            .collect();
+        assert_eq!(scanned.blobs, expected);
+    }
+
+    #[test]
+    fn garbage_and_truncation_scan_without_panic() {
+        let (bytes, index) = sample_pack();
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        let scanned = scan(cut);
+        assert!(!scanned.blobs.is_empty() && scanned.blobs.len() < index.len());
+        let mut noise = 0x9e3779b97f4a7c15u64;
+        let junk: Vec<u8> = (0..100_000)
+            .map(|_| {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                noise as u8
+            })
+            .collect();
+        assert!(scan(&junk).blobs.is_empty());
+        assert!(scan(&[]).blobs.is_empty() && scan(&[]).damaged.is_empty());
     }
 }

@@ -69,13 +69,20 @@ struct Uploaded {
 
 /// A packer for the workers and the writer that must run beside them.
 pub fn start<'i>(repo: &Repository, index: &'i Index) -> (Packer<'i>, PackWriter) {
+    start_at_level(repo, index, repo.config().compression.level)
+}
+
+/// [`start`], compressing at `level` instead of the repository's level
+/// (`repair index` salvaging a damaged pack: its blobs, packed again the
+/// same way, would give the damaged pack's own name).
+pub fn start_at_level<'i>(repo: &Repository, index: &'i Index, level: i32) -> (Packer<'i>, PackWriter) {
     let (tx, rx) = bounded(QUEUED_FRAMES);
     let packer = Packer {
         index,
         added: Mutex::new(IdSet::default()),
         frames: tx,
         frame_target: repo.config().frame_target as usize,
-        level: repo.config().compression.level,
+        level,
         blobs_added: AtomicU64::new(0),
         bytes_added: AtomicU64::new(0),
     };

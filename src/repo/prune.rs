@@ -19,16 +19,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::id::{IdSet, ObjectId};
-use super::index::{Index, IndexBlob, IndexFile};
+use super::index::{Index, IndexBlob};
 use super::pack::{blob_in_frame, BlobInFrame, CompressedFrame, FrameDecoder};
 use super::reader::BlobReader;
 use super::snapshot::Snapshot;
 use super::{packer, RepoError, Repository};
 use crate::interrupt;
 use crate::sink::ObjectKind;
-
-/// An index file written by prune holds at most this many blobs.
-const BLOBS_PER_FILE: usize = 65_536;
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
@@ -122,7 +119,17 @@ fn survey(repo: &Repository, opts: &PruneOptions) -> Result<Survey, RepoError> {
         .collect();
     let mut index = Index::default();
     for name in &index_names {
-        index.add_file(&repo.read_index_file(name)?);
+        // Prune must know every pack's blobs: it never guesses past a
+        // damaged index file.
+        let file = repo.read_index_file(name).map_err(|e| match e {
+            RepoError::Corrupt { kind, name, detail } => RepoError::Corrupt {
+                kind,
+                name,
+                detail: format!("{detail}; prune changed nothing (run `cairn repair index` first)"),
+            },
+            other => other,
+        })?;
+        index.add_file(&file);
     }
     // Every record, or none: a snapshot prune cannot read would lose its data.
     let mut snapshots = repo.load_snapshots_strict()?;
@@ -465,19 +472,9 @@ fn rewrite_index(
         .collect::<Result<Vec<_>, _>>()?;
     let mut merged = super::consolidate::merge(files);
     merged.packs.retain(|p| !dropped.contains(&p.id));
-    let mut written = HashSet::new();
-    let mut out = IndexFile::default();
-    let mut blobs = 0usize;
-    for pack in merged.packs {
-        blobs += pack.blobs.len();
-        out.packs.push(pack);
-        if blobs >= BLOBS_PER_FILE {
-            written.insert(repo.write_index_file(&std::mem::take(&mut out))?.to_hex());
-            blobs = 0;
-        }
-    }
-    if !out.packs.is_empty() {
-        written.insert(repo.write_index_file(&out)?.to_hex());
-    }
-    Ok(written)
+    Ok(repo
+        .write_index_files(merged.packs)?
+        .iter()
+        .map(ObjectId::to_hex)
+        .collect())
 }

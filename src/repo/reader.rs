@@ -273,7 +273,11 @@ impl<'a, 'b> ManifestEntries<'a, 'b> {
                 return None;
             };
             self.next_blob += 1;
-            let result = self.reader.read(id).and_then(|blob| {
+            let result = self.reader.read(id).map_err(|e| RepoError::ManifestLost {
+                snapshot: self.snapshot.clone(),
+                source: Box::new(e),
+            });
+            let result = result.and_then(|blob| {
                 self.parser.feed_raw(&blob).map_err(|source| RepoError::Manifest {
                     snapshot: self.snapshot.clone(),
                     source,

@@ -39,7 +39,29 @@ pub struct SnapshotRecord {
     /// Set on the two snapshots `cairn run` takes around a command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunInfo>,
+    /// Set by `repair snapshots` on a snapshot rewritten without the files
+    /// whose data the repository had lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<RepairInfo>,
 }
+
+/// What `repair snapshots` left out of a snapshot, and which record it
+/// replaced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairInfo {
+    /// The record this one replaced.
+    pub from: ObjectId,
+    /// Entries left out (files whose data is lost, hard links to them).
+    pub lost_count: u64,
+    /// Their paths (manifest paths), the first [`REPAIR_LISTED`].
+    pub lost: Vec<String>,
+}
+
+/// Paths a repaired record lists, at most.
+pub const REPAIR_LISTED: usize = 1000;
+
+/// The tag `repair snapshots` adds to what it rewrites.
+pub const REPAIRED_TAG: &str = "repaired";
 
 /// One side of a `cairn run` pair. Both sides carry the same `pair`; the
 /// `post` side also names the `pre` snapshot (the `pre` record is written
@@ -341,6 +363,7 @@ mod tests {
                 tool_version: "t".into(),
                 rollback: None,
                 run: None,
+                repaired: None,
             },
         }
     }

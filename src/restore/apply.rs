@@ -80,6 +80,7 @@ pub fn apply(
         pending: Mutex::new(Vec::new()),
         items_mode: items.is_some(),
         failed: Mutex::new(HashSet::new()),
+        lost: Mutex::new(HashSet::new()),
     };
     let mut later = Later::default();
     let mut bases = Vec::new();
@@ -310,16 +311,21 @@ impl Writer<'_, '_> {
                     Err(e) => self.shared.fail(&path, &e),
                 }
             }
-            (EntryKind::File, _) => match self.handles.parent_of(root, &path) {
-                Ok((dir, name)) => self.queue(FileJob {
-                    root,
-                    dir,
-                    name,
-                    entry,
-                    replacing: live.is_some(),
-                }),
-                Err(e) => self.shared.fail(&path, &e),
-            },
+            (EntryKind::File, _) => {
+                if let Some(blob) = super::missing_blob(self.batches.index, &entry) {
+                    return self.shared.lose(&path, &format!("blob {blob} is in no index"));
+                }
+                match self.handles.parent_of(root, &path) {
+                    Ok((dir, name)) => self.queue(FileJob {
+                        root,
+                        dir,
+                        name,
+                        entry,
+                        replacing: live.is_some(),
+                    }),
+                    Err(e) => self.shared.fail(&path, &e),
+                }
+            }
             (_, _) => {
                 let result = self
                     .handles
@@ -514,6 +520,9 @@ fn finish(
         match result {
             Ok(true) => shared.summary().files += 1,
             Ok(false) => shared.summary().unchanged += 1,
+            Err(_) if first_lost(&entry, shared) => {
+                shared.lose(entry.path.as_bytes(), "a hard link to a file whose data is lost")
+            }
             Err(e) => shared.fail(entry.path.as_bytes(), &e),
         }
     }
@@ -580,6 +589,17 @@ fn dir_metadata(
 
 /// Makes a hard link to the entry's first name unless it is one already;
 /// whether it wrote anything.
+/// Whether a hard link's first name was not restored because its data
+/// is lost.
+fn first_lost(entry: &Entry, shared: &Shared) -> bool {
+    let first = entry.target.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
+    shared
+        .lost
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&path_key(first))
+}
+
 fn link(
     handles: &mut Handles,
     targets: &[Target],

@@ -55,6 +55,9 @@ pub struct InPlaceOptions {
     pub check_timeout: Duration,
     /// Paths never touched (the repository itself).
     pub skip: Vec<PathBuf>,
+    /// Restore what is undamaged when some files' data is lost (those
+    /// files stay as they are), instead of refusing.
+    pub ignore_damaged: bool,
 }
 
 #[derive(Debug)]
@@ -204,6 +207,7 @@ pub fn restore_in_place(
     if !report.changes_anything(opts.delete) && unfinished.is_none() {
         return Ok(Outcome::Nothing(report));
     }
+    super::refuse_lost(report.lost_count, &report.lost, opts.ignore_damaged)?;
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
     let mut journal = match unfinished {
         Some(j) => j,
@@ -440,6 +444,11 @@ fn judge(
             "{} entries could not be written (the first: {})",
             s.errors.len(),
             s.errors[0]
+        )),
+        Ok(s) if !s.lost.is_empty() && !opts.ignore_damaged => Some(format!(
+            "the repository has lost the data of {} file(s) (the first: {}; --ignore-damaged restores everything else)",
+            s.lost.len(),
+            s.lost[0]
         )),
         Ok(s) if opts.verify => verify(targets, s).err(),
         Ok(_) => None,

@@ -53,6 +53,9 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Compare files by content hash, not size and mtime.
     pub checksum: bool,
+    /// Restore what is undamaged when some files' data is lost, instead of
+    /// refusing before writing anything.
+    pub ignore_damaged: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -76,6 +79,10 @@ pub struct RestoreSummary {
     pub left: Vec<String>,
     /// Entries that could not be restored, each with the reason.
     pub errors: Vec<String>,
+    /// Files not restored because the repository lost their data (a blob
+    /// in no index, or in a pack that is missing or damaged), each with
+    /// the reason: left out with `--ignore-damaged`.
+    pub lost: Vec<String>,
     /// Entries restored without some metadata (owner, extended attributes).
     pub warnings: Vec<String>,
     /// The files written, for reading them back (`--verify`).
@@ -120,6 +127,10 @@ pub struct PlanReport {
     /// Paths on disk that the snapshot does not have.
     pub extras: Vec<String>,
     pub unreadable: Vec<String>,
+    /// Files the restore would write whose data the repository has lost
+    /// (a blob in no index): how many, and the first of them.
+    pub lost_count: u64,
+    pub lost: Vec<String>,
     /// What the writer must look at again, when few enough to keep (see
     /// `plan::Changes`): it then visits only these, not the whole tree.
     #[serde(skip)]
@@ -199,6 +210,76 @@ pub enum RestoreError {
     },
     #[error("internal error: a restore worker stopped")]
     WorkerPanicked,
+    #[error("the repository has lost the data of {count} file(s) this restore needs: {listed}; nothing was written (`cairn check` says what is damaged; give --ignore-damaged to restore everything else)")]
+    Damaged { count: u64, listed: String },
+}
+
+/// Up to 20 of `paths`, then how many more: for one line of an error.
+fn listing(paths: &[String], count: u64) -> String {
+    let mut listed = paths.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+    if count > 20 {
+        listed.push_str(&format!(" and {} more", count - 20));
+    }
+    listed
+}
+
+/// Whether an error reading a file's data means the repository lost it
+/// (what `--ignore-damaged` restores without), not that writing failed.
+pub(crate) fn is_lost_data(e: &RestoreError) -> bool {
+    match e {
+        RestoreError::Repo(e) => match e {
+            RepoError::MissingBlob(_) | RepoError::Pack { .. } | RepoError::Corrupt { .. } => true,
+            RepoError::Sink(e) => e.is_not_found(),
+            _ => false,
+        },
+        RestoreError::Mismatch { .. } => true,
+        _ => false,
+    }
+}
+
+/// The first blob of a file entry that no index lists.
+pub(crate) fn missing_blob(
+    index: &Index,
+    entry: &crate::repo::manifest::Entry,
+) -> Option<crate::repo::id::ObjectId> {
+    if entry.kind != EntryKind::File {
+        return None;
+    }
+    entry.blobs.iter().find(|b| !index.contains(b)).copied()
+}
+
+/// The selected files of `snapshot` whose data is in no index: how many,
+/// and the first [`MAX_LISTED`] (paths as in the manifest).
+fn lost_files(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    selection: &Selection,
+) -> Result<(u64, Vec<String>), RepoError> {
+    let (mut count, mut listed) = (0u64, Vec::new());
+    let mut reader = crate::repo::reader::BlobReader::new(repo, index);
+    for entry in reader.manifest(&snapshot.id.short(), &snapshot.record.manifest) {
+        let entry = entry?;
+        if missing_blob(index, &entry).is_some() && selection.matches(entry.path.as_bytes()) {
+            count += 1;
+            if listed.len() < MAX_LISTED {
+                listed.push(entry.path.lossy());
+            }
+        }
+    }
+    Ok((count, listed))
+}
+
+/// Refuses a restore that would leave out files whose data is lost, unless
+/// told to restore the rest.
+pub(crate) fn refuse_lost(count: u64, listed: &[String], ignore_damaged: bool) -> Result<(), RestoreError> {
+    if count == 0 || ignore_damaged {
+        return Ok(());
+    }
+    Err(RestoreError::Damaged {
+        count,
+        listed: listing(listed, count),
+    })
 }
 
 /// A 64-bit digest of a manifest path; collisions are out of reach.
@@ -260,21 +341,18 @@ pub fn restore(
         plan(repo, index, snapshot, &targets, &selection, opts.checksum)?
     };
     if !opts.overwrite && report.conflict_count > 0 {
-        let mut listed = report
-            .conflicts
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if report.conflict_count > 20 {
-            listed.push_str(&format!(" and {} more", report.conflict_count - 20));
-        }
         return Err(RestoreError::WouldOverwrite {
             target,
             count: report.conflict_count,
-            listed,
+            listed: listing(&report.conflicts, report.conflict_count),
         });
+    }
+    if fresh {
+        // Unplanned: the manifest is read once more, for blobs only.
+        let (count, listed) = lost_files(repo, index, snapshot, &selection)?;
+        refuse_lost(count, &listed, opts.ignore_damaged)?;
+    } else {
+        refuse_lost(report.lost_count, &report.lost, opts.ignore_damaged)?;
     }
     let total = if fresh && selection.is_everything() {
         snapshot.record.stats.bytes
@@ -368,6 +446,13 @@ pub fn plan_items(
                     match &action {
                         Ok(action) => report.count(root, &entry, *action, &dest),
                         Err(e) => report.unreadable.push(format!("{}: {e}", dest().display())),
+                    }
+                    let writes = matches!(action, Ok(Action::Create | Action::Replace));
+                    if writes && missing_blob(index, &entry).is_some() {
+                        report.lost_count += 1;
+                        if report.lost.len() < MAX_LISTED {
+                            report.lost.push(dest().display().to_string());
+                        }
                     }
                     changes.entry(root, entry, action.ok());
                 }

@@ -40,6 +40,8 @@ pub(super) struct Shared {
     /// unchanged, so is in place unless it failed.
     pub(super) items_mode: bool,
     pub(super) failed: Mutex<HashSet<u64>>,
+    /// Those of `failed` whose data the repository lost.
+    pub(super) lost: Mutex<HashSet<u64>>,
 }
 
 /// A file written and verified at `tmp`, to be synced and renamed.
@@ -72,6 +74,22 @@ impl Shared {
             .insert(path_key(what));
         self.summary()
             .errors
+            .push(format!("{}: {message}", String::from_utf8_lossy(what)));
+    }
+
+    /// Records that `what` was not restored because the repository lost
+    /// its data.
+    pub(super) fn lose(&self, what: &[u8], message: &str) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(what));
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(what));
+        self.summary()
+            .lost
             .push(format!("{}: {message}", String::from_utf8_lossy(what)));
     }
 
@@ -172,6 +190,7 @@ impl Shared {
                 });
                 progress.file_done();
             }
+            Err(e) if super::is_lost_data(&e) => self.lose(entry.path.as_bytes(), &crate::chain(&e)),
             Err(e) => self.fail(entry.path.as_bytes(), &e),
         }
     }

@@ -19,19 +19,6 @@ use cairn::sink::{FaultySink, LocalSink, ObjectKind, Sink};
 
 use crate::util::*;
 
-fn flip_byte(path: &Path, at: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    let at = at.min(bytes.len() - 1);
-    bytes[at] ^= 0xff;
-    fs::write(path, bytes).unwrap();
-}
-
-fn only_file_in(dir: &Path) -> std::path::PathBuf {
-    let files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    files[0].clone()
-}
-
 #[test]
 fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     if !is_root() || !can_drop_privileges() {
@@ -211,6 +198,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         tool_version: "test".into(),
         rollback: None,
         run: None,
+        repaired: None,
     })
     .unwrap();
 }

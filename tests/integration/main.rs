@@ -20,6 +20,7 @@ mod locks;
 mod nas;
 mod profiles;
 mod prune;
+mod repair;
 mod restore;
 mod rollback;
 mod s3;

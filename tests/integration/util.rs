@@ -161,6 +161,28 @@ pub fn repo_files(repo: &Path) -> Vec<PathBuf> {
     all
 }
 
+/// Inverts the byte at `at` (or the last one) of a file.
+pub fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0xff;
+    fs::write(path, bytes).unwrap();
+}
+
+/// The one file in `dir`.
+pub fn only_file_in(dir: &Path) -> PathBuf {
+    let files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+/// The files in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
 pub fn packs(repo: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(repo.join("packs"))
         .into_iter()
