@@ -44,6 +44,7 @@ const FIX_INDEX: &str = "cairn repair index";
 const FIX_LOST: &str = "cairn repair index, then cairn repair snapshots";
 const FIX_DAMAGED_PACK: &str = "cairn repair index --read-all-packs, then cairn repair snapshots";
 const FIX_RECORD: &str = "cairn forget ID (the damaged record)";
+const FIX_SHAPE: &str = "cairn repair snapshots";
 
 impl CheckReport {
     pub fn is_ok(&self) -> bool {
@@ -228,60 +229,86 @@ fn check_snapshots(
     let mut reader = BlobReader::new(repo, index);
     for info in repo.sink().list(ObjectKind::Snapshot)? {
         report.snapshots += 1;
-        let snapshot = match repo.read_snapshot(&info.name) {
-            Ok(s) => s,
-            Err(e) => {
-                report.errors.push(problem(
-                    format!("snapshot {}", info.name),
-                    crate::chain(&e),
-                    FIX_RECORD,
-                ));
-                continue;
-            }
-        };
-        let short = snapshot.id.short();
-        let mut missing = 0u64;
-        let mut affected_by: HashSet<usize> = HashSet::new();
-        let lost = |id: &ObjectId| match bad_blobs.get(id) {
-            Some(&(p, bad)) if bad >= index.locations(id).count() => Some(p),
-            _ => None,
-        };
-        for id in &snapshot.record.manifest {
-            if let Some(p) = lost(id) {
-                affected_by.insert(p);
-            }
-        }
-        let mut manifest_error = None;
-        for entry in reader.manifest(&short, &snapshot.record.manifest) {
-            match entry {
-                Ok(entry) => {
-                    for id in &entry.blobs {
-                        if let Some(p) = lost(id) {
-                            affected_by.insert(p);
-                        } else if !index.contains(id) {
-                            missing += 1;
-                        }
-                    }
-                }
-                Err(e) => manifest_error = Some(e),
-            }
-        }
-        for p in affected_by {
-            report.errors[p].snapshots.push(short.clone());
-        }
-        let mut snapshot_problem = |message: String| {
-            let mut p = problem(format!("snapshot {}", info.name), message, FIX_LOST);
-            p.snapshots.push(short.clone());
-            report.errors.push(p);
-        };
-        if let Some(e) = manifest_error {
-            snapshot_problem(format!("manifest cannot be read: {}", e.manifest_cause()));
-        }
-        if missing > 0 {
-            snapshot_problem(format!("{missing} blobs it needs are in no index"));
+        match repo.read_snapshot(&info.name) {
+            Ok(snapshot) => check_snapshot(&mut reader, index, bad_blobs, &snapshot, report),
+            Err(e) => report.errors.push(problem(
+                format!("snapshot {}", info.name),
+                crate::chain(&e),
+                FIX_RECORD,
+            )),
         }
     }
     Ok(())
+}
+
+/// Entries restore would refuse that one problem lists by name, at most.
+const SHAPE_LISTED: usize = 3;
+
+/// One snapshot: its manifest reads, every blob it needs is indexed and not
+/// damaged, and restore would accept every entry.
+fn check_snapshot(
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+    bad_blobs: &IdMap<(usize, usize)>,
+    snapshot: &super::snapshot::Snapshot,
+    report: &mut CheckReport,
+) {
+    let short = snapshot.id.short();
+    let mut missing = 0u64;
+    let mut affected_by: HashSet<usize> = HashSet::new();
+    let lost = |id: &ObjectId| match bad_blobs.get(id) {
+        Some(&(p, bad)) if bad >= index.locations(id).count() => Some(p),
+        _ => None,
+    };
+    affected_by.extend(snapshot.record.manifest.iter().filter_map(lost));
+    let mut manifest_error = None;
+    let mut shape = super::shape::Shape::default();
+    let (mut refused, mut listed) = (0u64, Vec::new());
+    for entry in reader.manifest(&short, &snapshot.record.manifest) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                manifest_error = Some(e);
+                continue;
+            }
+        };
+        for id in &entry.blobs {
+            match lost(id) {
+                Some(p) => drop(affected_by.insert(p)),
+                None if !index.contains(id) => missing += 1,
+                None => {}
+            }
+        }
+        if let Some(wrong) = shape.wrong(&entry, index) {
+            refused += 1;
+            if listed.len() < SHAPE_LISTED {
+                listed.push(wrong);
+            }
+        }
+    }
+    for p in affected_by {
+        report.errors[p].snapshots.push(short.clone());
+    }
+    let mut snapshot_problem = |message: String, fix: &str| {
+        let mut p = problem(format!("snapshot {}", snapshot.id), message, fix);
+        p.snapshots.push(short.clone());
+        report.errors.push(p);
+    };
+    if let Some(e) = manifest_error {
+        snapshot_problem(
+            format!("manifest cannot be read: {}", e.manifest_cause()),
+            FIX_LOST,
+        );
+    }
+    if missing > 0 {
+        snapshot_problem(format!("{missing} blobs it needs are in no index"), FIX_LOST);
+    }
+    if refused > 0 {
+        snapshot_problem(
+            format!("{refused} entries restore would refuse: {}", listed.join("; ")),
+            FIX_SHAPE,
+        );
+    }
 }
 
 fn problem(object: String, message: String, repair: &str) -> Problem {

@@ -14,6 +14,7 @@ pub mod packer;
 pub mod prune;
 pub mod reader;
 pub mod repair;
+pub mod shape;
 pub mod snapshot;
 
 use std::sync::Arc;

@@ -919,3 +919,61 @@ fn a_config_beyond_the_readers_limits_was_discovered_at_restore() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// Plain `check` passed manifests that restore refuses: a file whose blobs
+/// do not add up to its size, a hard link to a path that is not an earlier
+/// file, an entry under a file.
+#[test]
+fn check_passed_manifests_that_restore_refuses() {
+    let env = Env::with_repo();
+    let data = noise(5_000, 8);
+    write(&env.path("src/a"), &data);
+    env.backup(&[&env.path("src")]);
+    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let blob = ObjectId::of(&data).to_hex();
+    let base = serde_json::json!({"mode": 420, "uid": 0, "gid": 0, "mtime": 0});
+    let line = |extra: serde_json::Value| {
+        let mut v = base.clone();
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        format!("{v}\n")
+    };
+    let manifest = [
+        line(serde_json::json!({"path": "r", "type": "dir", "mode": 493})),
+        line(serde_json::json!({"path": "r/a", "type": "file", "size": 4_000, "blobs": [blob]})),
+        line(serde_json::json!({"path": "r/a/under", "type": "file"})),
+        line(serde_json::json!({"path": "r/b", "type": "hardlink", "target": "r/missing"})),
+        line(serde_json::json!({"path": "r/c", "type": "file", "size": 5_000, "blobs": [blob]})),
+    ]
+    .concat();
+    plant_manifest(&repo, &manifest);
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("3 entries restore would refuse"), "{err}");
+    assert!(
+        err.contains("r/a has size 4000 but its blobs hold 5000 bytes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("r/a/under lies under r/a, which is not a directory"),
+        "{err}"
+    );
+    assert!(err.contains("to repair: cairn repair snapshots"), "{err}");
+    let report = env.json(&["repair", "snapshots"]);
+    assert_eq!(report["repaired"][0]["lost_count"], 3, "{report}");
+    env.ok(&["check", "--read-data"]);
+    let target = env.path("out");
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--host",
+        "evil",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read(target.join("r/c")).unwrap(), data);
+    assert!(!target.join("r/a").exists() && !target.join("r/b").exists());
+}

@@ -2,7 +2,8 @@
 //! is rewritten without the files whose data is gone (and hard links to
 //! them), keeping everything still stored and naming what was left out in
 //! its record (tag `repaired`, field `repaired`). A snapshot whose manifest
-//! itself is lost has nothing left to restore and is removed.
+//! itself is lost has nothing left to restore and is removed. Entries that
+//! restore would refuse (see `repo::shape`) are left out the same way.
 //!
 //! Data counts as stored when the index lists it in a pack that is stored;
 //! damage inside a pack is found by `check --read-data`, and `repair index
@@ -23,6 +24,7 @@ use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind, ManifestWriter};
 use crate::repo::packer::{self, Packer};
 use crate::repo::reader::BlobReader;
+use crate::repo::shape::Shape;
 use crate::repo::snapshot::{RepairInfo, Snapshot, SnapshotRecord, REPAIRED_TAG, REPAIR_LISTED};
 use crate::repo::{RepoError, Repository};
 use crate::sink::ObjectKind;
@@ -144,10 +146,14 @@ fn survey(
         return Err(format!("its manifest is lost (blob {id} is not stored)"));
     }
     let mut losses = Losses::default();
+    let mut shape = Shape::default();
     let mut reader = BlobReader::new(repo, index);
     for entry in reader.manifest(&snapshot.id.short(), &snapshot.record.manifest) {
         let entry = entry.map_err(|e| format!("its manifest cannot be read: {}", e.manifest_cause()))?;
-        if is_lost(&entry, &losses, present) {
+        // Entries restore would refuse go too (each is judged first, so
+        // that what lies under one counts as absent).
+        let refused = shape.wrong(&entry, index).is_some();
+        if refused || is_lost(&entry, &losses, present) {
             losses.files += 1;
             losses.bytes = losses.bytes.saturating_add(entry.size);
             if losses.listed.len() < REPAIR_LISTED {
