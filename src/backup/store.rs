@@ -119,6 +119,32 @@ fn store_content(
     })
 }
 
+/// A file read no further than the size its stat gave: a pseudo-file
+/// such as `/proc/N/pagemap` says 0 bytes but yields gigabytes, and a log
+/// file keeps growing while it is read (it is saved as it was, and the
+/// size that changed is warned about). Each read first looks for Ctrl-C or
+/// SIGTERM, so one large file does not hold up the end.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if interrupt::is_set() {
+            // Not ErrorKind::Interrupted: readers retry that one.
+            return Err(io::Error::other("interrupted"));
+        }
+        let max = usize::try_from(self.left).unwrap_or(usize::MAX).min(buf.len());
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
 enum StoreError {
     Source(io::Error),
     Repo(RepoError),
@@ -165,8 +191,12 @@ fn store_file(
         Ok(f) => f,
         Err(e) => return Ok(skipped(e)),
     };
+    let mut bounded = Bounded {
+        inner: &mut file,
+        left: entry.size,
+    };
     let (size, blobs, hash) =
-        match store_stream(&mut file, entry.size, packer, frames, chunker, bufs, progress) {
+        match store_stream(&mut bounded, entry.size, packer, frames, chunker, bufs, progress) {
             Ok(r) => r,
             Err(StoreError::Source(e)) => return Ok(skipped(e)),
             Err(StoreError::Repo(e)) => return Err(e),

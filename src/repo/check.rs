@@ -352,7 +352,7 @@ fn read_packs(
                         }
                         // A pack that cannot be read is a problem to report
                         // with the snapshots it affects, not the end of check.
-                        let data = match repo.sink().read(ObjectKind::Pack, &id.to_hex()) {
+                        let data = match read_pack(repo, *id) {
                             Ok(data) => data,
                             Err(e) => {
                                 let ids = blobs.iter().map(|b| b.id).collect();
@@ -380,6 +380,19 @@ fn read_packs(
             .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
             .collect()
     })
+}
+
+/// A pack's bytes, read again when they do not match its name (a garbled
+/// transfer is not a damaged pack).
+fn read_pack(repo: &Repository, id: ObjectId) -> Result<Vec<u8>, crate::sink::SinkError> {
+    let mut data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
+    for _ in 1..super::READ_ATTEMPTS {
+        if ObjectId::of(&data) == id {
+            break;
+        }
+        data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
+    }
+    Ok(data)
 }
 
 /// Checks a pack's name, then every blob the index places in it.

@@ -105,6 +105,10 @@ pub enum RepoError {
     },
 }
 
+/// Reads of an object (or frame) whose bytes are wrong before it counts as
+/// damaged: a garbled or short transfer is read again.
+pub const READ_ATTEMPTS: u32 = 3;
+
 /// An index file that prune or repair writes holds at most this many
 /// blobs (a pack's entries are never split).
 pub const BLOBS_PER_INDEX_FILE: usize = 65_536;
@@ -168,52 +172,59 @@ impl Repository {
         Repository::open(sink)
     }
 
-    /// Opens a repository, refusing anything that is not format 1.
+    /// Opens a repository, refusing anything that is not format 1. A
+    /// config.json that does not parse is read again before it is
+    /// refused: it is not named by its hash, so a garbled transfer shows
+    /// only as bad JSON.
     pub fn open(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
         let location = sink.location();
-        let bytes = match sink.read(ObjectKind::Config, CONFIG_NAME) {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => return Err(RepoError::NotFound { location }),
-            Err(e) => return Err(e.into()),
-        };
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
+        let read = || match sink.read(ObjectKind::Config, CONFIG_NAME) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.is_not_found() => Err(RepoError::NotFound {
                 location: location.clone(),
-                reason: format!("config.json is not JSON ({e})"),
-            })?;
-        let version = value.get("version").and_then(|v| v.as_u64());
-        match version {
-            Some(v) if v == FORMAT_VERSION as u64 => {}
-            Some(v) => {
-                return Err(RepoError::UnsupportedVersion {
-                    location,
-                    version: v as u32,
-                })
+            }),
+            Err(e) => Err(e.into()),
+        };
+        let mut parsed = Repository::parse_config(&location, &read()?);
+        for _ in 1..READ_ATTEMPTS {
+            if parsed.is_ok() {
+                break;
             }
-            None => {
-                return Err(RepoError::NotARepository {
-                    location,
-                    reason: "config.json has no format version".into(),
-                })
-            }
+            parsed = Repository::parse_config(&location, &read()?);
         }
-        let config: Config = serde_json::from_value(value).map_err(|e| RepoError::NotARepository {
-            location: location.clone(),
-            reason: format!("config.json: {e}"),
-        })?;
-        let chunker = Chunker::new(&config.chunker).ok_or_else(|| RepoError::NotARepository {
-            location: location.clone(),
-            reason: "config.json has chunker sizes outside FastCDC's limits".into(),
-        })?;
-        config.check().map_err(|why| RepoError::NotARepository {
-            location: location.clone(),
-            reason: format!("config.json: {why}"),
-        })?;
+        let (config, chunker) = parsed?;
         Ok(Repository {
             sink,
             config,
             chunker,
         })
+    }
+
+    fn parse_config(location: &str, bytes: &[u8]) -> Result<(Config, Chunker), RepoError> {
+        let refuse = |reason: String| RepoError::NotARepository {
+            location: location.to_string(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| refuse(format!("config.json is not JSON ({e})")))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) => {
+                return Err(RepoError::UnsupportedVersion {
+                    location: location.to_string(),
+                    version: u32::try_from(v).unwrap_or(u32::MAX),
+                })
+            }
+            None => return Err(refuse("config.json has no format version".into())),
+        }
+        let config: Config =
+            serde_json::from_value(value).map_err(|e| refuse(format!("config.json: {e}")))?;
+        let chunker = Chunker::new(&config.chunker)
+            .ok_or_else(|| refuse("config.json has chunker sizes outside FastCDC's limits".into()))?;
+        config
+            .check()
+            .map_err(|why| refuse(format!("config.json: {why}")))?;
+        Ok((config, chunker))
     }
 
     pub fn sink(&self) -> &Arc<dyn Sink> {
@@ -229,9 +240,18 @@ impl Repository {
     }
 
     /// Reads a content-named object and checks its bytes against its name.
+    /// Bytes that do not match are read again (up to [`READ_ATTEMPTS`]
+    /// reads): a garbled transfer is not a damaged object.
     pub fn read_verified(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, RepoError> {
-        let bytes = self.sink.read(kind, name)?;
-        let actual = ObjectId::of(&bytes);
+        let mut bytes = self.sink.read(kind, name)?;
+        let mut actual = ObjectId::of(&bytes);
+        for _ in 1..READ_ATTEMPTS {
+            if actual.to_hex() == name {
+                break;
+            }
+            bytes = self.sink.read(kind, name)?;
+            actual = ObjectId::of(&bytes);
+        }
         if actual.to_hex() != name {
             return Err(RepoError::Corrupt {
                 kind,

@@ -415,7 +415,17 @@ fn copy_blobs(
             if frame.blobs.iter().all(|(_, used)| *used) {
                 // Every blob still used: the frame goes over as it is,
                 // verified but not compressed again.
-                packer.add_frame(verified_frame(repo, &mut decoder, *pack, *offset, frame)?)?;
+                // A garbled transfer is read again (see READ_ATTEMPTS).
+                let mut copied = verified_frame(repo, &mut decoder, *pack, *offset, frame);
+                for _ in 1..super::READ_ATTEMPTS {
+                    match copied {
+                        Err(RepoError::Pack { .. }) => {
+                            copied = verified_frame(repo, &mut decoder, *pack, *offset, frame)
+                        }
+                        _ => break,
+                    }
+                }
+                packer.add_frame(copied?)?;
                 continue;
             }
             for (blob, _) in frame.blobs.iter().filter(|(_, used)| *used) {

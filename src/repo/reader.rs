@@ -29,7 +29,7 @@ pub struct BlobReader<'a> {
     /// Compressed frames fetched ahead (see [`BlobReader::prefetched`]).
     prefetched: Vec<((ObjectId, u64), Vec<u8>)>,
     /// Frames that could not be read or decoded: how often, and why. A
-    /// frame whose pack is missing, or that failed to decode twice, fails
+    /// frame whose pack is missing, or that failed to decode three times, fails
     /// at once when asked again (by every file in it); a single garbled
     /// transfer is read again.
     failed: std::collections::HashMap<(ObjectId, u64), (u32, String)>,
@@ -37,6 +37,9 @@ pub struct BlobReader<'a> {
 
 /// Frame failures remembered per reader, at most.
 const REMEMBERED_FAILURES: usize = 4096;
+
+/// Reads of a frame before it counts as damaged.
+const FRAME_ATTEMPTS: u32 = super::READ_ATTEMPTS;
 
 impl<'a> BlobReader<'a> {
     pub fn new(repo: &'a Repository, index: &'a Index) -> BlobReader<'a> {
@@ -97,7 +100,17 @@ impl<'a> BlobReader<'a> {
         let mut first_error = None;
         let index = self.index;
         for (pack_id, loc) in index.locations(id) {
-            match self.verified_at(id, pack_id, loc) {
+            // A garbled or short transfer is not a damaged frame: up to
+            // three reads (a frame that fails to decode that often is
+            // remembered as damaged).
+            let mut result = self.verified_at(id, pack_id, loc);
+            for _ in 1..FRAME_ATTEMPTS {
+                match result {
+                    Err(RepoError::Pack { .. }) => result = self.verified_at(id, pack_id, loc),
+                    _ => break,
+                }
+            }
+            match result {
                 Ok(pos) => {
                     if let Some(e) = &first_error {
                         tracing::warn!(
@@ -140,7 +153,11 @@ impl<'a> BlobReader<'a> {
             }
             None => Some(!self.sparse),
         };
-        if let Some((_, why)) = self.failed.get(&key).filter(|(times, _)| *times >= 2) {
+        if let Some((_, why)) = self
+            .failed
+            .get(&key)
+            .filter(|(times, _)| *times >= FRAME_ATTEMPTS)
+        {
             return Err(RepoError::Corrupt {
                 kind: ObjectKind::Pack,
                 name: pack_id.to_hex(),
@@ -207,11 +224,11 @@ impl<'a> BlobReader<'a> {
     }
 
     /// Notes that the frame at `key` failed with `e`, and returns `e`: a
-    /// missing pack counts as two failures, a frame that does not decode as
+    /// missing pack counts as all of them at once, a frame that does not decode as
     /// one; other errors (transient, interrupted) not at all.
     fn remember(&mut self, key: (ObjectId, u64), e: RepoError) -> RepoError {
         let weight = match &e {
-            RepoError::Sink(s) if s.is_not_found() => 2,
+            RepoError::Sink(s) if s.is_not_found() => FRAME_ATTEMPTS,
             RepoError::Pack { .. } => 1,
             _ => 0,
         };

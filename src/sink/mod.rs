@@ -6,6 +6,7 @@
 //! must pass the suite in [`conformance`].
 
 pub mod cache;
+pub mod chaos;
 pub mod conformance;
 pub mod faulty;
 pub mod local;

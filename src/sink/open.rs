@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::CacheSink;
+use super::chaos::{Chaos, ChaosSink};
 use super::location::Location;
 use super::retry::{RetryPolicy, RetrySink};
 use super::s3::{S3Options, S3Sink};
@@ -103,13 +104,27 @@ pub fn parse_size(value: &str) -> Option<u64> {
 /// snapshot records.
 /// Nothing is created: an S3 bucket is checked to exist (`create` makes
 /// it when missing, for `init`).
+/// Random faults (`CAIRN_FAULTS`, for tests: see `sink::chaos`) go
+/// directly on the real store, under everything else.
 pub fn open(location: &Location, options: &SinkOptions, create: bool) -> Result<Arc<dyn Sink>, SinkError> {
+    let chaos = Chaos::from_env().map_err(|message| SinkError::Remote {
+        op: "open",
+        location: location.to_string(),
+        message,
+        transient: false,
+    })?;
+    let faulty = |sink: Arc<dyn Sink>| -> Arc<dyn Sink> {
+        match &chaos {
+            Some(chaos) => Arc::new(ChaosSink::new(sink, chaos.clone())),
+            None => sink,
+        }
+    };
     let (base, retry_time): (Arc<dyn Sink>, Duration) = match location {
         // A directory on a network share is retried for half a minute.
-        Location::Local(path) => (Arc::new(LocalSink::new(path)), Duration::from_secs(30)),
+        Location::Local(path) => (faulty(Arc::new(LocalSink::new(path))), Duration::from_secs(30)),
         Location::S3(url) => {
             let sink = Arc::new(S3Sink::new(url.clone(), options.s3.clone())?);
-            let retrying = RetrySink::new(sink.clone(), RetryPolicy::lasting(options.s3.retry_time));
+            let retrying = RetrySink::new(faulty(sink.clone()), RetryPolicy::lasting(options.s3.retry_time));
             // The bucket first, so a wrong name or credentials fail in one line.
             retrying.retry("open", || sink.ensure_bucket(create))?;
             return Ok(CacheSink::wrap(Arc::new(retrying)));

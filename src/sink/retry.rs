@@ -134,10 +134,17 @@ impl Sink for RetrySink {
             // A retry that finds the name taken: an earlier attempt may have
             // been stored with its answer lost. If the object holds exactly
             // these bytes, it was ours (a lock's random name is no one else's).
+            // A read that differs is read again: it may be the transfer
+            // that was garbled.
             Err(SinkError::AlreadyExists { .. }) if attempts > 1 => {
-                match self.retry("read", || self.inner.read(kind, name)) {
-                    Ok(stored) if stored == data => Ok(data.len() as u64),
-                    _ => result,
+                let ours = (0..3).any(|_| {
+                    self.retry("read", || self.inner.read(kind, name))
+                        .is_ok_and(|stored| stored == data)
+                });
+                if ours {
+                    Ok(data.len() as u64)
+                } else {
+                    result
                 }
             }
             other => other,

@@ -326,7 +326,10 @@ fn a_corrupt_read_is_never_restored() {
         .collect::<Result<_, _>>()
         .unwrap();
     let file = entries.iter().find(|e| !e.blobs.is_empty()).unwrap();
-    faulty.inject(Fault::CorruptRead(ObjectKind::Pack));
+    // Corrupt on every read: refused.
+    for _ in 0..3 {
+        faulty.inject(Fault::CorruptRead(ObjectKind::Pack));
+    }
     let mut fresh = cairn::repo::reader::BlobReader::new(&repo, &index);
     let err = fresh
         .read(&file.blobs[0])
@@ -335,7 +338,12 @@ fn a_corrupt_read_is_never_restored() {
         err.to_string().contains(&file.blobs[0].to_hex()[..16]) || err.to_string().contains("pack"),
         "{err}"
     );
+    // One garbled transfer is read again.
+    faulty.inject(Fault::CorruptRead(ObjectKind::Pack));
+    let mut fresh = cairn::repo::reader::BlobReader::new(&repo, &index);
+    assert_eq!(fresh.read(&file.blobs[0]).unwrap().len(), file.size as usize);
     faulty.inject(Fault::TransientRead(ObjectKind::Pack));
+    let mut fresh = cairn::repo::reader::BlobReader::new(&repo, &index);
     assert!(fresh.read(&file.blobs[0]).is_err());
     assert_eq!(fresh.read(&file.blobs[0]).unwrap().len(), file.size as usize);
 }

@@ -170,3 +170,31 @@ fn a_lock_with_pid_u32_max_and_an_unreadable_lock_are_debris() {
     env.ok(&["unlock"]);
     assert!(lock_names(&env.repo).is_empty(), "{:?}", lock_names(&env.repo));
 }
+
+/// `unlock` leaves the lock of a live process; `unlock --remove-all`
+/// removes it too (the user says that process is gone for good).
+#[test]
+fn unlock_remove_all_removes_live_locks_too() {
+    let env = Env::with_repo();
+    let live = put_lock(
+        &env.repo,
+        &this_host(),
+        std::process::id(),
+        chrono::Duration::zero(),
+        "exclusive",
+    );
+    let stale = put_lock(&env.repo, &this_host(), 0, chrono::Duration::zero(), "shared");
+    let out = env.ok(&["unlock"]);
+    assert!(out.contains("removed 1 lock"), "{out}");
+    assert!(live.exists() && !stale.exists());
+    let out = env.run(&["snapshots"]);
+    assert_eq!(
+        code(&out),
+        11,
+        "the live exclusive lock must block: {}",
+        stderr(&out)
+    );
+    let out = env.ok(&["unlock", "--remove-all"]);
+    assert!(out.contains("removed 1 lock"), "{out}");
+    assert!(lock_names(&env.repo).is_empty());
+}

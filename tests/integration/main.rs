@@ -6,6 +6,7 @@
 
 mod util;
 
+mod chaos;
 mod cli;
 mod copy;
 mod diff;

@@ -10,9 +10,9 @@ use crate::util::{self, code, stderr, Env};
 
 /// sshd on a free loopback port and `root@127.0.0.1:<dir>` mounted with
 /// sshfs; unmounted and stopped on drop.
-struct Share {
+pub(crate) struct Share {
     sshd: Child,
-    mount: PathBuf,
+    pub(crate) mount: PathBuf,
 }
 
 impl Drop for Share {
@@ -24,7 +24,7 @@ impl Drop for Share {
     }
 }
 
-fn missing_tools() -> Option<String> {
+pub(crate) fn missing_tools() -> Option<String> {
     if !util::is_root() {
         return Some("not root".into());
     }
@@ -63,7 +63,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn mount_share(scratch: &Path, exported: &Path, extra: &str) -> Share {
+pub(crate) fn mount_share(scratch: &Path, exported: &Path, extra: &str) -> Share {
     let keys = scratch.join("ssh");
     std::fs::create_dir_all(&keys).unwrap();
     for name in ["host", "user"] {

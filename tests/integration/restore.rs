@@ -271,3 +271,37 @@ fn a_full_restore_fetched_each_frame_several_times() {
         reads.len()
     );
 }
+
+/// A symlink planted where the snapshot has a directory (in a restore
+/// target, or in place) is replaced, never written through.
+#[test]
+fn a_symlink_planted_in_the_target_is_never_written_through() {
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("d/file"), b"mine");
+    env.backup(&[&src]);
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+
+    let target = env.path("target");
+    fs::create_dir_all(target.join("tree/src")).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("tree/src/d")).unwrap();
+    let t = target.to_str().unwrap();
+    env.ok(&["restore", "latest", "--target", t, "--overwrite"]);
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "written through the link"
+    );
+    assert!(fs::symlink_metadata(target.join("tree/src/d")).unwrap().is_dir());
+    assert_eq!(fs::read(target.join("tree/src/d/file")).unwrap(), b"mine");
+
+    fs::remove_dir_all(src.join("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("d")).unwrap();
+    env.ok(&["restore", "latest", "--in-place"]);
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "written through the link"
+    );
+    assert!(fs::symlink_metadata(src.join("d")).unwrap().is_dir());
+    assert_eq!(fs::read(src.join("d/file")).unwrap(), b"mine");
+}

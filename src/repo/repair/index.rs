@@ -7,7 +7,7 @@
 //! file lists is read and indexed. `read_all_packs` trusts no index file:
 //! every pack is read, and the index is written anew from what they hold.
 //!
-//! A pack whose bytes do not match its name (read twice, to rule out a
+//! A pack whose bytes do not match its name (read three times, to rule out a
 //! garbled transfer) is salvaged, as restic's `repair packs` does: the
 //! blobs in it that verify are stored again in a new pack, and once the
 //! new index is in place the damaged pack is deleted. What did not verify
@@ -296,8 +296,11 @@ fn read_pack(
     };
     let Some(mut data) = fetch()? else { return Ok(()) };
     let mut actual = ObjectId::of(&data);
-    if actual != id {
-        // Once more: a garbled transfer is not a damaged pack.
+    // Again: a garbled transfer is not a damaged pack.
+    for _ in 1..crate::repo::READ_ATTEMPTS {
+        if actual == id {
+            break;
+        }
         let Some(again) = fetch()? else { return Ok(()) };
         data = again;
         actual = ObjectId::of(&data);
