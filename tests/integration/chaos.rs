@@ -71,19 +71,6 @@ fn judge(out: &Output, what: &str, seed: u64) -> bool {
     }
 }
 
-/// The hash of every file under `dir`, by relative path.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, String> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            let hash = blake3::hash(&fs::read(e.path()).unwrap()).to_hex().to_string();
-            (e.path().strip_prefix(dir).unwrap().to_path_buf(), hash)
-        })
-        .collect()
-}
-
 /// What the faulty runs did.
 #[derive(Default)]
 struct Tally {
@@ -134,7 +121,7 @@ fn round(env: &Env, store: &Store, seed: u64, tally: &mut Tally) {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("seed {seed}: backup --json: {e}: {}", stdout(&out)));
             let id = json["id"].as_str().expect("id").to_string();
-            saved.push((id, contents(&src)));
+            saved.push((id, file_hashes(&src)));
         }
     }
     let target = env.path(&format!("out{seed}"));
@@ -147,7 +134,7 @@ fn round(env: &Env, store: &Store, seed: u64, tally: &mut Tally) {
     if tally.run(&out, "restore", seed) {
         if let Some((_, files)) = saved.last() {
             assert_eq!(
-                &contents(&target.join(tree_of(&src))),
+                &file_hashes(&target.join(tree_of(&src))),
                 files,
                 "seed {seed}: restore under faults"
             );
@@ -197,7 +184,7 @@ fn prove(env: &Env, store: &Store, seed: u64, saved: &[(String, BTreeMap<PathBuf
         );
         assert_eq!(code(&out), 0, "seed {seed}: restore {id}: {}", stderr(&out));
         assert_eq!(
-            &contents(&target.join(tree_of(src))),
+            &file_hashes(&target.join(tree_of(src))),
             files,
             "seed {seed}: snapshot {id}"
         );

@@ -9,6 +9,7 @@ mod util;
 mod chaos;
 mod cli;
 mod copy;
+mod crash;
 mod diff;
 mod evolution;
 mod export;

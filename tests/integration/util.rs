@@ -161,6 +161,39 @@ pub fn repo_files(repo: &Path) -> Vec<PathBuf> {
     all
 }
 
+/// The hash of every file under `dir`, by relative path.
+pub fn file_hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let hash = blake3::hash(&fs::read(e.path()).unwrap()).to_hex().to_string();
+            (e.path().strip_prefix(dir).unwrap().to_path_buf(), hash)
+        })
+        .collect()
+}
+
+/// A small seeded generator for tests that draw at random (xorshift64*):
+/// the seed is printed, so a failure reproduces.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// Inverts the byte at `at` (or the last one) of a file.
 pub fn flip_byte(path: &Path, at: usize) {
     let mut bytes = fs::read(path).unwrap();
