@@ -8,9 +8,11 @@ mod util;
 
 mod chaos;
 mod cli;
+mod concurrency;
 mod copy;
 mod crash;
 mod diff;
+mod diskfull;
 mod evolution;
 mod export;
 mod faults;

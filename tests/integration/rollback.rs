@@ -280,33 +280,12 @@ fn a_killed_in_place_restore_leaves_no_torn_file_and_can_be_finished_or_undone()
 }
 
 /// A small tmpfs, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// The disk fills while an in-place restore writes: the error says what
 /// failed, and everything is as it was before.
 #[test]
 fn a_disk_full_during_an_in_place_restore_changes_nothing() {
     let env = Env::with_repo();
-    let Some(disk) = Tmpfs::mount(&env.path("small"), "1m") else {
+    let Some(disk) = crate::util::Tmpfs::mount(&env.path("small"), "1m") else {
         skip("cannot mount a tmpfs here (needs root)");
         return;
     };
