@@ -22,6 +22,8 @@ pub mod retention;
 pub mod schedule;
 pub mod select;
 pub mod sink;
+#[cfg(test)]
+mod testing;
 
 /// An error and its causes as one line, joined by ": " as anyhow's `{:#}`
 /// prints them. For error text kept or shown without anyhow (warnings,

@@ -45,6 +45,26 @@ impl IndexFile {
     }
 }
 
+/// Index files decompress to at most this much JSON (FORMAT.md section 6).
+pub const MAX_INDEX_JSON: u64 = 1 << 30;
+
+/// An index file's stored bytes (zstd, then JSON), decoded; the error says
+/// what is wrong with them. Decoded as a stream, bounded by
+/// [`MAX_INDEX_JSON`], never reserving that bound up front (a process
+/// under a memory limit would abort): index files are compressed without
+/// their size in the frame header.
+pub fn decode_stored(bytes: &[u8]) -> Result<IndexFile, String> {
+    let mut json = Vec::with_capacity(bytes.len().saturating_mul(4).min(64 << 20));
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(bytes).map_err(|e| format!("does not decompress: {e}"))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, MAX_INDEX_JSON + 1), &mut json)
+        .map_err(|e| format!("does not decompress: {e}"))?;
+    if json.len() as u64 > MAX_INDEX_JSON {
+        return Err("decompresses to more than 1 GiB".into());
+    }
+    IndexFile::from_json(&json).map_err(|e| format!("bad JSON: {e}"))
+}
+
 /// The compact layout serde_json writes for an [`IndexFile`]:
 /// `{"packs":[{"id":"..","blobs":[{"id":"..","frame_offset":N,...}]}]}`.
 mod compact {
@@ -355,5 +375,49 @@ mod tests {
             vec![512 * 3 + 512, 512 * 3],
             "each place once, the first loaded first"
         );
+    }
+
+    fn random_file(rng: &mut crate::testing::Rng) -> IndexFile {
+        let id = |rng: &mut crate::testing::Rng| ObjectId::of(&rng.next().to_le_bytes());
+        IndexFile {
+            packs: (0..rng.below(4))
+                .map(|_| IndexPack {
+                    id: id(rng),
+                    blobs: (0..rng.below(5))
+                        .map(|_| IndexBlob {
+                            id: id(rng),
+                            frame_offset: rng.number(),
+                            frame_length: rng.number() as u32,
+                            offset: rng.number() as u32,
+                            length: rng.number() as u32,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The compact reader reads what serde writes, and on any other bytes
+    /// either gives way to serde or agrees with it: it never accepts what
+    /// serde refuses, nor reads it differently.
+    #[test]
+    fn the_compact_reader_agrees_with_serde_on_random_input() {
+        let mut rng = crate::testing::Rng(0x1dec);
+        for _ in 0..3000 {
+            let file = random_file(&mut rng);
+            let json = serde_json::to_vec(&file).unwrap();
+            let fast = compact::parse(&json).expect("serde's own layout");
+            assert!(same(&fast, &file));
+            let bent = rng.mutate(&json);
+            if let Some(fast) = compact::parse(&bent) {
+                let slow: IndexFile = serde_json::from_slice(&bent).unwrap_or_else(|e| {
+                    panic!(
+                        "compact accepted what serde refuses ({e}): {}",
+                        String::from_utf8_lossy(&bent)
+                    )
+                });
+                assert!(same(&fast, &slow), "{}", String::from_utf8_lossy(&bent));
+            }
+        }
     }
 }

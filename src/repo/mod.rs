@@ -200,7 +200,9 @@ impl Repository {
         })
     }
 
-    fn parse_config(location: &str, bytes: &[u8]) -> Result<(Config, Chunker), RepoError> {
+    /// A config.json's bytes, parsed and checked against what this reader
+    /// accepts.
+    pub fn parse_config(location: &str, bytes: &[u8]) -> Result<(Config, Chunker), RepoError> {
         let refuse = |reason: String| RepoError::NotARepository {
             location: location.to_string(),
             reason,
@@ -264,25 +266,11 @@ impl Repository {
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile, RepoError> {
         let bytes = self.read_verified(ObjectKind::Index, name)?;
-        let corrupt = |detail: String| RepoError::Corrupt {
+        index::decode_stored(&bytes).map_err(|detail| RepoError::Corrupt {
             kind: ObjectKind::Index,
             name: name.to_string(),
             detail,
-        };
-        // Index files are compressed as a stream, without their size in the
-        // frame header: decoded as a stream, bounded by what the format
-        // allows (1 GiB), never reserving that bound up front (a process
-        // under a memory limit would abort).
-        const MAX_JSON: u64 = 1 << 30;
-        let mut json = Vec::with_capacity(bytes.len().saturating_mul(4).min(64 << 20));
-        let decoder = zstd::stream::read::Decoder::with_buffer(&bytes[..])
-            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, MAX_JSON + 1), &mut json)
-            .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
-        if json.len() as u64 > MAX_JSON {
-            return Err(corrupt("decompresses to more than 1 GiB".into()));
-        }
-        IndexFile::from_json(&json).map_err(|e| corrupt(format!("bad JSON: {e}")))
+        })
     }
 
     /// Loads every index file. A damaged one (its bytes do not match its
