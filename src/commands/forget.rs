@@ -10,9 +10,10 @@ use crate::cli::{ForgetArgs, KeepArgs};
 use cairn::profile::Retention;
 use cairn::repo::lock::{self, LockKind};
 use cairn::repo::snapshot::Snapshot;
-use cairn::repo::Repository;
+use cairn::repo::{RepoError, Repository};
 use cairn::retention::policy::{Count, Policy, Span};
 use cairn::retention::{self, GroupBy, GroupPlan};
+use cairn::sink::ObjectKind;
 
 pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
     let mut policy = policy_of(&args.keep)?;
@@ -191,8 +192,18 @@ fn forget_named(
     args: &ForgetArgs,
 ) -> Result<Vec<cairn::repo::id::ObjectId>> {
     let mut named: Vec<&Snapshot> = Vec::new();
+    let mut damaged = Vec::new();
     for query in &args.snapshots {
-        let found = cairn::repo::snapshot::resolve_filtered(all, query, &Default::default())?;
+        let found = match cairn::repo::snapshot::resolve_filtered(all, query, &Default::default()) {
+            Ok(found) => found,
+            Err(e) => match damaged_record(repo, all, query)? {
+                Some(name) => {
+                    damaged.push(name);
+                    continue;
+                }
+                None => return Err(e.into()),
+            },
+        };
         let found = all
             .iter()
             .find(|s| s.id == found.id)
@@ -223,7 +234,40 @@ fn forget_named(
         print_json(&serde_json::json!({ "remove": listed }))?;
     }
     remove(repo, &named, args)?;
+    for name in &damaged {
+        if args.dry_run {
+            outln!("would remove damaged snapshot record {name}")?;
+        } else {
+            repo.delete(ObjectKind::Snapshot, name)
+                .with_context(|| format!("cannot remove snapshot record {name}"))?;
+            outln!("removed damaged snapshot record {name}")?;
+        }
+    }
     Ok(named.iter().map(|s| s.id).collect())
+}
+
+/// The one snapshot record `query` (an id or a prefix of at least 4 hex
+/// digits) names that cannot be read because it is damaged: `forget` of
+/// it is how `check` says to get rid of it. A record of a newer cairn is
+/// not damaged, and is never named here.
+fn damaged_record(repo: &Repository, all: &[Snapshot], query: &str) -> Result<Option<String>> {
+    let query = query.to_ascii_lowercase();
+    if query.len() < 4 || !query.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let readable: Vec<String> = all.iter().map(|s| s.id.to_hex()).collect();
+    let candidates: Vec<String> = repo
+        .snapshot_names()?
+        .into_iter()
+        .filter(|n| n.starts_with(&query) && !readable.contains(n))
+        .collect();
+    let [name] = candidates.as_slice() else {
+        return Ok(None);
+    };
+    match repo.read_snapshot(name) {
+        Err(RepoError::Corrupt { .. }) => Ok(Some(name.clone())),
+        _ => Ok(None),
+    }
 }
 
 /// Deletes the records (unless `--dry-run`), saying so.

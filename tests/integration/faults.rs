@@ -121,6 +121,16 @@ fn a_damaged_snapshot_record_or_index_is_named() {
         "{}",
         stderr(&out)
     );
+    // check's advice works: forget of the damaged record removes it.
+    let out = env.run(&["check"]);
+    assert!(
+        stderr(&out).contains("to repair: cairn forget ID"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.ok(&["forget", &name[..8]]);
+    assert!(out.contains("removed damaged snapshot record"), "{out}");
+    env.ok(&["check"]);
 
     let env = Env::with_repo();
     write(&env.path("src/a"), b"a");
