@@ -19,11 +19,10 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod rng;
 pub mod schedule;
 pub mod select;
 pub mod sink;
-#[cfg(test)]
-mod testing;
 
 /// An error and its causes as one line, joined by ": " as anyhow's `{:#}`
 /// prints them. For error text kept or shown without anyhow (warnings,

@@ -377,8 +377,8 @@ mod tests {
         );
     }
 
-    fn random_file(rng: &mut crate::testing::Rng) -> IndexFile {
-        let id = |rng: &mut crate::testing::Rng| ObjectId::of(&rng.next().to_le_bytes());
+    fn random_file(rng: &mut crate::rng::Rng) -> IndexFile {
+        let id = |rng: &mut crate::rng::Rng| ObjectId::of(&rng.draw().to_le_bytes());
         IndexFile {
             packs: (0..rng.below(4))
                 .map(|_| IndexPack {
@@ -402,7 +402,7 @@ mod tests {
     /// serde refuses, nor reads it differently.
     #[test]
     fn the_compact_reader_agrees_with_serde_on_random_input() {
-        let mut rng = crate::testing::Rng(0x1dec);
+        let mut rng = crate::rng::Rng(0x1dec);
         for _ in 0..3000 {
             let file = random_file(&mut rng);
             let json = serde_json::to_vec(&file).unwrap();

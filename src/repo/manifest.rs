@@ -662,7 +662,7 @@ mod tests {
         assert!(writer.push(&entry(b"a"), &mut emit).is_err());
     }
 
-    fn random_entry(rng: &mut crate::testing::Rng) -> Entry {
+    fn random_entry(rng: &mut crate::rng::Rng) -> Entry {
         let alphabet: &[u8] = b"ab/ .\\\"\x01\x7f\xc3\xbc\xffz";
         let len = 1 + rng.below(12) as usize;
         let path: Vec<u8> = (0..len).map(|_| *rng.pick(alphabet)).collect();
@@ -688,7 +688,7 @@ mod tests {
     /// path reader never disagrees with serde's reading of the line.
     #[test]
     fn the_fast_line_readers_agree_with_serde_on_random_input() {
-        let mut rng = crate::testing::Rng(0x5eed);
+        let mut rng = crate::rng::Rng(0x5eed);
         for _ in 0..3000 {
             let e = random_entry(&mut rng);
             let json = serde_json::to_vec(&e).unwrap();

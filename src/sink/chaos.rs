@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Bytes, Capabilities, ObjectInfo, ObjectKind, Sink, SinkError};
+use crate::rng::Rng;
 
 /// The environment variable that turns chaos on.
 pub const FAULTS_VAR: &str = "CAIRN_FAULTS";
@@ -113,13 +114,13 @@ struct Counts {
 pub struct ChaosSink {
     inner: Arc<dyn Sink>,
     chaos: Chaos,
-    rng: Mutex<u64>,
+    rng: Mutex<Rng>,
     counts: Counts,
 }
 
 impl ChaosSink {
     pub fn new(inner: Arc<dyn Sink>, chaos: Chaos) -> ChaosSink {
-        let rng = Mutex::new(chaos.seed ^ 0x9e37_79b9_7f4a_7c15);
+        let rng = Mutex::new(Rng(chaos.seed ^ 0x9e37_79b9_7f4a_7c15));
         ChaosSink {
             inner,
             chaos,
@@ -128,19 +129,9 @@ impl ChaosSink {
         }
     }
 
-    /// Whether an event of this share happens now (xorshift64*).
+    /// Whether an event of this share happens now.
     fn roll(&self, share: f64) -> bool {
-        if share <= 0.0 {
-            return false;
-        }
-        let mut state = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        let mut x = (*state).max(1);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *state = x;
-        let draw = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-        draw < share
+        share > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).unit() < share
     }
 
     /// Waits, sometimes; then fails with a transient error at `share`.

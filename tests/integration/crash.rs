@@ -126,9 +126,9 @@ fn change(src: &Path, rng: &mut Rng, round: u64) {
     for _ in 0..4 {
         let i = rng.below(24);
         let size = 10_000 + rng.below(400_000) as usize;
-        write(&src.join(format!("d{}/f{i}", i % 4)), &noise(size, rng.next()));
+        write(&src.join(format!("d{}/f{i}", i % 4)), &noise(size, rng.draw()));
     }
-    write(&src.join(format!("new/r{round}")), &noise(300_000, rng.next()));
+    write(&src.join(format!("new/r{round}")), &noise(300_000, rng.draw()));
 }
 
 fn backup_id(env: &Env, repo: &Path, src: &Path, what: &str) -> String {
@@ -252,7 +252,7 @@ fn killed_in_place_restores_leave_every_file_old_or_new() {
         let mut edited = BTreeMap::new();
         for i in 0..16u64 {
             let path = src.join(format!("f{i}"));
-            write(&path, &noise(1 << 20, rng.next()));
+            write(&path, &noise(1 << 20, rng.draw()));
             edited.insert(
                 PathBuf::from(format!("f{i}")),
                 file_hashes(&src)[Path::new(&format!("f{i}"))].clone(),

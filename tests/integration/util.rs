@@ -174,25 +174,7 @@ pub fn file_hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
         .collect()
 }
 
-/// A small seeded generator for tests that draw at random (xorshift64*):
-/// the seed is printed, so a failure reproduces.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0.max(1);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+pub use cairn::rng::Rng;
 
 /// Inverts the byte at `at` (or the last one) of a file.
 pub fn flip_byte(path: &Path, at: usize) {

@@ -1,12 +1,13 @@
-//! Helpers for unit tests: a seeded generator and random mutations of
-//! bytes, for property tests that hold the hand-written fast parsers to
-//! serde's result.
+//! A small seeded generator (xorshift64*): reproducible draws for the
+//! fault-injecting store (`sink::chaos`), the property tests that hold the
+//! hand-written fast parsers to serde's result, and the integration tests'
+//! crash and fault harnesses. Not for anything secret.
 
 /// xorshift64*: small, seeded, reproducible.
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         let mut x = self.0.max(1);
         x ^= x >> 12;
         x ^= x << 25;
@@ -17,7 +18,7 @@ impl Rng {
 
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.draw() % n.max(1)
     }
 
     /// A number of any size, small ones (and edge values) often.
@@ -26,12 +27,17 @@ impl Rng {
             0 => 0,
             1 => u64::MAX >> self.below(64),
             2 => self.below(10),
-            _ => self.next() >> self.below(64),
+            _ => self.draw() >> self.below(64),
         }
     }
 
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A uniform draw from `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.draw() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// `bytes` with a few random edits: a byte changed, inserted, removed,
