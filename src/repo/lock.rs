@@ -189,7 +189,7 @@ fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Res
                 if crate::interrupt::is_set() {
                     return Err(RepoError::Interrupted);
                 }
-                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                crate::interrupt::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
             other => return other,

@@ -138,7 +138,7 @@ impl ChaosSink {
     fn before(&self, op: &'static str, kind: ObjectKind, name: &str, share: f64) -> Result<(), SinkError> {
         if self.roll(self.chaos.stall) {
             self.counts.stalled.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(self.chaos.stall_for);
+            crate::interrupt::sleep(self.chaos.stall_for);
         }
         if self.roll(share) {
             self.counts.failed.fetch_add(1, Ordering::Relaxed);

@@ -86,7 +86,9 @@ impl RetrySink {
                         crate::chain(&e),
                         wait.as_secs_f64()
                     );
-                    std::thread::sleep(wait);
+                    if !interrupt::sleep(wait) {
+                        return Err(e);
+                    }
                 }
                 other => return other,
             }

@@ -162,3 +162,31 @@ fn a_backup_of_proc_never_ended() {
     assert!(matches!(code(&out), 0 | 3), "{}", stderr(&out));
     env.ok(&["check", "--read-data"]);
 }
+
+/// SIGTERM while cairn waited between retries of a failing store was only
+/// seen after the wait (up to 10 s): the waits now end with it.
+#[test]
+fn sigterm_during_retries_waited_for_the_backoff() {
+    let env = Env::with_repo();
+    let mut child = env
+        .cmd()
+        .args(["snapshots"])
+        // Every listing fails as a flaky store's would: retried for 30 s.
+        .env("CAIRN_FAULTS", "list=1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(child.try_wait().unwrap().is_none(), "gave up before the signal");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let out = wait_or_kill(child, 20, "snapshots after SIGTERM");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+}
