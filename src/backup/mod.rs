@@ -525,12 +525,16 @@ fn check_space(
     snapshots: &[Snapshot],
     guess: Option<u64>,
 ) -> Result<(), BackupError> {
-    const MARGIN: u64 = 4 << 20;
     let Some(free) = repo.sink().free_space() else {
         return Ok(());
     };
     let ratio = stored_ratio(snapshots);
-    let stored = |bytes: u64| (bytes as f64 * ratio) as u64 + MARGIN;
+    // Beside the packs: index files, the manifest, the record, and tar's
+    // padding (a fixed 4 MiB refused a 200 KB backup on a 3 MiB share).
+    let stored = |bytes: u64| {
+        let packed = (bytes as f64 * ratio) as u64;
+        packed.saturating_add(256 << 10).saturating_add(packed / 32)
+    };
     if guess.is_some_and(|g| free > stored(g.saturating_mul(2))) {
         return Ok(());
     }

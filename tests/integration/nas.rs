@@ -11,7 +11,7 @@ use crate::util::{self, code, stderr, Env};
 /// sshd on a free loopback port and `root@127.0.0.1:<dir>` mounted with
 /// sshfs; unmounted and stopped on drop.
 pub(crate) struct Share {
-    sshd: Child,
+    pub(crate) sshd: Child,
     pub(crate) mount: PathBuf,
 }
 
@@ -222,4 +222,138 @@ fn a_repository_on_sshfs_backs_up_restores_and_checks() {
         !env.path("mnt/cairn").exists(),
         "a repository was made in the empty mount point"
     );
+}
+
+/// The NAS's disk fills (a tmpfs exported over sshfs): a clear error, no
+/// partial object, and a repository that checks whole.
+#[test]
+fn a_nas_repository_that_fills_stops_cleanly() {
+    if let Some(why) = missing_tools() {
+        return util::skip(&format!("sshfs test: {why}"));
+    }
+    let env = Env::new();
+    let Some(disk) = util::Tmpfs::mount(&env.path("server-disk"), "3m") else {
+        return util::skip("cannot mount a tmpfs here (needs root)");
+    };
+    let share = mount_share(env.dir.path(), &disk.0, "");
+    let repo = share.mount.join("cairn");
+    let cairn = |args: &[&str]| {
+        env.cmd_without_repo()
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cairn(&["init"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let small = env.path("small");
+    util::write(&small.join("a"), &util::noise(200_000, 1));
+    let out = cairn(&["backup", small.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let big = env.path("big");
+    for i in 0..8 {
+        util::write(&big.join(format!("f{i}")), &util::noise(600_000, 10 + i));
+    }
+    let out = cairn(&["backup", big.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("space") || err.contains("full"), "{err}");
+    assert!(
+        err.lines().filter(|l| l.starts_with("error")).count() <= 2,
+        "{err}"
+    );
+    let out = cairn(&["check", "--read-data"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let target = env.path("out");
+    assert_eq!(
+        code(&cairn(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap()
+        ])),
+        0
+    );
+    assert_eq!(
+        std::fs::read(target.join("tree/small/a")).unwrap(),
+        util::noise(200_000, 1)
+    );
+}
+
+/// The NAS goes away in the middle of a backup (its server stops: sshfs
+/// then fails every call with an I/O error): the backup fails with a clear
+/// error, and once the share is back the repository checks whole, the
+/// earlier snapshot restores, and the backup runs again.
+#[test]
+fn a_nas_that_goes_away_mid_backup_fails_cleanly() {
+    if let Some(why) = missing_tools() {
+        return util::skip(&format!("sshfs test: {why}"));
+    }
+    let env = Env::new();
+    let exported = env.path("server-disk");
+    std::fs::create_dir_all(&exported).unwrap();
+    let mut share = mount_share(&env.path("first"), &exported, "");
+    let repo = share.mount.join("cairn");
+    let cairn = |repo: &Path, args: &[&str]| {
+        env.cmd_without_repo()
+            .arg("--repo")
+            .arg(repo)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&cairn(&repo, &["init"])), 0);
+    let small = env.path("small");
+    util::write(&small.join("a"), &util::noise(200_000, 1));
+    assert_eq!(code(&cairn(&repo, &["backup", small.to_str().unwrap()])), 0);
+    let big = env.path("big");
+    for i in 0..8 {
+        util::write(&big.join(format!("f{i}")), &util::noise(600_000, 10 + i));
+    }
+    let child = env
+        .cmd_without_repo()
+        .arg("--repo")
+        .arg(&repo)
+        .args(["backup", big.to_str().unwrap()])
+        .env("CAIRN_FAULTS", "stall=1:100ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = share.sshd.kill();
+    let _ = share.sshd.wait();
+    // SIGKILL: on SIGTERM sshfs unmounts cleanly, and the path would be a
+    // plain directory again; killed, every call on the mount fails.
+    let pattern = format!("sshfs root@127.0.0.1:{}", exported.display());
+    let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+    let out = util::wait_or_kill(child, 120, "backup to a NAS that went away");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error:"), "{err}");
+    assert!(
+        err.lines().filter(|l| l.starts_with("error")).count() <= 2,
+        "{err}"
+    );
+    drop(share);
+
+    let share = mount_share(&env.path("second"), &exported, "");
+    let repo = share.mount.join("cairn");
+    let out = cairn(&repo, &["check", "--read-data"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let target = env.path("out");
+    assert_eq!(
+        code(&cairn(
+            &repo,
+            &["restore", "latest", "--target", target.to_str().unwrap()]
+        )),
+        0
+    );
+    assert_eq!(
+        std::fs::read(target.join("tree/small/a")).unwrap(),
+        util::noise(200_000, 1)
+    );
+    let out = cairn(&repo, &["backup", big.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
