@@ -357,3 +357,63 @@ fn a_nas_that_goes_away_mid_backup_fails_cleanly() {
     let out = cairn(&repo, &["backup", big.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// The NAS goes away while a restore reads from it: a clear error, no
+/// temporary or partial file left in the target, and every file that is
+/// there is whole.
+#[test]
+fn a_nas_that_goes_away_mid_restore_leaves_no_partial_file() {
+    if let Some(why) = missing_tools() {
+        return util::skip(&format!("sshfs test: {why}"));
+    }
+    let env = Env::new();
+    let exported = env.path("server-disk");
+    std::fs::create_dir_all(&exported).unwrap();
+    let share = mount_share(&env.path("first"), &exported, "");
+    let repo = share.mount.join("cairn");
+    let cairn = |args: &[&str]| {
+        env.cmd_without_repo()
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&cairn(&["init"])), 0);
+    let src = env.path("src");
+    for i in 0..12 {
+        util::write(&src.join(format!("f{i}")), &util::noise(700_000, 40 + i));
+    }
+    assert_eq!(code(&cairn(&["backup", src.to_str().unwrap()])), 0);
+    let target = env.path("out");
+    let child = env
+        .cmd_without_repo()
+        .arg("--repo")
+        .arg(&repo)
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .env("CAIRN_FAULTS", "stall=1:100ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pattern = format!("sshfs root@127.0.0.1:{}", exported.display());
+    let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+    let out = util::wait_or_kill(child, 120, "restore from a NAS that went away");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
+    assert!(
+        util::temp_names(&target).is_empty(),
+        "{:?}",
+        util::temp_names(&target)
+    );
+    let restored = util::file_hashes(&target.join("tree/src"));
+    let source = util::file_hashes(&src);
+    assert!(
+        restored.len() < source.len(),
+        "the restore ended before the NAS went away"
+    );
+    for (path, hash) in &restored {
+        assert_eq!(&source[path], hash, "{} is partial", path.display());
+    }
+}
