@@ -1,6 +1,8 @@
 //! The `env` collector: environment variables by name and glob, with the
-//! values of secret-looking names replaced by a keyed fingerprint, so that a
-//! later diff can say "changed" without the snapshot ever holding the value.
+//! values of secret-looking names, and values that look secret whatever
+//! their name (`collect::secrets`), replaced by a keyed fingerprint, so
+//! that a later diff can say "changed" without the snapshot ever holding
+//! the value.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,8 @@ pub const DEFAULT_SECRETS: [&str; 6] = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*P
 
 /// The variables whose names match `include`, as a JSON object sorted by name.
 /// Secret-looking names (matched case-insensitively against the defaults and
-/// `extra_secrets`) get `{"redacted": "<fingerprint>"}` unless in `reveal`.
+/// `extra_secrets`) and secret-looking values (a URL with a password, a
+/// token's shape) get `{"redacted": "<fingerprint>"}` unless in `reveal`.
 pub fn collect(
     vars: impl Iterator<Item = (String, String)>,
     include: &[String],
@@ -49,7 +52,9 @@ pub fn collect(
         if !wanted.is_match(&name) {
             continue;
         }
-        let value = if secret.is_match(name.to_uppercase()) && !reveal.contains(&name) {
+        let looks_secret =
+            secret.is_match(name.to_uppercase()) || super::secrets::secret_in(&value).is_some();
+        let value = if looks_secret && !reveal.contains(&name) {
             json!({ "redacted": fingerprint(fingerprint_key, &name, &value) })
         } else {
             Value::String(value)

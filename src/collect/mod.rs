@@ -5,4 +5,5 @@ pub mod command;
 pub mod dir;
 pub mod env;
 pub mod facts;
+pub mod secrets;
 pub mod tree;

@@ -226,7 +226,16 @@ fn resolve_command(collector: &Collector, opts: &ResolveOptions, out: &mut Resol
     else {
         return Ok(());
     };
-    let line = argv.join(" ");
+    // The command line is recorded (root origins, notes): an argument that
+    // looks like a secret is not.
+    let line = argv
+        .iter()
+        .map(|a| match crate::collect::secrets::secret_in(a) {
+            Some(_) => "<redacted>",
+            None => a.as_str(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     if !opts.run_commands {
         out.notes.push(format!("command {name} would run: {line}"));
         return Ok(());
@@ -248,6 +257,12 @@ fn resolve_command(collector: &Collector, opts: &ResolveOptions, out: &mut Resol
     }
     for fact in facts {
         match crate::collect::facts::extract(fact, output.stdout.head()) {
+            // A token or a URL with a password in a command's output is
+            // recorded only as its fingerprint, as a secret variable is.
+            Some(value) if crate::collect::secrets::secret_in(&value).is_some() => {
+                let f = crate::collect::env::fingerprint(&opts.fingerprint_key, &fact.name, &value);
+                out.facts.insert(fact.name.clone(), format!("redacted:{f}"));
+            }
             Some(value) => {
                 out.facts.insert(fact.name.clone(), value);
             }

@@ -800,3 +800,73 @@ fn a_hook_could_not_be_given_a_timeout_nor_stopped() {
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert!(!marker.exists(), "a process the hook started outlived it");
 }
+
+/// An env value was redacted only when its name looked secret:
+/// `GOPROXY=https://bob:TOKEN@host` was stored in clear and printed by
+/// `cairn facts`, as was a token a command printed and a fact took.
+#[test]
+fn a_secret_value_under_a_plain_name_was_stored_in_clear() {
+    let env = Env::with_repo();
+    let suffix = "0123456789abcdefghijABCDEFGHIJ012345";
+    let token = format!("ghp_{suffix}");
+    let token = token.as_str();
+    let profile = write_profile(
+        &env,
+        "proxy",
+        &format!(
+            r#"
+[[collector]]
+kind = "env"
+name = "go"
+include = ["CAIRNTEST_GOPROXY", "CAIRNTEST_GOFLAGS"]
+
+[[collector]]
+kind = "command"
+name = "whoami"
+argv = ["sh", "-c", "printf 'user=me token=ghp_%s\\n' {suffix}"]
+facts = [{{ name = "gh.token", regex = "token=(\\S+)" }}, {{ name = "gh.user", regex = "user=(\\S+)" }}]
+
+[[collector]]
+kind = "command"
+name = "login"
+argv = ["true", "glpat-abcdefghij0123456789"]
+"#
+        ),
+    );
+    let password = "pr0xy-pa55word";
+    let out = env
+        .cmd()
+        .env(
+            "CAIRNTEST_GOPROXY",
+            format!("https://bob:{password}@proxy.example.com,direct"),
+        )
+        .env("CAIRNTEST_GOFLAGS", "-mod=mod")
+        .args(["backup", "--profile", profile.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let facts = env.ok(&["facts", "latest"]);
+    assert!(!facts.contains(password) && !facts.contains(token), "{facts}");
+    assert!(facts.contains("gh.user") && facts.contains("me"), "{facts}");
+    assert!(
+        facts.contains("env.CAIRNTEST_GOFLAGS") && facts.contains("-mod=mod"),
+        "{facts}"
+    );
+    let json = env.json(&["facts", "latest"]);
+    assert!(json.to_string().contains("redacted:"), "{json}");
+    let records: String = files_in(&env.repo.join("snapshots"))
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        !records.contains(password) && !records.contains(token),
+        "{records}"
+    );
+    // A token in a command's own arguments is not recorded either.
+    assert!(!records.contains("glpat-abcdefghij0123456789"), "{records}");
+    assert!(records.contains("true <redacted>"), "{records}");
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let saved = fs::read_to_string(target.join("env/go.json")).unwrap();
+    assert!(!saved.contains(password), "{saved}");
+}
