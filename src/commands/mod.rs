@@ -230,10 +230,29 @@ pub fn is_empty_or_missing(path: &Path) -> bool {
     }
 }
 
-/// The key of env fingerprints: keyed by the repository, so they compare
-/// equal across its snapshots and differ between repositories.
+/// The key of env fingerprints: a secret of this user's that no
+/// repository holds (see `cairn::collect::fingerprint_secret`), with the
+/// repository's id, so that fingerprints compare equal across a
+/// repository's snapshots made by this user, differ between repositories,
+/// and cannot be tested against guesses by whoever reads the repository.
+/// Without the secret (no config directory can be written), the key is
+/// the repository's alone, and a warning says so.
 pub fn fingerprint_key(repo: &Repository) -> [u8; 32] {
-    blake3::derive_key("cairn env fingerprint v1", repo.config().id.as_bytes())
+    let id = repo.config().id.as_bytes();
+    match cairn::collect::fingerprint_secret() {
+        Ok(secret) => {
+            let mut material = secret.to_vec();
+            material.extend_from_slice(id);
+            blake3::derive_key("cairn env fingerprint v2", &material)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: secrets are fingerprinted with the repository's id only (anyone who reads it can test guesses): {}",
+                cairn::chain(&e)
+            );
+            blake3::derive_key("cairn env fingerprint v1", id)
+        }
+    }
 }
 
 /// What the profile a snapshot was made with finds on this machine now:

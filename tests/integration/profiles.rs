@@ -870,3 +870,53 @@ argv = ["true", "glpat-abcdefghij0123456789"]
     let saved = fs::read_to_string(target.join("env/go.json")).unwrap();
     assert!(!saved.contains(password), "{saved}");
 }
+
+/// A secret's fingerprint was keyed by the repository's id, which the
+/// repository holds in clear: whoever could read it could test guesses at
+/// full speed. The key now needs the user's own secret as well.
+#[test]
+fn a_fingerprint_was_keyed_by_the_repository_id_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_repo();
+    let profile = write_profile(
+        &env,
+        "tok",
+        "[[collector]]\nkind = \"env\"\nname = \"e\"\ninclude = [\"CAIRNTEST_API_TOKEN\"]\n",
+    );
+    let backup = |config: &std::path::Path| {
+        let out = env
+            .cmd()
+            .env("CAIRN_CONFIG_DIR", config)
+            .env("CAIRNTEST_API_TOKEN", "hunter2")
+            .args(["backup", "--profile", profile.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        env.json(&["facts", "latest"]).to_string()
+    };
+    let mine = env.path("config");
+    let first = backup(&mine);
+    let again = backup(&mine);
+    let other_user = backup(&env.path("other-config"));
+    let fingerprint = |facts: &str| {
+        let at = facts.find("redacted:").expect("a fingerprint") + "redacted:".len();
+        facts[at..at + 32].to_string()
+    };
+    assert_eq!(
+        fingerprint(&first),
+        fingerprint(&again),
+        "one user's fingerprints compare"
+    );
+    assert_ne!(fingerprint(&first), fingerprint(&other_user));
+    // Not what the repository alone gives.
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config.json")).unwrap()).unwrap();
+    let old_key = blake3::derive_key(
+        "cairn env fingerprint v1",
+        config["id"].as_str().unwrap().as_bytes(),
+    );
+    let guess = cairn::collect::env::fingerprint(&old_key, "CAIRNTEST_API_TOKEN", "hunter2");
+    assert_ne!(fingerprint(&first), guess);
+    let key = mine.join("fingerprint.key");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+}

@@ -53,6 +53,7 @@ impl Env {
         c.env_remove("CAIRN_REPO")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CONFIG_DIR", self.dir.path().join("config"))
             .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .env("TZ", "UTC");
         c
@@ -92,6 +93,7 @@ impl Env {
             .env("TZ", "UTC")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
+            .env("CAIRN_CONFIG_DIR", self.dir.path().join("config"))
             .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
             .output()
             .expect("run cairn as nobody")
