@@ -138,16 +138,43 @@ fn show(name: &str, json: bool) -> Result<u8> {
         if let Some(e) = &error {
             outln!("  error: {e}")?;
         }
-        let sensitive = p.sensitive();
-        if !sensitive.is_empty() {
-            eprintln!(
-                "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
-                p.name,
-                sensitive.join(", ")
-            );
-        }
+        warn_sensitive(&p)?;
     }
     Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+/// Warns when a profile saves private keys or `.env` files, and louder
+/// when a repository it writes to leaves the machine (an S3 bucket, a NAS
+/// share): repositories are not encrypted yet.
+fn warn_sensitive(p: &profile::Profile) -> Result<()> {
+    let sensitive = p.sensitive();
+    if sensitive.is_empty() {
+        return Ok(());
+    }
+    let remote: Vec<&str> = p
+        .sinks
+        .iter()
+        .filter_map(|s| match s {
+            profile::SinkSpec::S3 { url, .. } => Some(url.as_str()),
+            profile::SinkSpec::Nas { path } => Some(path.as_str()),
+            profile::SinkSpec::Local { .. } => None,
+        })
+        .collect();
+    if remote.is_empty() {
+        eprintln!(
+            "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
+            p.name,
+            sensitive.join(", ")
+        );
+    } else {
+        eprintln!(
+            "WARNING: profile {} saves sensitive files ({}) unencrypted to {}: whoever can read that bucket or share can read them",
+            p.name,
+            sensitive.join(", "),
+            remote.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `profiles new`: a user profile written from a built-in one.

@@ -445,6 +445,18 @@ fn every_builtin_profile_validates_and_runs_where_its_sources_are_absent() {
     );
     let out = env.run(&["profiles", "show", "dotfiles"]);
     assert!(!stderr(&out).contains("sensitive"), "{}", stderr(&out));
+    // Louder when a repository it writes to leaves the machine.
+    let remote = write_profile(
+        &env,
+        "remote-keys",
+        "[[collector]]\nkind = \"files\"\nname = \"app\"\nfiles = [\"/srv/app/.env\"]\n\n[[sink]]\nkind = \"s3\"\nurl = \"s3:https://127.0.0.1:9/bucket\"\n",
+    );
+    let out = env.run(&["profiles", "show", remote.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("unencrypted to s3:https://127.0.0.1:9/bucket"),
+        "{}",
+        stderr(&out)
+    );
 
     // With nothing of it present, a profile saves nothing and says so.
     fs::remove_file(home.join(".gitconfig")).unwrap();
