@@ -1,0 +1,284 @@
+//! The manifest: every entry of a snapshot, one JSON object per line, sorted
+//! by path, cut into blobs by the content-defined chunker so that an unchanged
+//! part of a tree costs nothing in the next snapshot.
+//!
+//! This file holds the entry types and path rules; `write` turns entries
+//! into blobs, `read` turns blobs back into lines and entries.
+
+mod read;
+mod write;
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::id::ObjectId;
+
+pub use read::{ManifestParser, MetadataMatcher, RawLine};
+pub use write::{write_metadata, EmitBlob, ManifestWriter};
+
+/// Bytes that are shown as a string when they are UTF-8 and as
+/// `{"hex": "..."}` when not, so that any file name survives unchanged.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RawBytes(pub Vec<u8>);
+
+impl RawBytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+impl fmt::Debug for RawBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<&str> for RawBytes {
+    fn from(s: &str) -> RawBytes {
+        RawBytes(s.as_bytes().to_vec())
+    }
+}
+
+impl Serialize for RawBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("hex", &hex)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawBytes, D::Error> {
+        struct RawVisitor;
+        impl<'de> serde::de::Visitor<'de> for RawVisitor {
+            type Value = RawBytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a string or {"hex": "..."}"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawBytes, E> {
+                Ok(RawBytes(v.as_bytes().to_vec()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawBytes, A::Error> {
+                use serde::de::Error;
+                let mut bytes = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                    if key != "hex" || bytes.is_some() {
+                        return Err(A::Error::custom(format!("unexpected key {key:?} in raw bytes")));
+                    }
+                    let hex: std::borrow::Cow<str> = map.next_value()?;
+                    bytes = Some(
+                        decode_hex(&hex)
+                            .ok_or_else(|| A::Error::custom("not an even-length string of hex digits"))?,
+                    );
+                }
+                bytes
+                    .map(RawBytes)
+                    .ok_or_else(|| A::Error::custom(r#"missing "hex""#))
+            }
+        }
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+/// Strict hex: an even number of `0-9a-fA-F` and nothing else.
+pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = hex.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    /// Another name for a file stored earlier in the manifest (`target`).
+    Hardlink,
+    Fifo,
+    Chardev,
+    Blockdev,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: RawBytes,
+    pub value: RawBytes,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// One manifest line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Relative, `/`-separated, no `.` or `..` components.
+    pub path: RawBytes,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtime_nsec: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime_nsec: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// blake3 of the whole file's contents; left out when the file is exactly
+    /// one blob, whose id is then the hash (see [`Entry::content_hash`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<ObjectId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<ObjectId>,
+    /// A symlink's target, or the manifest path a hard link shares a file with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawBytes>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+impl Entry {
+    /// The blake3 of a file's contents: `hash`, or for a file that is exactly
+    /// one blob (where `hash` is left out), that blob's id.
+    pub fn content_hash(&self) -> Option<ObjectId> {
+        match (self.hash, self.blobs.as_slice()) {
+            (Some(hash), _) => Some(hash),
+            (None, [only]) => Some(*only),
+            _ => None,
+        }
+    }
+}
+
+/// Manifest order: paths compared component by component, bytewise. This is
+/// the order of a depth-first walk with siblings sorted by name, so a walk can
+/// be merged against a parent snapshot's manifest without sorting.
+pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    // The same as comparing the lists of components, computed in one pass:
+    // at the first difference `/` ranks below every other byte (a component
+    // that ends first is the smaller), and a prefix comes first.
+    let rank = |c: u8| if c == b'/' { 0 } else { c as u16 + 1 };
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => rank(a[i]).cmp(&rank(b[i])),
+        None => a.len().cmp(&b.len()),
+    }
+}
+
+/// Whether a manifest path is safe to join under a restore target.
+pub fn is_safe_path(path: &[u8]) -> bool {
+    !path.is_empty()
+        && !path.contains(&0)
+        && path
+            .split(|&c| c == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest entries out of order: {0:?} after {1:?}")]
+    OutOfOrder(RawBytes, RawBytes),
+    #[error("manifest line {line}")]
+    BadLine {
+        line: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("manifest path {0:?} is absolute or has empty, '.' or '..' parts")]
+    UnsafePath(RawBytes),
+}
+
+/// A file entry with every metadata field set, for tests.
+#[cfg(test)]
+pub(crate) fn sample_file(path: &str, size: u64) -> Entry {
+    Entry {
+        path: RawBytes::from(path),
+        kind: EntryKind::File,
+        mode: 0o644,
+        uid: 1000,
+        gid: 1000,
+        mtime: 1_700_000_000,
+        mtime_nsec: 5,
+        ctime: 1_700_000_001,
+        ctime_nsec: 6,
+        ino: 42,
+        size,
+        hash: None,
+        blobs: Vec::new(),
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_cmp_is_component_order() {
+        let names: [&[u8]; 12] = [
+            b"a", b"a/b", b"a.txt", b"a b", b"ab/c", b"a/c", b"b", b"a/b/c", b"\xff", b"a-", b"a/\xff", b"-",
+        ];
+        for x in names {
+            for y in names {
+                let by_parts = x.split(|&c| c == b'/').cmp(y.split(|&c| c == b'/'));
+                assert_eq!(path_cmp(x, y), by_parts, "{x:?} vs {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn component_order_differs_from_byte_order() {
+        assert_eq!(path_cmp(b"a/b", b"a.txt"), Ordering::Less);
+        assert_eq!(path_cmp(b"a", b"a/b"), Ordering::Less);
+        assert_eq!(path_cmp(b"a b", b"a/b"), Ordering::Greater);
+    }
+
+    #[test]
+    fn hex_is_strict() {
+        assert_eq!(decode_hex("00ff"), Some(vec![0, 255]));
+        assert_eq!(decode_hex("aé0"), None);
+        assert_eq!(decode_hex("+f"), None);
+        assert_eq!(decode_hex("abc"), None);
+        let parsed: Result<Entry, _> = serde_json::from_str(
+            r#"{"path":{"hex":"aé0"},"type":"file","mode":0,"uid":0,"gid":0,"mtime":0}"#,
+        );
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        for p in [&b""[..], b"/etc", b"a/../b", b"..", b"a//b", b"./a", b"a/"] {
+            assert!(!is_safe_path(p), "{p:?}");
+        }
+        assert!(is_safe_path(b"tree/x/a b\\c\nd"));
+    }
+}
