@@ -22,11 +22,11 @@ use crate::interrupt;
 use crate::progress::Progress;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
+use crate::repo::manifest::path_key;
 use crate::repo::manifest::{Entry, EntryKind, RawBytes};
 use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
-use crate::restore::path_key;
 use crate::select::Selection;
 use crate::sink::local::random_u64;
 

@@ -251,10 +251,9 @@ fn forget_named(
 /// it is how `check` says to get rid of it. A record of a newer cairn is
 /// not damaged, and is never named here.
 fn damaged_record(repo: &Repository, all: &[Snapshot], query: &str) -> Result<Option<String>> {
-    let query = query.to_ascii_lowercase();
-    if query.len() < 4 || !query.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Some(query) = cairn::repo::snapshot::id_prefix(query) else {
         return Ok(None);
-    }
+    };
     let readable: Vec<String> = all.iter().map(|s| s.id.to_hex()).collect();
     let candidates: Vec<String> = repo
         .snapshot_names()?

@@ -3,7 +3,6 @@
 //! they affect.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -322,89 +321,52 @@ fn problem(object: String, message: String, repair: &str) -> Problem {
 
 type PackProblems = Vec<(Problem, Vec<ObjectId>)>;
 
-/// Reads whole packs on every core; returns bytes read and problems per worker.
+/// Reads whole packs on several threads; returns bytes read and problems
+/// per thread.
 fn read_packs(
     repo: &Repository,
     packs: &[(ObjectId, &Vec<IndexBlob>)],
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<(u64, PackProblems)>, RepoError> {
-    let next = Mutex::new(0usize);
-    // As many workers as cores, or as requests the store wants in flight
-    // (a network store: each worker waits on its reads).
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = cores.max(repo.sink().capabilities().concurrency.min(16));
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<(u64, PackProblems), RepoError> {
-                    let mut bytes = 0;
-                    let mut problems = Vec::new();
-                    let mut decoder = pack::FrameDecoder::default();
-                    loop {
-                        let i = {
-                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                            *n += 1;
-                            *n - 1
-                        };
-                        let Some((id, blobs)) = packs.get(i) else { break };
-                        if crate::interrupt::is_set() {
-                            return Err(RepoError::Interrupted);
-                        }
-                        // A pack that cannot be read is a problem to report
-                        // with the snapshots it affects, not the end of check.
-                        let data = match read_pack(repo, *id) {
-                            Ok(data) => data,
-                            Err(e) => {
-                                let ids = blobs.iter().map(|b| b.id).collect();
-                                problems.push((
-                                    problem(
-                                        format!("pack {id}"),
-                                        format!("cannot be read: {}", crate::chain(&e)),
-                                        FIX_DAMAGED_PACK,
-                                    ),
-                                    ids,
-                                ));
-                                continue;
-                            }
-                        };
-                        bytes += data.len() as u64;
-                        on_bytes(data.len() as u64);
-                        problems.extend(verify_pack(*id, &data, blobs, &mut decoder));
-                    }
-                    Ok((bytes, problems))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
-            .collect()
-    })
+    let states = super::workers::each_on_workers(
+        repo,
+        packs,
+        || (0u64, PackProblems::new(), pack::FrameDecoder::default()),
+        |(bytes, problems, decoder), (id, blobs)| {
+            // A pack that cannot be read is a problem to report with the
+            // snapshots it affects, not the end of check.
+            let (data, actual) = match repo.read_object(ObjectKind::Pack, &id.to_hex()) {
+                Ok(read) => read,
+                Err(e) => {
+                    let ids = blobs.iter().map(|b| b.id).collect();
+                    let message = format!("cannot be read: {}", crate::chain(&e));
+                    problems.push((problem(format!("pack {id}"), message, FIX_DAMAGED_PACK), ids));
+                    return Ok(());
+                }
+            };
+            *bytes += data.len() as u64;
+            on_bytes(data.len() as u64);
+            problems.extend(verify_pack(*id, actual, &data, blobs, decoder));
+            Ok(())
+        },
+    )?;
+    Ok(states
+        .into_iter()
+        .map(|(bytes, problems, _)| (bytes, problems))
+        .collect())
 }
 
-/// A pack's bytes, read again when they do not match its name (a garbled
-/// transfer is not a damaged pack).
-fn read_pack(repo: &Repository, id: ObjectId) -> Result<Vec<u8>, crate::sink::SinkError> {
-    let mut data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
-    for _ in 1..super::READ_ATTEMPTS {
-        if ObjectId::of(&data) == id {
-            break;
-        }
-        data = repo.sink().read(ObjectKind::Pack, &id.to_hex())?;
-    }
-    Ok(data)
-}
-
-/// Checks a pack's name, then every blob the index places in it.
+/// Checks a pack's name (`actual`: what its bytes hash to), then every
+/// blob the index places in it.
 fn verify_pack(
     id: ObjectId,
+    actual: ObjectId,
     data: &[u8],
     blobs: &[IndexBlob],
     decoder: &mut pack::FrameDecoder,
 ) -> PackProblems {
     let mut out = Vec::new();
     let name = format!("pack {id}");
-    let actual = ObjectId::of(data);
     if actual != id {
         out.push((
             problem(

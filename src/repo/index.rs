@@ -204,8 +204,6 @@ pub struct Index {
     /// Further copies of blobs stored in more than one pack (two backups
     /// that raced); a reader falls back to them when a copy is damaged.
     copies: IdMap<Vec<BlobLocation>>,
-    /// Index files that were passed over because they are damaged.
-    damaged: Vec<String>,
 }
 
 impl Index {
@@ -242,17 +240,6 @@ impl Index {
                 }
             }
         }
-    }
-
-    /// Notes an index file that could not be read: the blobs it lists are
-    /// unknown to this index.
-    pub fn mark_damaged(&mut self, name: String) {
-        self.damaged.push(name);
-    }
-
-    /// The index files passed over as damaged, by name.
-    pub fn damaged(&self) -> &[String] {
-        &self.damaged
     }
 
     pub fn get(&self, id: &ObjectId) -> Option<(ObjectId, BlobLocation)> {

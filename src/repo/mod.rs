@@ -16,6 +16,7 @@ pub mod reader;
 pub mod repair;
 pub mod shape;
 pub mod snapshot;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -245,6 +246,32 @@ impl Repository {
     /// Bytes that do not match are read again (up to [`READ_ATTEMPTS`]
     /// reads): a garbled transfer is not a damaged object.
     pub fn read_verified(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, RepoError> {
+        let (bytes, actual) = self.read_object(kind, name)?;
+        if actual.to_hex() != name {
+            return Err(RepoError::Corrupt {
+                kind,
+                name: name.to_string(),
+                detail: format!("its bytes hash to {actual}"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The packs the store holds, by name.
+    pub fn stored_packs(&self) -> Result<std::collections::HashSet<ObjectId>, RepoError> {
+        Ok(self
+            .sink
+            .list(ObjectKind::Pack)?
+            .into_iter()
+            .filter_map(|o| o.name.parse().ok())
+            .collect())
+    }
+
+    /// A content-named object's bytes and what they hash to, read again
+    /// (up to [`READ_ATTEMPTS`] reads) while that is not its name: a
+    /// garbled transfer is not a damaged object. The caller judges what
+    /// is left (check reports it, repair salvages what verifies).
+    pub fn read_object(&self, kind: ObjectKind, name: &str) -> Result<(Vec<u8>, ObjectId), RepoError> {
         let mut bytes = self.sink.read(kind, name)?;
         let mut actual = ObjectId::of(&bytes);
         for _ in 1..READ_ATTEMPTS {
@@ -254,14 +281,7 @@ impl Repository {
             bytes = self.sink.read(kind, name)?;
             actual = ObjectId::of(&bytes);
         }
-        if actual.to_hex() != name {
-            return Err(RepoError::Corrupt {
-                kind,
-                name: name.to_string(),
-                detail: format!("its bytes hash to {actual}"),
-            });
-        }
-        Ok(bytes)
+        Ok((bytes, actual))
     }
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile, RepoError> {
@@ -276,8 +296,7 @@ impl Repository {
     /// Loads every index file. A damaged one (its bytes do not match its
     /// name, or do not decode) is passed over with a warning naming it: only
     /// its own blobs become unknown (a backup stores them again, a restore
-    /// that needs them says which files they belong to), and
-    /// [`Index::damaged`] names it. A store that cannot be read is still an
+    /// that needs them says which files they belong to). A store that cannot be read is still an
     /// error. An index file may vanish between the listing and its read (a
     /// backup merged it into a new one, FORMAT.md section 10 rule 10): the
     /// listing is taken again and the names not yet read are read.
@@ -307,7 +326,6 @@ impl Repository {
                             "passed over: {}; the blobs it lists count as unknown until `cairn repair index`",
                             crate::chain(&e)
                         );
-                        index.mark_damaged(name.clone());
                     }
                     None => {
                         vanished = true;

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use super::index::Index;
-use super::manifest::{Entry, EntryKind};
+use super::manifest::{path_key as key, Entry, EntryKind};
 
 /// Follows a manifest in order and says what is wrong with each entry.
 #[derive(Default)]
@@ -16,14 +16,6 @@ pub struct Shape {
     files: HashSet<u64>,
     /// Paths of entries that are not directories, or were refused.
     not_dirs: HashSet<u64>,
-}
-
-/// A 64-bit digest of a path; collisions are out of reach.
-fn key(path: &[u8]) -> u64 {
-    let hash = blake3::hash(path);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_le_bytes(first)
 }
 
 impl Shape {

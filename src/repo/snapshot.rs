@@ -229,6 +229,12 @@ pub const RECORD_VERSION: u32 = 1;
 
 pub const SAFETY_TAG: &str = "pre-restore";
 
+/// `query` as an id prefix (at least 4 hex digits), lower-cased.
+pub fn id_prefix(query: &str) -> Option<String> {
+    let lower = query.to_ascii_lowercase();
+    (lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit())).then_some(lower)
+}
+
 /// Finds the one snapshot a reference names: `latest`, a unique id prefix, or
 /// a time prefix (`2026-11-24`, `2026-11-24T10:30`) read in local time unless
 /// it carries an offset (`Z`, `+01:00`). Snapshots must be sorted by time.
@@ -240,9 +246,8 @@ pub fn resolve<'a>(snapshots: &'a [Snapshot], query: &str) -> Result<&'a Snapsho
         return snapshots.last().ok_or(RefError::NoSnapshots);
     }
     let mut matches: Vec<&Snapshot> = Vec::new();
-    let lower = query.to_ascii_lowercase();
-    if lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-        matches.extend(snapshots.iter().filter(|s| s.id.to_hex().starts_with(&lower)));
+    if let Some(prefix) = id_prefix(query) {
+        matches.extend(snapshots.iter().filter(|s| s.id.to_hex().starts_with(&prefix)));
     }
     if matches.is_empty() {
         if let (_, Some(None)) = split_offset(&query.replacen(' ', "T", 1)) {

@@ -587,8 +587,6 @@ fn dir_metadata(
     Ok(true)
 }
 
-/// Makes a hard link to the entry's first name unless it is one already;
-/// whether it wrote anything.
 /// Whether a hard link's first name was not restored because its data
 /// is lost.
 fn first_lost(entry: &Entry, shared: &Shared) -> bool {
@@ -600,6 +598,8 @@ fn first_lost(entry: &Entry, shared: &Shared) -> bool {
         .contains(&path_key(first))
 }
 
+/// Makes a hard link to the entry's first name unless it is one already;
+/// whether it wrote anything.
 fn link(
     handles: &mut Handles,
     targets: &[Target],

@@ -32,6 +32,7 @@ use crate::collect::tree::{Excludes, PatternError};
 use crate::meta::bytes_to_path;
 use crate::progress::Progress;
 use crate::repo::index::Index;
+pub(crate) use crate::repo::manifest::path_key;
 use crate::repo::manifest::EntryKind;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
@@ -280,14 +281,6 @@ pub(crate) fn refuse_lost(count: u64, listed: &[String], ignore_damaged: bool) -
         count,
         listed: listing(listed, count),
     })
-}
-
-/// A 64-bit digest of a manifest path; collisions are out of reach.
-pub(crate) fn path_key(path: &[u8]) -> u64 {
-    let hash = blake3::hash(path);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_le_bytes(first)
 }
 
 /// Each root of the snapshot at `DIR/<prefix>`.

@@ -68,10 +68,7 @@ impl Shared {
     }
 
     pub(super) fn fail_with(&self, what: &[u8], message: &str) {
-        self.failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path_key(what));
+        self.mark_failed(what);
         self.summary()
             .errors
             .push(format!("{}: {message}", String::from_utf8_lossy(what)));
@@ -80,10 +77,7 @@ impl Shared {
     /// Records that `what` was not restored because the repository lost
     /// its data.
     pub(super) fn lose(&self, what: &[u8], message: &str) {
-        self.failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path_key(what));
+        self.mark_failed(what);
         self.lost
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -91,6 +85,14 @@ impl Shared {
         self.summary()
             .lost
             .push(format!("{}: {message}", String::from_utf8_lossy(what)));
+    }
+
+    /// `what` is not in place as the snapshot has it.
+    fn mark_failed(&self, what: &[u8]) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path_key(what));
     }
 
     pub(super) fn warn(&self, what: &[u8], warnings: Vec<String>) {

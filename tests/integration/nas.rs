@@ -237,14 +237,7 @@ fn a_nas_repository_that_fills_stops_cleanly() {
     };
     let share = mount_share(env.dir.path(), &disk.0, "");
     let repo = share.mount.join("cairn");
-    let cairn = |args: &[&str]| {
-        env.cmd_without_repo()
-            .arg("--repo")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let cairn = |args: &[&str]| cairn_at(&env, &repo, args);
     let out = cairn(&["init"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let small = env.path("small");
@@ -295,14 +288,7 @@ fn a_nas_that_goes_away_mid_backup_fails_cleanly() {
     std::fs::create_dir_all(&exported).unwrap();
     let mut share = mount_share(&env.path("first"), &exported, "");
     let repo = share.mount.join("cairn");
-    let cairn = |repo: &Path, args: &[&str]| {
-        env.cmd_without_repo()
-            .arg("--repo")
-            .arg(repo)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let cairn = |repo: &Path, args: &[&str]| cairn_at(&env, repo, args);
     assert_eq!(code(&cairn(&repo, &["init"])), 0);
     let small = env.path("small");
     util::write(&small.join("a"), &util::noise(200_000, 1));
@@ -311,23 +297,11 @@ fn a_nas_that_goes_away_mid_backup_fails_cleanly() {
     for i in 0..8 {
         util::write(&big.join(format!("f{i}")), &util::noise(600_000, 10 + i));
     }
-    let child = env
-        .cmd_without_repo()
-        .arg("--repo")
-        .arg(&repo)
-        .args(["backup", big.to_str().unwrap()])
-        .env("CAIRN_FAULTS", "stall=1:100ms")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_stalled(&env, &repo, &["backup", big.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(400));
     let _ = share.sshd.kill();
     let _ = share.sshd.wait();
-    // SIGKILL: on SIGTERM sshfs unmounts cleanly, and the path would be a
-    // plain directory again; killed, every call on the mount fails.
-    let pattern = format!("sshfs root@127.0.0.1:{}", exported.display());
-    let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+    kill_sshfs(&exported);
     let out = util::wait_or_kill(child, 120, "backup to a NAS that went away");
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = stderr(&out);
@@ -371,14 +345,7 @@ fn a_nas_that_goes_away_mid_restore_leaves_no_partial_file() {
     std::fs::create_dir_all(&exported).unwrap();
     let share = mount_share(&env.path("first"), &exported, "");
     let repo = share.mount.join("cairn");
-    let cairn = |args: &[&str]| {
-        env.cmd_without_repo()
-            .arg("--repo")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let cairn = |args: &[&str]| cairn_at(&env, &repo, args);
     assert_eq!(code(&cairn(&["init"])), 0);
     let src = env.path("src");
     for i in 0..12 {
@@ -386,19 +353,13 @@ fn a_nas_that_goes_away_mid_restore_leaves_no_partial_file() {
     }
     assert_eq!(code(&cairn(&["backup", src.to_str().unwrap()])), 0);
     let target = env.path("out");
-    let child = env
-        .cmd_without_repo()
-        .arg("--repo")
-        .arg(&repo)
-        .args(["restore", "latest", "--target", target.to_str().unwrap()])
-        .env("CAIRN_FAULTS", "stall=1:100ms")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_stalled(
+        &env,
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
     std::thread::sleep(Duration::from_millis(500));
-    let pattern = format!("sshfs root@127.0.0.1:{}", exported.display());
-    let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
+    kill_sshfs(&exported);
     let out = util::wait_or_kill(child, 120, "restore from a NAS that went away");
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
@@ -416,4 +377,36 @@ fn a_nas_that_goes_away_mid_restore_leaves_no_partial_file() {
     for (path, hash) in &restored {
         assert_eq!(&source[path], hash, "{} is partial", path.display());
     }
+}
+
+/// cairn on the repository at `repo`.
+fn cairn_at(env: &Env, repo: &Path, args: &[&str]) -> std::process::Output {
+    env.cmd_without_repo()
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// cairn on `repo` with every store operation stalled 100 ms, so that
+/// what a test does to the share lands in the middle of it.
+fn spawn_stalled(env: &Env, repo: &Path, args: &[&str]) -> Child {
+    env.cmd_without_repo()
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env("CAIRN_FAULTS", "stall=1:100ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The NAS goes away: the sshfs serving `exported` is killed. SIGKILL: on
+/// SIGTERM sshfs unmounts cleanly, and the path would be a plain directory
+/// again; killed, every call on the mount fails.
+fn kill_sshfs(exported: &Path) {
+    let pattern = format!("sshfs root@127.0.0.1:{}", exported.display());
+    let _ = Command::new("pkill").args(["-KILL", "-f", &pattern]).status();
 }

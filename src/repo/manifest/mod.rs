@@ -192,6 +192,15 @@ pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// A 64-bit digest of a manifest path, for sets of many paths; collisions
+/// are out of reach.
+pub fn path_key(path: &[u8]) -> u64 {
+    let hash = blake3::hash(path);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
 /// Whether a manifest path is safe to join under a restore target.
 pub fn is_safe_path(path: &[u8]) -> bool {
     !path.is_empty()

@@ -14,11 +14,9 @@
 //! is lost; `repair snapshots` then says which files that costs.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::interrupt;
 use crate::repo::id::ObjectId;
 use crate::repo::index::{Index, IndexBlob, IndexFile, IndexPack};
 use crate::repo::packer::{self, Packer};
@@ -74,12 +72,7 @@ pub fn repair_index(repo: &Repository, opts: &IndexRepairOptions) -> Result<Inde
     let (good, damaged) = read_index_files(repo)?;
     report.index_files = good.len() + damaged.len();
     report.damaged_index_files = damaged.clone();
-    let stored: HashSet<ObjectId> = repo
-        .sink()
-        .list(ObjectKind::Pack)?
-        .into_iter()
-        .filter_map(|o| o.name.parse().ok())
-        .collect();
+    let stored = repo.stored_packs()?;
     // The index files kept as they are, and the entries carried over from
     // those that are rewritten.
     let mut keep = Vec::new();
@@ -231,48 +224,17 @@ fn write_then_delete(
     Ok(())
 }
 
-/// Reads and scans packs on every core (or as many at once as the store
-/// wants).
+/// Reads and scans packs on several threads.
 fn read_packs(
     repo: &Repository,
     packs: &[ObjectId],
     salvage: Option<&Packer<'_>>,
 ) -> Result<Read, RepoError> {
-    let next = Mutex::new(0usize);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = cores
-        .max(repo.sink().capabilities().concurrency.min(16))
-        .min(packs.len())
-        .max(1);
-    let results: Vec<Result<Read, RepoError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut read = Read::default();
-                    loop {
-                        let i = {
-                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                            *n += 1;
-                            *n - 1
-                        };
-                        let Some(id) = packs.get(i) else { break };
-                        if interrupt::is_set() {
-                            return Err(RepoError::Interrupted);
-                        }
-                        read_pack(repo, *id, salvage, &mut read)?;
-                    }
-                    Ok(read)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(RepoError::ThreadPanicked)))
-            .collect()
-    });
+    let states = crate::repo::workers::each_on_workers(repo, packs, Read::default, |read, id| {
+        read_pack(repo, *id, salvage, read)
+    })?;
     let mut all = Read::default();
-    for r in results {
-        let r = r?;
+    for r in states {
         all.found.extend(r.found);
         all.salvaged.extend(r.salvaged);
         all.problems.extend(r.problems);
@@ -282,29 +244,19 @@ fn read_packs(
 }
 
 /// One pack's blobs, as [`pack::scan`] finds them. A pack whose bytes do
-/// not match its name, twice, is damaged: its good blobs go to `salvage`.
+/// not match its name, read after read, is damaged: its good blobs go to
+/// `salvage`. One gone since the listing is passed over.
 fn read_pack(
     repo: &Repository,
     id: ObjectId,
     salvage: Option<&Packer<'_>>,
     read: &mut Read,
 ) -> Result<(), RepoError> {
-    let fetch = || match repo.sink().read(ObjectKind::Pack, &id.to_hex()) {
-        Ok(data) => Ok(Some(data)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(RepoError::from(e)),
+    let (data, actual) = match repo.read_object(ObjectKind::Pack, &id.to_hex()) {
+        Ok(read) => read,
+        Err(RepoError::Sink(e)) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
     };
-    let Some(mut data) = fetch()? else { return Ok(()) };
-    let mut actual = ObjectId::of(&data);
-    // Again: a garbled transfer is not a damaged pack.
-    for _ in 1..crate::repo::READ_ATTEMPTS {
-        if actual == id {
-            break;
-        }
-        let Some(again) = fetch()? else { return Ok(()) };
-        data = again;
-        actual = ObjectId::of(&data);
-    }
     let scanned = pack::scan(&data);
     read.problems
         .extend(scanned.damaged.iter().map(|d| format!("pack {id}: {d}")));

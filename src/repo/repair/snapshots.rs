@@ -81,12 +81,7 @@ pub fn repair_snapshots(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let stored: HashSet<ObjectId> = repo
-        .sink()
-        .list(ObjectKind::Pack)?
-        .into_iter()
-        .filter_map(|o| o.name.parse().ok())
-        .collect();
+    let stored = repo.stored_packs()?;
     let present = |id: &ObjectId| index.locations(id).any(|(pack, _)| stored.contains(&pack));
     let mut todo = Vec::new();
     for name in repo.snapshot_names()? {
