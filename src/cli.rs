@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
 
+    /// A command that prints the password of an encrypted repository
+    /// (e.g. `pass show cairn`); see README, "Encryption", for the others
+    #[arg(long, global = true, env = "CAIRN_PASSWORD_COMMAND", value_name = "CMD")]
+    pub password_command: Option<String>,
+
     /// More logging on stderr (-v info, -vv debug, -vvv trace)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -36,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a repository (refuses to touch an existing one)
-    Init,
+    Init(InitArgs),
     /// Save paths into a new snapshot
     Backup(BackupArgs),
     /// List snapshots
@@ -64,6 +69,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Remove locks left by processes that are gone
     Unlock(UnlockArgs),
+    /// The passwords of an encrypted repository: list, add, remove, change
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Rebuild the index from the packs, or rewrite snapshots whose data
     /// is lost (what `check` advises)
     #[command(subcommand)]
@@ -75,6 +83,34 @@ pub enum Command {
     /// systemd, launchd, Task Scheduler)
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// The keys (passwords) that open the repository; `*` marks the one used
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a password. The new one comes from CAIRN_NEW_PASSWORD_FILE,
+    /// CAIRN_NEW_PASSWORD, or is asked twice on a terminal
+    Add,
+    /// Remove a key by its id (or a unique prefix); never the last one,
+    /// nor the one this command opened the repository with
+    Remove { id: String },
+    /// Change the password: add the new key, then remove the one used
+    Passwd,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt the repository (the default for S3 and NAS; README, "Encryption")
+    #[arg(long, conflicts_with = "no_encrypt")]
+    pub encrypt: bool,
+    /// Keep an S3 or NAS repository plain: whoever can read the bucket or
+    /// share can read every file saved in it
+    #[arg(long)]
+    pub no_encrypt: bool,
 }
 
 /// When and where a scheduled job runs.

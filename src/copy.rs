@@ -3,21 +3,26 @@
 //!
 //! Every blob is read through the source's verifying reader (its bytes must
 //! hash to its id) and packed anew in the destination, so the destination's
-//! own frame and pack sizes apply. A copied snapshot keeps its id: its record
-//! is stored byte for byte, after every pack and index file it needs
-//! (docs/FORMAT.md, "Read and write ordering"). Copying it again finds it
-//! there and does nothing.
+//! own frame and pack sizes apply. Between two plain repositories a copied
+//! snapshot keeps its id: its record is stored byte for byte, after every
+//! pack and index file it needs (docs/FORMAT.md, "Read and write
+//! ordering"). Where blob ids differ (either repository is encrypted), each
+//! blob gets the destination's id, the manifest is written again with those
+//! ids, and the record is written anew with `copied_from` (FORMAT.md
+//! section 15). Copying a snapshot again finds it there and does nothing.
 
 use std::collections::HashSet;
 
 use serde::Serialize;
 
 use crate::progress::Progress;
-use crate::repo::id::ObjectId;
+use crate::repo::chunker::Chunker;
+use crate::repo::id::{IdMap, ObjectId};
 use crate::repo::index::Index;
+use crate::repo::manifest::ManifestWriter;
 use crate::repo::packer::{self, Packer};
 use crate::repo::reader::BlobReader;
-use crate::repo::snapshot::Snapshot;
+use crate::repo::snapshot::{Snapshot, SnapshotRecord};
 use crate::repo::{RepoError, Repository};
 use crate::sink::ObjectKind;
 
@@ -43,35 +48,148 @@ pub fn copy(
     progress: &Progress,
 ) -> Result<CopyReport, RepoError> {
     let mut report = CopyReport::default();
-    let there: HashSet<String> = to.snapshot_names()?.into_iter().collect();
-    let (todo, present): (Vec<&Snapshot>, Vec<&Snapshot>) =
-        snapshots.iter().partition(|s| !there.contains(&s.id.to_hex()));
+    let transcode = from.is_encrypted() || to.is_encrypted();
+    let there = Present::in_repo(to, transcode)?;
+    let (todo, present): (Vec<&Snapshot>, Vec<&Snapshot>) = snapshots.iter().partition(|s| !there.holds(s));
     report.present = present.iter().map(|s| s.id.short()).collect();
     if todo.is_empty() {
         return Ok(report);
     }
     let to_index = to.load_index()?;
-    let stats = std::thread::scope(|scope| -> Result<_, RepoError> {
+    let (stats, records) = std::thread::scope(|scope| -> Result<_, RepoError> {
         let (packer, writer) = packer::start(to, &to_index);
         let writer = scope.spawn(move || writer.run());
-        let copied = copy_blobs(from, from_index, &packer, &todo, progress, &mut report);
+        let copied = match transcode {
+            true => transcode_all(from, from_index, &packer, &todo, progress, &mut report).map(Some),
+            false => copy_blobs(from, from_index, &packer, &todo, progress, &mut report).map(|()| None),
+        };
         // The writer ends once the packer is gone; its error comes first,
         // as it is usually why the copying stopped.
         drop(packer);
         let written = writer.join().map_err(|_| RepoError::ThreadPanicked)?;
         let stats = written?;
-        copied?;
-        Ok(stats)
+        Ok((stats, copied?))
     })?;
     report.bytes_stored = stats.bytes_stored;
-    // Records last, byte for byte: the same id in both repositories.
-    for snapshot in todo {
-        let name = snapshot.id.to_hex();
-        let bytes = from.read_verified(ObjectKind::Snapshot, &name)?;
-        to.write_content_named(ObjectKind::Snapshot, snapshot.id, bytes)?;
-        report.copied.push(snapshot.id.short());
+    match records {
+        // Records last, byte for byte: the same id in both repositories.
+        None => {
+            for snapshot in todo {
+                let name = snapshot.id.to_hex();
+                let bytes = from.read_verified(ObjectKind::Snapshot, &name)?;
+                to.write_content_named(ObjectKind::Snapshot, snapshot.id, bytes)?;
+                report.copied.push(snapshot.id.short());
+            }
+        }
+        Some(records) => write_records(to, &there, records, &mut report)?,
     }
     Ok(report)
+}
+
+/// The snapshots a destination holds already: by name, and (where records
+/// are written anew) by the source each was copied from.
+struct Present {
+    names: HashSet<ObjectId>,
+    /// Destination names by the source snapshot they copy.
+    copies: IdMap<ObjectId>,
+}
+
+impl Present {
+    fn in_repo(to: &Repository, transcode: bool) -> Result<Present, RepoError> {
+        let mut present = Present {
+            names: to.snapshot_names()?.iter().filter_map(|n| n.parse().ok()).collect(),
+            copies: IdMap::default(),
+        };
+        if transcode {
+            for s in to.load_snapshots()? {
+                if let Some(source) = s.record.copied_from {
+                    present.copies.insert(source, s.id);
+                }
+            }
+        }
+        Ok(present)
+    }
+
+    fn holds(&self, s: &Snapshot) -> bool {
+        self.names.contains(&s.id)
+            || self.copies.contains_key(&s.id)
+            || s.record.copied_from.is_some_and(|origin| self.names.contains(&origin))
+    }
+}
+
+/// Writes the new records, oldest first, each `parent` pointing at the
+/// copy of its parent where there is one.
+fn write_records(
+    to: &Repository,
+    there: &Present,
+    mut records: Vec<(ObjectId, SnapshotRecord)>,
+    report: &mut CopyReport,
+) -> Result<(), RepoError> {
+    records.sort_by(|a, b| a.1.time.cmp(&b.1.time));
+    let mut copies = there.copies.clone();
+    for (source, mut record) in records {
+        record.parent = record
+            .parent
+            .and_then(|p| copies.get(&p).copied().or(there.names.contains(&p).then_some(p)));
+        record.copied_from = Some(source);
+        let id = to.write_snapshot(&record)?;
+        copies.insert(source, id);
+        report.copied.push(source.short());
+    }
+    Ok(())
+}
+
+/// Stores every blob the snapshots need under the destination's ids and
+/// writes their manifests again with those ids; the records to write.
+fn transcode_all(
+    from: &Repository,
+    from_index: &Index,
+    packer: &Packer<'_>,
+    snapshots: &[&Snapshot],
+    progress: &Progress,
+    report: &mut CopyReport,
+) -> Result<Vec<(ObjectId, SnapshotRecord)>, RepoError> {
+    let mut data_frames = packer.frame_builder();
+    let mut manifest_frames = packer.frame_builder();
+    let mut data = BlobReader::new(from, from_index);
+    let mut manifest = BlobReader::new(from, from_index);
+    let mut renamed: IdMap<ObjectId> = IdMap::default();
+    let mut records = Vec::new();
+    for snapshot in snapshots {
+        let mut writer = ManifestWriter::new(Chunker::for_manifest(), packer.crypto().clone());
+        let mut emit = |id: ObjectId, bytes: &[u8]| packer.add(&mut manifest_frames, id, bytes).map(|_| ());
+        for entry in manifest.manifest(&snapshot.id.short(), &snapshot.record.manifest) {
+            let mut entry = entry?;
+            // A one-blob file's plain hash may be its old id: kept, as the
+            // new id is another.
+            entry.hash = entry.content_hash();
+            for id in entry.blobs.iter_mut() {
+                if let Some(new) = renamed.get(id) {
+                    *id = *new;
+                    continue;
+                }
+                if crate::interrupt::is_set() {
+                    return Err(RepoError::Interrupted);
+                }
+                let new = data.read_with(id, |blob| -> Result<ObjectId, RepoError> {
+                    let new = packer.crypto().blob_id(blob);
+                    progress.add(blob.len() as u64);
+                    report.bytes += blob.len() as u64;
+                    report.blobs += u64::from(packer.add(&mut data_frames, new, blob)?);
+                    Ok(new)
+                })??;
+                renamed.insert(*id, new);
+                *id = new;
+            }
+            writer.push::<RepoError>(&entry, &mut emit)?;
+        }
+        let mut record = snapshot.record.clone();
+        record.manifest = writer.finish(&mut emit)?;
+        records.push((snapshot.id, record));
+    }
+    packer.flush(&mut data_frames)?;
+    packer.flush(&mut manifest_frames)?;
+    Ok(records)
 }
 
 /// Stores every blob the snapshots need that the destination lacks: their

@@ -22,7 +22,7 @@ pub(super) fn assemble(
 ) -> Result<(Vec<ObjectId>, Tally), RepoError> {
     let mut tally = Tally::default();
     let mut frames = packer.frame_builder();
-    let mut writer = ManifestWriter::new(chunker);
+    let mut writer = ManifestWriter::new(chunker, packer.crypto().clone());
     let mut emit = |id: ObjectId, data: &[u8]| packer.add(&mut frames, id, data).map(|_| ());
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut skipped_files: HashSet<Vec<u8>> = HashSet::new();

@@ -342,6 +342,7 @@ fn make_record(
         rollback: opts.rollback.clone(),
         run: opts.run.clone(),
         repaired: None,
+        copied_from: None,
     }
 }
 

@@ -61,10 +61,12 @@ fn store_stream(
     let mut blobs = Vec::new();
     let mut hasher = blake3::Hasher::new();
     let mut only_chunk = None;
+    let crypto = packer.crypto();
+    // Content that is one chunk is hashed once where its id is its hash.
+    let plain_ids = crypto.blob_id_is_plain_hash();
     let read = chunker.chunk_reader::<StoreError>(reader, size_hint, &mut bufs.window, |chunk, whole| {
-        let id = ObjectId::of(chunk);
-        // Content that is one chunk is hashed once: its id is its hash.
-        if whole {
+        let id = crypto.blob_id(chunk);
+        if whole && plain_ids {
             only_chunk = Some(id);
         } else {
             hasher.update(chunk);
@@ -76,6 +78,17 @@ fn store_stream(
     })?;
     let hash = only_chunk.unwrap_or_else(|| ObjectId::from_hash(hasher.finalize()));
     Ok((read, blobs, hash))
+}
+
+/// The `hash` a file entry records: left out where the file is one blob
+/// whose id is its plain hash (a plain repository); always there where
+/// ids are keyed.
+fn content_hash(hash: ObjectId, blobs: &[ObjectId], packer: &Packer) -> Option<ObjectId> {
+    if blobs.len() == 1 && packer.crypto().blob_id_is_plain_hash() {
+        None
+    } else {
+        Some(hash)
+    }
 }
 
 /// Stores contents a collector made (no file to open, nothing to re-check).
@@ -109,7 +122,7 @@ fn store_content(
             })
         }
     };
-    entry.hash = if blobs.len() == 1 { None } else { Some(hash) };
+    entry.hash = content_hash(hash, &blobs, packer);
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,
@@ -217,8 +230,7 @@ fn store_file(
         Err(e) => warning = Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
     }
     entry.size = size;
-    // A one-blob file's hash is its blob's id; the manifest leaves it out.
-    entry.hash = if blobs.len() == 1 { None } else { Some(hash) };
+    entry.hash = content_hash(hash, &blobs, packer);
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,

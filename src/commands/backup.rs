@@ -12,7 +12,7 @@ use cairn::repo::Repository;
 use cairn::sink::Location;
 use indicatif::HumanBytes;
 
-use super::{exit, open_or_create, open_repo, print_json, repo_skip, RepoArg, SnapshotJson};
+use super::{exit, open_or_create, open_repo, print_json, repo_skip, Create, RepoArg, SnapshotJson};
 use crate::cli::BackupArgs;
 use cairn::profile::hooks;
 
@@ -25,7 +25,7 @@ pub fn run(repo: RepoArg, args: BackupArgs) -> Result<u8> {
         None => None,
     };
     let prepared = prepare(repo, &args.profiles)?;
-    let lock = lock::acquire(prepared.repo.sink().clone(), LockKind::Shared)?;
+    let lock = lock::acquire(&prepared.repo, LockKind::Shared)?;
     let base = BackupOptions {
         paths: args.paths.clone(),
         excludes: args.excludes.clone(),
@@ -141,7 +141,7 @@ fn open_sink(
             .with_context(|| format!("profile {}: sink path {path}", p.name))
     };
     match sink {
-        SinkSpec::Local { path } | SinkSpec::Nas { path } => {
+        SinkSpec::Local { path, .. } | SinkSpec::Nas { path, .. } => {
             let dir = match dir(path) {
                 Ok(dir) => dir,
                 Err(e) => return (path.clone(), Err(e)),
@@ -152,29 +152,51 @@ fn open_sink(
                 SinkSpec::Nas { .. } => cairn::sink::nas::check_share(&dir)
                     .map_err(anyhow::Error::from)
                     .and_then(|()| {
-                        open_or_create(Location::Local(dir), &repo.options, false, "the NAS repository")
+                        let create = Create {
+                            create: false,
+                            encrypt: false,
+                        };
+                        open_or_create(Location::Local(dir), &repo.options, &repo.passwords, create, "the NAS repository")
                     }),
                 _ => open_or_create(
                     Location::Local(dir),
                     &repo.options,
-                    true,
+                    &repo.passwords,
+                    Create {
+                        create: true,
+                        encrypt: sink.encrypt() == Some(true),
+                    },
                     "the profile's repository",
                 ),
             };
-            (shown, result)
+            (shown.clone(), result.and_then(|r| must_be_encrypted(p, sink, &shown, r)))
         }
-        SinkSpec::S3 { url, options } => {
+        SinkSpec::S3 { url, options, .. } => {
             let mut arg = RepoArg {
                 location: Some(PathBuf::from(url)),
                 options: repo.options.clone(),
+                passwords: repo.passwords.clone(),
             };
             let set = options.iter().try_for_each(|o| arg.options.set(o));
             let result = set
                 .map_err(anyhow::Error::from)
                 .and_then(|()| open_repo(arg, false));
-            (url.clone(), result)
+            (url.clone(), result.and_then(|r| must_be_encrypted(p, sink, url, r)))
         }
     }
+}
+
+/// A sink that says `encrypt = true` is never written to in clear: a
+/// plain repository there (perhaps put in place of the encrypted one) is
+/// refused.
+fn must_be_encrypted(p: &Profile, sink: &SinkSpec, shown: &str, repo: Repository) -> Result<Repository> {
+    if sink.encrypt() == Some(true) && !repo.is_encrypted() {
+        anyhow::bail!(
+            "profile {}: the sink at {shown} says encrypt = true, but the repository there is not encrypted; refusing to write to it in clear",
+            p.name
+        );
+    }
+    Ok(repo)
 }
 
 /// One snapshot per profile (the paths in `base` join each as trees), or
@@ -360,7 +382,7 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
             .as_ref()
             .map_err(|e| anyhow!("{}", cairn::chain(e)))
             .and_then(|index| {
-                let lock = lock::acquire(m.sink().clone(), LockKind::Shared)?;
+                let lock = lock::acquire(&m, LockKind::Shared)?;
                 let copied = cairn::copy::copy(
                     repo,
                     index,

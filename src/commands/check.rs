@@ -10,7 +10,7 @@ use crate::cli::CheckArgs;
 
 pub fn run(repo: RepoArg, args: CheckArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
+    let _lock = lock::acquire(&repo, LockKind::Shared)?;
     let total = if args.read_data {
         Some(repo.sink().list(ObjectKind::Pack)?.iter().map(|p| p.size).sum())
     } else {

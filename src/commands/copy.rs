@@ -12,16 +12,16 @@ use crate::cli::CopyArgs;
 pub fn run(repo: RepoArg, args: CopyArgs) -> Result<u8> {
     let from_arg = RepoArg {
         location: args.from.clone().or(repo.location.clone()),
-        options: repo.options.clone(),
+        ..repo.clone()
     };
     let to_arg = RepoArg {
         location: Some(args.to.clone()),
-        options: repo.options.clone(),
+        ..repo.clone()
     };
     let from = open_repo(from_arg, false).context("cannot open the repository to copy from")?;
     let to = open_repo(to_arg, false).context("cannot open the repository to copy into")?;
-    let _from_lock = lock::acquire(from.sink().clone(), LockKind::Shared)?;
-    let _to_lock = lock::acquire(to.sink().clone(), LockKind::Shared)?;
+    let _from_lock = lock::acquire(&from, LockKind::Shared)?;
+    let _to_lock = lock::acquire(&to, LockKind::Shared)?;
     let filter = args.filter.filter();
     let all = from.load_snapshots()?;
     let chosen = if args.all {

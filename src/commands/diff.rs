@@ -41,7 +41,7 @@ struct FactChange {
 pub fn run(repo: RepoArg, args: DiffArgs) -> Result<u8> {
     let skip = repo_skip(&repo)?;
     let repo = open_repo(repo, false)?;
-    let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
+    let _lock = lock::acquire(&repo, LockKind::Shared)?;
     let index = repo.load_index()?;
     let filter = args.filter.filter();
     let a = repo.find_snapshot_filtered(&args.a, &filter)?;

@@ -19,7 +19,7 @@ pub fn run(repo: RepoArg, args: ExportArgs) -> Result<u8> {
         bail!("--json prints on standard output, where -o - writes the archive; give -o FILE");
     }
     let repo = open_repo(repo, false)?;
-    let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
+    let _lock = lock::acquire(&repo, LockKind::Shared)?;
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
     let opts = ExportOptions {

@@ -5,7 +5,7 @@ use crate::cli::FactsArgs;
 
 pub fn run(repo: RepoArg, args: FactsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let _lock = cairn::repo::lock::acquire(repo.sink().clone(), cairn::repo::lock::LockKind::Shared)?;
+    let _lock = cairn::repo::lock::acquire(&repo, cairn::repo::lock::LockKind::Shared)?;
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let facts = &snapshot.record.facts;
     if args.json {

@@ -39,7 +39,7 @@ pub fn run(repo: RepoArg, args: ForgetArgs) -> Result<u8> {
     } else {
         LockKind::Exclusive
     };
-    let _lock = lock::acquire(repo.sink().clone(), kind)?;
+    let _lock = lock::acquire(&repo, kind)?;
     let all = repo.load_snapshots()?;
     if !args.snapshots.is_empty() {
         let named = forget_named(&repo, &all, &args)?;

@@ -10,7 +10,7 @@ use crate::cli::LsArgs;
 
 pub fn run(repo: RepoArg, args: LsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let _lock = cairn::repo::lock::acquire(repo.sink().clone(), cairn::repo::lock::LockKind::Shared)?;
+    let _lock = cairn::repo::lock::acquire(&repo, cairn::repo::lock::LockKind::Shared)?;
     let snapshot = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let index = repo.load_index()?;
     let mut reader = BlobReader::new(&repo, &index);

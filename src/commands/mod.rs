@@ -9,6 +9,8 @@ pub mod export;
 pub mod facts;
 pub mod forget;
 pub mod init;
+pub mod key;
+pub mod password;
 pub mod ls;
 pub mod profiles;
 pub mod prune;
@@ -37,6 +39,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
     pub const NO_REPOSITORY: u8 = 10;
     pub const LOCKED: u8 = 11;
+    /// Wrong or missing password (restic's 12).
+    pub const PASSWORD: u8 = 12;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -51,9 +55,13 @@ pub fn run(cli: Cli) -> Result<u8> {
     let repo = RepoArg {
         location: cli.repo.clone(),
         options,
+        passwords: password::Passwords {
+            command: cli.password_command.clone(),
+            ..Default::default()
+        },
     };
     match cli.command {
-        Command::Init => init::run(repo),
+        Command::Init(args) => init::run(repo, args),
         Command::Backup(args) => backup::run(repo, args),
         Command::Snapshots(args) => snapshots::run(repo, args),
         Command::Ls(args) => ls::run(repo, args),
@@ -67,6 +75,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Forget(args) => forget::run(repo, *args),
         Command::Prune(args) => prune::run(repo, args),
         Command::Unlock(args) => unlock::run(repo, args),
+        Command::Key(command) => key::run(repo, command),
         Command::Repair(command) => repair::run(repo, command),
         Command::Profiles(command) => profiles::run(command),
         Command::Schedule(command) => schedule::run(repo, command),
@@ -113,6 +122,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         match repo_err {
             Some(RepoError::NotFound { .. }) => return exit::NO_REPOSITORY,
             Some(RepoError::Locked { .. }) => return exit::LOCKED,
+            Some(RepoError::WrongPassword { .. } | RepoError::NoPassword { .. }) => return exit::PASSWORD,
             Some(RepoError::Interrupted) => return exit::INTERRUPTED,
             _ => {}
         }
@@ -143,6 +153,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub struct RepoArg {
     pub location: Option<PathBuf>,
     pub options: SinkOptions,
+    /// Where an encrypted repository's password comes from.
+    pub passwords: password::Passwords,
 }
 
 /// Where the repository is, and whether it is the default one.
@@ -173,9 +185,21 @@ pub fn open_repo(repo: RepoArg, create_default: bool) -> Result<Repository> {
     open_or_create(
         location,
         &repo.options,
-        is_default && create_default,
+        &repo.passwords,
+        Create {
+            create: is_default && create_default,
+            encrypt: false,
+        },
         "the default repository",
     )
+}
+
+/// Whether [`open_or_create`] creates a missing local repository, and
+/// whether one created so is encrypted.
+#[derive(Debug, Clone, Copy)]
+pub struct Create {
+    pub create: bool,
+    pub encrypt: bool,
 }
 
 /// Opens the repository at `location`, creating it first when `create` is
@@ -184,14 +208,15 @@ pub fn open_repo(repo: RepoArg, create_default: bool) -> Result<Repository> {
 pub fn open_or_create(
     location: Location,
     options: &SinkOptions,
-    create: bool,
+    passwords: &password::Passwords,
+    create: Create,
     what: &str,
 ) -> Result<Repository> {
     let path = match &location {
         Location::Local(path) => path.clone(),
         Location::S3(_) => {
             return match cairn::sink::open(&location, options, false) {
-                Ok(sink) => Ok(Repository::open(sink)?),
+                Ok(sink) => Ok(Repository::open_with(sink, passwords)?),
                 Err(e) if e.is_not_found() => Err(RepoError::NotFound {
                     location: location.to_string(),
                 }
@@ -202,14 +227,19 @@ pub fn open_or_create(
     };
     // Through `sink::open`: a directory on a network share gets retries.
     let sink = cairn::sink::open(&location, options, false)?;
-    match Repository::open(sink.clone()) {
+    match Repository::open_with(sink.clone(), passwords) {
         Ok(repo) => Ok(repo),
-        Err(RepoError::NotFound { .. }) if create && is_empty_or_missing(&path) => {
-            std::fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {what} at {}", path.display()))?;
-            let repo = Repository::init(sink)
-                .with_context(|| format!("cannot create {what} at {}", path.display()))?;
-            eprintln!("created {what} at {}", path.display());
+        Err(RepoError::NotFound { .. }) if create.create && is_empty_or_missing(&path) => {
+            let shown = path.display().to_string();
+            let password = match create.encrypt {
+                true => Some(passwords.new_password(&shown).map_err(|e| anyhow!("cannot create {what} at {shown}: {e}"))?),
+                false => None,
+            };
+            std::fs::create_dir_all(&path).with_context(|| format!("cannot create {what} at {shown}"))?;
+            let repo = Repository::init(sink, password.as_ref())
+                .with_context(|| format!("cannot create {what} at {shown}"))?;
+            let kind = if create.encrypt { "encrypted " } else { "" };
+            eprintln!("created {kind}{what} at {shown}");
             Ok(repo)
         }
         Err(RepoError::NotFound { location }) if !is_empty_or_missing(&path) => {
@@ -230,7 +260,8 @@ pub fn is_empty_or_missing(path: &Path) -> bool {
     }
 }
 
-/// The key of env fingerprints: a secret of this user's that no
+/// The key of env fingerprints. In an encrypted repository, a key derived
+/// from its master key. In a plain one, a secret of this user's that no
 /// repository holds (see `cairn::collect::fingerprint_secret`), with the
 /// repository's id, so that fingerprints compare equal across a
 /// repository's snapshots made by this user, differ between repositories,
@@ -238,6 +269,11 @@ pub fn is_empty_or_missing(path: &Path) -> bool {
 /// Without the secret (no config directory can be written), the key is
 /// the repository's alone, and a warning says so.
 pub fn fingerprint_key(repo: &Repository) -> [u8; 32] {
+    // An encrypted repository keys them from its master key: its
+    // snapshots are sealed, and whoever holds a key shares the fingerprints.
+    if let Some(key) = repo.crypto().fingerprint_key() {
+        return key;
+    }
     let id = repo.config().id.as_bytes();
     match cairn::collect::fingerprint_secret() {
         Ok(secret) => {

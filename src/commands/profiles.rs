@@ -143,38 +143,63 @@ fn show(name: &str, json: bool) -> Result<u8> {
     Ok(if failed { exit::FAILED } else { exit::OK })
 }
 
-/// Warns when a profile saves private keys or `.env` files, and louder
-/// when a repository it writes to leaves the machine (an S3 bucket, a NAS
-/// share): repositories are not encrypted yet.
+/// Warns when a profile saves private keys or `.env` files into a
+/// repository that is not encrypted, louder when that repository leaves
+/// the machine (an S3 bucket, a NAS share). A sink that says `encrypt =
+/// true`, or whose repository's config.json says it is encrypted, draws
+/// no warning.
 fn warn_sensitive(p: &profile::Profile) -> Result<()> {
     let sensitive = p.sensitive();
     if sensitive.is_empty() {
         return Ok(());
     }
-    let remote: Vec<&str> = p
-        .sinks
-        .iter()
-        .filter_map(|s| match s {
-            profile::SinkSpec::S3 { url, .. } => Some(url.as_str()),
-            profile::SinkSpec::Nas { path } => Some(path.as_str()),
-            profile::SinkSpec::Local { .. } => None,
-        })
-        .collect();
-    if remote.is_empty() {
+    let files = sensitive.join(", ");
+    if p.sinks.is_empty() {
         eprintln!(
-            "warning: profile {} saves sensitive files ({}), and cairn repositories are not encrypted yet: keep the repository private",
-            p.name,
-            sensitive.join(", ")
+            "warning: profile {} saves sensitive files ({files}) into the default repository, which is not encrypted unless made with `cairn init --encrypt`: keep it private",
+            p.name
         );
-    } else {
-        eprintln!(
-            "WARNING: profile {} saves sensitive files ({}) unencrypted to {}: whoever can read that bucket or share can read them",
-            p.name,
-            sensitive.join(", "),
-            remote.join(", ")
-        );
+        return Ok(());
+    }
+    for sink in &p.sinks {
+        let (shown, remote) = match sink {
+            profile::SinkSpec::S3 { url, .. } => (url.as_str(), true),
+            profile::SinkSpec::Nas { path, .. } => (path.as_str(), true),
+            profile::SinkSpec::Local { path, .. } => (path.as_str(), false),
+        };
+        let found = probe_encrypted(p, sink);
+        if sink.encrypt() == Some(true) || found == Some(true) {
+            continue;
+        }
+        match (remote, found) {
+            (true, Some(_)) => eprintln!(
+                "WARNING: profile {} saves sensitive files ({files}) UNENCRYPTED to {shown}: whoever can read that bucket or share can read them",
+                p.name
+            ),
+            (true, None) => eprintln!(
+                "WARNING: profile {} saves sensitive files ({files}) to {shown}, a sink not marked `encrypt = true`: unless that repository is encrypted, whoever can read the bucket or share can read them",
+                p.name
+            ),
+            (false, _) => eprintln!(
+                "warning: profile {} saves sensitive files ({files}) into {shown}, not encrypted: keep it private, or say `encrypt = true` on the sink",
+                p.name
+            ),
+        }
     }
     Ok(())
+}
+
+/// Whether the repository a local or NAS sink names is encrypted, as its
+/// config.json (never sealed) says; `None` when there is none, it cannot
+/// be read, or it is in a bucket (`profiles show` makes no network calls).
+fn probe_encrypted(p: &profile::Profile, sink: &profile::SinkSpec) -> Option<bool> {
+    let (profile::SinkSpec::Nas { path, .. } | profile::SinkSpec::Local { path, .. }) = sink else {
+        return None;
+    };
+    let dir = profile::expand::expand_path(path, &p.base, &profile::resolve::process_var).ok()?;
+    let bytes = std::fs::read(dir.join("config.json")).ok()?;
+    let (config, _) = cairn::repo::Repository::parse_config(&dir.display().to_string(), &bytes).ok()?;
+    Some(config.encryption.is_some())
 }
 
 /// `profiles new`: a user profile written from a built-in one.

@@ -18,7 +18,7 @@ pub fn run(repo: RepoArg, args: PruneArgs) -> Result<u8> {
     } else {
         LockKind::Exclusive
     };
-    let _lock = lock::acquire(repo.sink().clone(), kind)?;
+    let _lock = lock::acquire(&repo, kind)?;
     run_locked(&repo, &opts, args.json)
 }
 

@@ -18,7 +18,7 @@ pub fn run(repo: RepoArg, command: RepairCommand) -> Result<u8> {
     } else {
         LockKind::Exclusive
     };
-    let _lock = lock::acquire(repo.sink().clone(), kind)?;
+    let _lock = lock::acquire(&repo, kind)?;
     match command {
         RepairCommand::Index {
             read_all_packs,

@@ -20,7 +20,7 @@ use crate::cli::RestoreArgs;
 pub fn run(repo: RepoArg, args: RestoreArgs) -> Result<u8> {
     let skip = repo_skip(&repo)?;
     let repo = open_repo(repo, false)?;
-    let _lock = lock::acquire(repo.sink().clone(), LockKind::Shared)?;
+    let _lock = lock::acquire(&repo, LockKind::Shared)?;
     let index = repo.load_index()?;
     if args.undo {
         return undo(&repo, &index, &args, skip);

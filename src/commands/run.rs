@@ -24,7 +24,7 @@ pub fn run(repo: RepoArg, args: RunArgs) -> Result<u8> {
         bail!("say what the command may change: --profile NAME or PATH... before --");
     }
     let prepared = prepare(repo, &args.profiles)?;
-    let _lock = lock::acquire(prepared.repo.sink().clone(), LockKind::Shared)?;
+    let _lock = lock::acquire(&prepared.repo, LockKind::Shared)?;
     let pair = format!("{:016x}", cairn::sink::local::random_u64());
     let info = |role: &str| RunInfo {
         pair: pair.clone(),

@@ -7,7 +7,7 @@ use crate::cli::SnapshotsArgs;
 
 pub fn run(repo: RepoArg, args: SnapshotsArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let _lock = cairn::repo::lock::acquire(repo.sink().clone(), cairn::repo::lock::LockKind::Shared)?;
+    let _lock = cairn::repo::lock::acquire(&repo, cairn::repo::lock::LockKind::Shared)?;
     let filter = args.filter.filter();
     let mut snapshots = repo.load_snapshots()?;
     snapshots.retain(|s| filter.matches(&s.record));

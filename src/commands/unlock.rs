@@ -6,7 +6,7 @@ use crate::cli::UnlockArgs;
 
 pub fn run(repo: RepoArg, args: UnlockArgs) -> Result<u8> {
     let repo = open_repo(repo, false)?;
-    let removed = lock::remove_locks(repo.sink().as_ref(), args.remove_all)?;
+    let removed = lock::remove_locks(&repo, args.remove_all)?;
     outln!("removed {} lock(s)", removed.len())?;
     Ok(exit::OK)
 }

@@ -142,6 +142,8 @@ struct RawSink {
     storage_class: Option<String>,
     connections: Option<usize>,
     conditional_writes: Option<bool>,
+    /// The repository must be encrypted (FORMAT.md section 15).
+    encrypt: Option<bool>,
 }
 
 /// Which of the profile's snapshots `cairn forget --profile NAME` keeps
@@ -242,16 +244,36 @@ pub struct FileSpec {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SinkSpec {
     /// A directory on this machine, created on first use.
-    Local { path: String },
+    Local {
+        path: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt: Option<bool>,
+    },
     /// A directory on a mounted network share, never created implicitly:
     /// an unmounted share's empty mount point is left alone.
-    Nas { path: String },
+    Nas {
+        path: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt: Option<bool>,
+    },
     /// A bucket (and prefix): `url` as `--repo` takes it, plus settings.
     S3 {
         url: String,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         options: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt: Option<bool>,
     },
+}
+
+impl SinkSpec {
+    /// `encrypt = true`: the repository must be encrypted (one made on
+    /// first use is); `false`: plain is meant; `None`: not said.
+    pub fn encrypt(&self) -> Option<bool> {
+        match self {
+            SinkSpec::Local { encrypt, .. } | SinkSpec::Nas { encrypt, .. } | SinkSpec::S3 { encrypt, .. } => *encrypt,
+        }
+    }
 }
 
 impl Collector {

@@ -246,9 +246,11 @@ pub(super) fn parse_sink(
     match kind {
         "local" => Ok(SinkSpec::Local {
             path: need(s.path, "path")?,
+            encrypt: s.encrypt,
         }),
         "nas" => Ok(SinkSpec::Nas {
             path: need(s.path, "path")?,
+            encrypt: s.encrypt,
         }),
         "s3" => {
             let mut options = Vec::new();
@@ -275,7 +277,11 @@ pub(super) fn parse_sink(
                     format!("an s3 sink's url starts with s3: ({url:?})"),
                 ));
             }
-            Ok(SinkSpec::S3 { url, options })
+            Ok(SinkSpec::S3 {
+                url,
+                options,
+                encrypt: s.encrypt,
+            })
         }
         other => Err(at(
             s.kind.span(),

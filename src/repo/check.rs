@@ -64,7 +64,7 @@ fn report_unindexed(
         return Ok(());
     }
     let (host, pid) = (super::lock::hostname(), std::process::id());
-    let running: Vec<String> = super::lock::list_locks(repo.sink().as_ref())?
+    let running: Vec<String> = super::lock::list_locks(repo.sink().as_ref(), repo.crypto())?
         .into_iter()
         .filter(|(_, l)| !(l.is_stale() || (l.host == host && l.pid == pid)))
         .map(|(_, l)| format!("pid {} on {}", l.pid, l.host))
@@ -331,7 +331,7 @@ fn read_packs(
     let states = super::workers::each_on_workers(
         repo,
         packs,
-        || (0u64, PackProblems::new(), pack::FrameDecoder::default()),
+        || (0u64, PackProblems::new(), pack::FrameDecoder::new(repo.crypto())),
         |(bytes, problems, decoder), (id, blobs)| {
             // A pack that cannot be read is a problem to report with the
             // snapshots it affects, not the end of check.
@@ -395,7 +395,7 @@ fn verify_pack(
         };
         for b in members {
             let result =
-                pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b).map(|_| ()));
+                pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b, decoder.crypto()).map(|_| ()));
             if let Err(e) = result {
                 out.push((
                     problem(name.clone(), crate::chain(&e), FIX_DAMAGED_PACK),

@@ -3,7 +3,9 @@
 
 use std::io::{self, Read};
 
-use fastcdc::v2020::{cut, Normalization, MASKS};
+use std::sync::Arc;
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, Normalization, MASKS};
 
 use super::config::ChunkerParams;
 
@@ -14,6 +16,9 @@ pub struct Chunker {
     max: usize,
     mask_s: u64,
     mask_l: u64,
+    /// The gear tables (FORMAT.md section 4), XORed with a seed in an
+    /// encrypted repository (section 15).
+    gear: Arc<(Box<[u64; 256]>, Box<[u64; 256]>)>,
 }
 
 impl Chunker {
@@ -42,7 +47,14 @@ impl Chunker {
             max: max_size as usize,
             mask_s: MASKS[(bits + level) as usize],
             mask_l: MASKS[(bits - level) as usize],
+            gear: Arc::new(get_gear_with_seed(0)),
         })
+    }
+
+    /// This chunker with its gear tables seeded (0: the plain tables).
+    pub fn seeded(mut self, seed: u64) -> Chunker {
+        self.gear = Arc::new(get_gear_with_seed(seed));
+        self
     }
 
     /// The manifest's chunker: smaller chunks than file data, so a change in
@@ -81,7 +93,7 @@ impl Chunker {
             return None;
         }
         let window = &data[..data.len().min(self.max)];
-        let (_, len) = cut(
+        let (_, len) = cut_gear(
             window,
             self.min,
             self.avg,
@@ -90,6 +102,8 @@ impl Chunker {
             self.mask_l,
             self.mask_s << 1,
             self.mask_l << 1,
+            &self.gear.0,
+            &self.gear.1,
         );
         Some(len.max(1).min(window.len()))
     }

@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The repository format this build reads and writes.
+/// The format of a plain repository.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format of an encrypted repository (FORMAT.md section 15): version 1
+/// with every object sealed; a cairn that knows only 1 refuses it.
+pub const ENCRYPTED_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +20,28 @@ pub struct Config {
     pub frame_target: u32,
     /// A pack is closed once its compressed size reaches this size.
     pub pack_target: u32,
+    /// Set in (and only in) an encrypted repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    pub algorithm: AeadAlgorithm,
+    pub kdf: KdfAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AeadAlgorithm {
+    #[serde(rename = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KdfAlgorithm {
+    #[serde(rename = "argon2id")]
+    Argon2id,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +80,11 @@ impl Config {
     /// level zstd has. Checked when a repository is opened, so that a
     /// crafted config is refused at once, not discovered at restore.
     pub fn check(&self) -> Result<(), String> {
+        match (self.version, self.encryption.is_some()) {
+            (FORMAT_VERSION, false) | (ENCRYPTED_VERSION, true) => {}
+            (FORMAT_VERSION, true) => return Err("a version 1 repository with encryption".into()),
+            _ => return Err(format!("a version {} repository without encryption", self.version)),
+        }
         let max_frame = super::pack::MAX_FRAME_BYTES as u64;
         let frame = u64::from(self.frame_target)
             .saturating_add(u64::from(self.chunker.max_size))
@@ -99,6 +129,19 @@ impl Config {
             frame_target: 1024 * 1024,
             // A pack is assembled in memory: this bounds the writer's share.
             pack_target: 8 * 1024 * 1024,
+            encryption: None,
+        }
+    }
+
+    /// The config of a new encrypted repository.
+    pub fn new_encrypted(id: String) -> Config {
+        Config {
+            version: ENCRYPTED_VERSION,
+            encryption: Some(Encryption {
+                algorithm: AeadAlgorithm::XChaCha20Poly1305,
+                kdf: KdfAlgorithm::Argon2id,
+            }),
+            ..Config::new(id)
         }
     }
 }

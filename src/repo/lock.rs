@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset, Local};
 use serde::{Deserialize, Serialize};
 
-use super::RepoError;
+use super::crypto::{Crypto, Domain};
+use super::{RepoError, Repository};
 use crate::sink::local::random_u64;
 use crate::sink::{ObjectKind, Sink};
 
@@ -80,6 +81,8 @@ pub fn set_wait(wait: Duration) {
 /// own; dropping it stops the thread and removes the lock object.
 pub struct RepoLock {
     sink: Arc<dyn Sink>,
+    /// Seals the lock in an encrypted repository (its holder is private).
+    crypto: Crypto,
     record: LockRecord,
     name: Arc<Mutex<String>>,
     stop: Option<crossbeam_channel::Sender<()>>,
@@ -95,17 +98,18 @@ impl RepoLock {
     /// Writes the lock again with the time now, under a new name, and
     /// removes the old one.
     pub fn refresh(&self) -> Result<(), RepoError> {
-        refresh(self.sink.as_ref(), &self.record, &self.name)
+        refresh(self.sink.as_ref(), &self.crypto, &self.record, &self.name)
     }
 
     fn start_refresher(&mut self) {
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         let (sink, record, name) = (self.sink.clone(), self.record.clone(), self.name.clone());
+        let crypto = self.crypto.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-lock".into())
             .spawn(move || {
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH_EVERY) {
-                    if let Err(e) = refresh(sink.as_ref(), &record, &name) {
+                    if let Err(e) = refresh(sink.as_ref(), &crypto, &record, &name) {
                         tracing::warn!("could not refresh the repository lock: {}", crate::chain(&e));
                     }
                 }
@@ -117,12 +121,12 @@ impl RepoLock {
     }
 }
 
-fn refresh(sink: &dyn Sink, record: &LockRecord, name: &Mutex<String>) -> Result<(), RepoError> {
+fn refresh(sink: &dyn Sink, crypto: &Crypto, record: &LockRecord, name: &Mutex<String>) -> Result<(), RepoError> {
     let fresh = LockRecord {
         time: Local::now().fixed_offset(),
         ..record.clone()
     };
-    let new_name = write_lock(sink, &fresh)?;
+    let new_name = write_lock(sink, crypto, &fresh)?;
     let old = std::mem::replace(&mut *name.lock().unwrap_or_else(|e| e.into_inner()), new_name);
     match sink.delete(ObjectKind::Lock, &old) {
         Err(e) if !e.is_not_found() => Err(e.into()),
@@ -144,11 +148,15 @@ impl Drop for RepoLock {
 }
 
 /// Every lock in the repository, with its name; unreadable ones are skipped.
-pub fn list_locks(sink: &dyn Sink) -> Result<Vec<(String, LockRecord)>, RepoError> {
+pub fn list_locks(sink: &dyn Sink, crypto: &Crypto) -> Result<Vec<(String, LockRecord)>, RepoError> {
     let mut out = Vec::new();
     for info in sink.list(ObjectKind::Lock)? {
         match sink.read(ObjectKind::Lock, &info.name) {
-            Ok(bytes) => match serde_json::from_slice::<LockRecord>(&bytes) {
+            Ok(bytes) => match crypto
+                .open(Domain::Lock, bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<LockRecord>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(record) => out.push((info.name, record)),
                 Err(e) => tracing::warn!("lock {} is unreadable: {e}", info.name),
             },
@@ -163,24 +171,29 @@ pub fn list_locks(sink: &dyn Sink) -> Result<Vec<(String, LockRecord)>, RepoErro
 /// Takes a lock. The lock is written first and the others checked after, so
 /// two processes racing for conflicting locks both see each other and back
 /// off. A conflict is waited for, up to [`set_wait`]'s time.
-pub fn acquire(sink: Arc<dyn Sink>, kind: LockKind) -> Result<RepoLock, RepoError> {
-    acquire_beside(sink, kind, None)
+pub fn acquire(repo: &Repository, kind: LockKind) -> Result<RepoLock, RepoError> {
+    acquire_beside(repo.sink().clone(), repo.crypto(), kind, None)
 }
 
 /// An exclusive lock for a process that already holds `held` (a backup
 /// that consolidates index files when it is done): every lock but its own
 /// conflicts. Never waits.
 pub fn try_exclusive(held: &RepoLock) -> Result<RepoLock, RepoError> {
-    try_once(held.sink.clone(), LockKind::Exclusive, Some(&held.name()))
+    try_once(held.sink.clone(), &held.crypto, LockKind::Exclusive, Some(&held.name()))
 }
 
-fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
+fn acquire_beside(
+    sink: Arc<dyn Sink>,
+    crypto: &Crypto,
+    kind: LockKind,
+    own: Option<&str>,
+) -> Result<RepoLock, RepoError> {
     let wait = Duration::from_millis(WAIT_MS.load(Ordering::Relaxed));
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(250);
     let mut told = false;
     loop {
-        match try_once(sink.clone(), kind, own) {
+        match try_once(sink.clone(), crypto, kind, own) {
             Err(RepoError::Locked { holders }) if Instant::now() < deadline => {
                 if !told {
                     eprintln!("waiting up to {}s for the repository: {holders}", wait.as_secs());
@@ -197,17 +210,20 @@ fn acquire_beside(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Res
     }
 }
 
-fn write_lock(sink: &dyn Sink, record: &LockRecord) -> Result<String, RepoError> {
+fn write_lock(sink: &dyn Sink, crypto: &Crypto, record: &LockRecord) -> Result<String, RepoError> {
     let name = format!("{:016x}{:016x}", random_u64(), random_u64());
     let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Encode {
         what: "lock".into(),
         source: e,
     })?;
+    let bytes = crypto
+        .seal(Domain::Lock, bytes)
+        .map_err(|source| RepoError::Seal { what: "a lock", source })?;
     sink.write_bytes(ObjectKind::Lock, &name, &bytes)?;
     Ok(name)
 }
 
-fn try_once(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
+fn try_once(sink: Arc<dyn Sink>, crypto: &Crypto, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
     let record = LockRecord {
         host: hostname(),
         pid: std::process::id(),
@@ -215,15 +231,16 @@ fn try_once(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<Re
         time: Local::now().fixed_offset(),
         kind,
     };
-    let name = write_lock(sink.as_ref(), &record)?;
+    let name = write_lock(sink.as_ref(), crypto, &record)?;
     let mut lock = RepoLock {
         sink,
+        crypto: crypto.clone(),
         record,
         name: Arc::new(Mutex::new(name.clone())),
         stop: None,
         refresher: None,
     };
-    let conflicts: Vec<String> = list_locks(lock.sink.as_ref())?
+    let conflicts: Vec<String> = list_locks(lock.sink.as_ref(), crypto)?
         .into_iter()
         .filter(|(other, rec)| {
             *other != name
@@ -244,14 +261,15 @@ fn try_once(sink: Arc<dyn Sink>, kind: LockKind, own: Option<&str>) -> Result<Re
 
 /// Removes stale locks (or, with `all`, every lock, readable or not);
 /// returns their names.
-pub fn remove_locks(sink: &dyn Sink, all: bool) -> Result<Vec<String>, RepoError> {
+pub fn remove_locks(repo: &Repository, all: bool) -> Result<Vec<String>, RepoError> {
+    let sink = repo.sink().as_ref();
     let every: Vec<String> = sink.list(ObjectKind::Lock)?.into_iter().map(|o| o.name).collect();
     let names: Vec<String> = if all {
         every
     } else {
         // Stale locks, and those that cannot be read as a lock: they block
         // no one (and a lock is written whole), so they are debris.
-        let live: Vec<String> = list_locks(sink)?
+        let live: Vec<String> = list_locks(sink, repo.crypto())?
             .into_iter()
             .filter(|(_, record)| !record.is_stale())
             .map(|(name, _)| name)

@@ -5,8 +5,10 @@ pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod consolidate;
+pub mod crypto;
 pub mod id;
 pub mod index;
+pub mod keys;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
@@ -22,7 +24,9 @@ use std::sync::Arc;
 
 use crate::sink::{ObjectKind, Sink, SinkError, CONFIG_NAME};
 use chunker::Chunker;
-use config::{Config, FORMAT_VERSION};
+use config::{Config, ENCRYPTED_VERSION, FORMAT_VERSION};
+use crypto::{Crypto, Domain};
+use keys::{Password, PasswordSource};
 use id::ObjectId;
 use index::{Index, IndexFile};
 use manifest::ManifestError;
@@ -35,8 +39,32 @@ pub enum RepoError {
     NotFound { location: String },
     #[error("{location} is not a cairn repository: {reason}")]
     NotARepository { location: String, reason: String },
-    #[error("repository {location} has format version {version}; this cairn reads version {FORMAT_VERSION} only, upgrade cairn")]
+    #[error("repository {location} has format version {version}; this cairn reads versions {FORMAT_VERSION} and {ENCRYPTED_VERSION} only, upgrade cairn")]
     UnsupportedVersion { location: String, version: u32 },
+    #[error("repository {location} is encrypted and {detail}")]
+    NoPassword { location: String, detail: String },
+    #[error("wrong password for repository {location} (no key file opens with it)")]
+    WrongPassword { location: String },
+    #[error("repository {location} is encrypted but holds no key file that can be read; it cannot be opened")]
+    NoKeys { location: String },
+    #[error("the config.json of repository {location} is not the one its keys were made for: it was replaced; refusing to use it")]
+    ConfigReplaced { location: String },
+    #[error("repository {location} says it is plain but holds key files: its config.json was replaced; refusing to use it")]
+    PlainWithKeys { location: String },
+    #[error("repository {location} is not encrypted: it has no keys")]
+    NotEncrypted { location: String },
+    #[error("key {name}")]
+    Key {
+        name: String,
+        #[source]
+        source: keys::KeyError,
+    },
+    #[error("cannot seal {what}")]
+    Seal {
+        what: &'static str,
+        #[source]
+        source: crypto::SealError,
+    },
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
     #[error("repository is locked: {holders} (if that process is gone, run `cairn unlock`)")]
@@ -142,42 +170,71 @@ impl RepoError {
     }
 }
 
-/// An open repository: its store and its fixed parameters.
+/// An open repository: its store, its fixed parameters and, when it is
+/// encrypted, its keys.
 #[derive(Clone)]
 pub struct Repository {
     sink: Arc<dyn Sink>,
     config: Config,
     chunker: Chunker,
+    crypto: Crypto,
+    /// The hash of config.json's bytes (sealed in every key file).
+    config_hash: ObjectId,
+    /// The key file that opened an encrypted repository.
+    key_name: Option<String>,
+    /// Its master key: only for writing key files (`key add`, `passwd`).
+    master: Option<Arc<crypto::Secret>>,
 }
 
 impl Repository {
-    /// Creates a repository in an empty store.
-    pub fn init(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
+    /// Creates a repository in an empty store: encrypted, with one key
+    /// opened by `password`, when one is given.
+    pub fn init(sink: Arc<dyn Sink>, password: Option<&Password>) -> Result<Repository, RepoError> {
         let location = sink.location();
         if !sink.list(ObjectKind::Config)?.is_empty() {
             return Err(RepoError::AlreadyExists { location });
         }
-        let config = Config::new(format!(
+        let id = format!(
             "{:016x}{:016x}",
             crate::sink::local::random_u64(),
             crate::sink::local::random_u64()
-        ));
+        );
+        let config = match password {
+            Some(_) => Config::new_encrypted(id),
+            None => Config::new(id),
+        };
         let bytes = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Encode {
             what: "config".into(),
             source: e,
         })?;
+        if let Some(password) = password {
+            // The key first: config.json is what makes a repository exist.
+            let seal_err = |source| RepoError::Seal { what: "the master key", source };
+            let master = crypto::Secret::random().map_err(seal_err)?;
+            keys::write_key(sink.as_ref(), &master, &ObjectId::of(&bytes), password)?;
+        }
         match sink.write_bytes(ObjectKind::Config, CONFIG_NAME, &bytes) {
             Err(SinkError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
             other => other?,
         };
-        Repository::open(sink)
+        match password {
+            Some(p) => Repository::open_with(sink, &keys::Given(p.as_bytes().to_vec())),
+            None => Repository::open(sink),
+        }
     }
 
-    /// Opens a repository, refusing anything that is not format 1. A
-    /// config.json that does not parse is read again before it is
+    /// Opens a plain repository; an encrypted one asks for a password
+    /// that is not there ([`Repository::open_with`] gives one).
+    pub fn open(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
+        Repository::open_with(sink, &keys::NoPassword)
+    }
+
+    /// Opens a repository, refusing a format this cairn does not know. An
+    /// encrypted one takes its password from `passwords`, asked only then.
+    /// A config.json that does not parse is read again before it is
     /// refused: it is not named by its hash, so a garbled transfer shows
     /// only as bad JSON.
-    pub fn open(sink: Arc<dyn Sink>) -> Result<Repository, RepoError> {
+    pub fn open_with(sink: Arc<dyn Sink>, passwords: &dyn PasswordSource) -> Result<Repository, RepoError> {
         let location = sink.location();
         let read = || match sink.read(ObjectKind::Config, CONFIG_NAME) {
             Ok(bytes) => Ok(bytes),
@@ -186,18 +243,35 @@ impl Repository {
             }),
             Err(e) => Err(e.into()),
         };
-        let mut parsed = Repository::parse_config(&location, &read()?);
+        let mut bytes = read()?;
+        let mut parsed = Repository::parse_config(&location, &bytes);
         for _ in 1..READ_ATTEMPTS {
             if parsed.is_ok() {
                 break;
             }
-            parsed = Repository::parse_config(&location, &read()?);
+            bytes = read()?;
+            parsed = Repository::parse_config(&location, &bytes);
         }
-        let (config, chunker) = parsed?;
+        let (config, mut chunker) = parsed?;
+        let config_hash = ObjectId::of(&bytes);
+        let (crypto, key_name, master) = if config.encryption.is_some() {
+            let (master, name) = keys::unlock(sink.as_ref(), &config_hash, passwords)?;
+            (Crypto::from_master(&master), Some(name), Some(Arc::new(master)))
+        } else {
+            if !sink.list(ObjectKind::Key)?.is_empty() {
+                return Err(RepoError::PlainWithKeys { location });
+            }
+            (Crypto::plain(), None, None)
+        };
+        chunker = chunker.seeded(crypto.chunker_seed());
         Ok(Repository {
             sink,
             config,
             chunker,
+            crypto,
+            config_hash,
+            key_name,
+            master,
         })
     }
 
@@ -211,7 +285,7 @@ impl Repository {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| refuse(format!("config.json is not JSON ({e})")))?;
         match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) if v == FORMAT_VERSION as u64 || v == ENCRYPTED_VERSION as u64 => {}
             Some(v) => {
                 return Err(RepoError::UnsupportedVersion {
                     location: location.to_string(),
@@ -240,6 +314,57 @@ impl Repository {
 
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
+    }
+
+    /// How this repository seals and names blobs.
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.crypto.is_encrypted()
+    }
+
+    /// The hash of config.json's bytes.
+    pub fn config_hash(&self) -> &ObjectId {
+        &self.config_hash
+    }
+
+    /// The key file that opened this (encrypted) repository.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key_name.as_deref()
+    }
+
+    /// Writes a key file that opens this encrypted repository with
+    /// `password`; its name.
+    pub fn add_key(&self, password: &Password) -> Result<String, RepoError> {
+        let master = self.master.as_ref().ok_or_else(|| RepoError::NotEncrypted {
+            location: self.sink.location(),
+        })?;
+        keys::write_key(self.sink.as_ref(), master, &self.config_hash, password)
+    }
+
+    /// Stored bytes of `kind` opened (unchanged in a plain repository); an
+    /// envelope that does not open is damage to the object `name`.
+    pub fn open_sealed(
+        &self,
+        kind: ObjectKind,
+        domain: Domain,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, RepoError> {
+        self.crypto.open(domain, bytes).map_err(|e| RepoError::Corrupt {
+            kind,
+            name: name.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Bytes as they are stored (sealed in an encrypted repository).
+    pub fn seal(&self, what: &'static str, domain: Domain, bytes: Vec<u8>) -> Result<Vec<u8>, RepoError> {
+        self.crypto
+            .seal(domain, bytes)
+            .map_err(|source| RepoError::Seal { what, source })
     }
 
     /// Reads a content-named object and checks its bytes against its name.
@@ -286,6 +411,7 @@ impl Repository {
 
     pub fn read_index_file(&self, name: &str) -> Result<IndexFile, RepoError> {
         let bytes = self.read_verified(ObjectKind::Index, name)?;
+        let bytes = self.open_sealed(ObjectKind::Index, Domain::Index, name, bytes)?;
         index::decode_stored(&bytes).map_err(|detail| RepoError::Corrupt {
             kind: ObjectKind::Index,
             name: name.to_string(),
@@ -369,9 +495,20 @@ impl Repository {
     }
 
     pub fn write_index_file(&self, file: &IndexFile) -> Result<ObjectId, RepoError> {
-        let (id, bytes) = encode_index_file(file, self.config.compression.level)?;
+        let (id, bytes) = self.encode_index(file, self.config.compression.level)?;
         self.write_content_named(ObjectKind::Index, id, bytes)?;
         Ok(id)
+    }
+
+    /// An index file's stored bytes (compressed at `level`, then sealed)
+    /// and their name.
+    pub fn encode_index(&self, file: &IndexFile, level: i32) -> Result<(ObjectId, Vec<u8>), RepoError> {
+        let (id, bytes) = encode_index_file(file, level)?;
+        if !self.is_encrypted() {
+            return Ok((id, bytes));
+        }
+        let sealed = self.seal("an index file", Domain::Index, bytes)?;
+        Ok((ObjectId::of(&sealed), sealed))
     }
 
     /// Writes `packs` as index files of at most [`BLOBS_PER_INDEX_FILE`]
@@ -411,7 +548,7 @@ impl Repository {
     ) -> Result<ObjectId, RepoError> {
         let level = self.config.compression.level;
         for other in std::iter::once(level).chain(1..=19) {
-            let (id, bytes) = encode_index_file(file, other)?;
+            let (id, bytes) = self.encode_index(file, other)?;
             if !avoid.contains(&id.to_hex()) {
                 self.write_content_named(ObjectKind::Index, id, bytes)?;
                 return Ok(id);
@@ -442,6 +579,7 @@ impl Repository {
 
     pub fn read_snapshot(&self, name: &str) -> Result<Snapshot, RepoError> {
         let bytes = self.read_verified(ObjectKind::Snapshot, name)?;
+        let bytes = self.open_sealed(ObjectKind::Snapshot, Domain::Snapshot, name, bytes)?;
         let record: SnapshotRecord = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
             kind: ObjectKind::Snapshot,
             name: name.to_string(),
@@ -524,17 +662,18 @@ impl Repository {
     }
 
     pub fn write_snapshot(&self, record: &SnapshotRecord) -> Result<ObjectId, RepoError> {
-        let (id, bytes) = Repository::encode_snapshot(record)?;
+        let (id, bytes) = self.encode_snapshot(record)?;
         self.write_content_named(ObjectKind::Snapshot, id, bytes)?;
         Ok(id)
     }
 
     /// A record's stored bytes and the name they give it.
-    pub fn encode_snapshot(record: &SnapshotRecord) -> Result<(ObjectId, Vec<u8>), RepoError> {
+    pub fn encode_snapshot(&self, record: &SnapshotRecord) -> Result<(ObjectId, Vec<u8>), RepoError> {
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| RepoError::Encode {
             what: "snapshot".into(),
             source: e,
         })?;
+        let bytes = self.seal("a snapshot record", Domain::Snapshot, bytes)?;
         Ok((ObjectId::of(&bytes), bytes))
     }
 

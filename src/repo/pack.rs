@@ -8,6 +8,7 @@
 
 use std::io;
 
+use super::crypto::{Crypto, Domain, SealError};
 use super::id::ObjectId;
 use super::index::IndexBlob;
 
@@ -25,6 +26,12 @@ pub enum PackError {
         offset: u64,
         #[source]
         source: io::Error,
+    },
+    #[error("frame at offset {offset} does not open")]
+    Sealed {
+        offset: u64,
+        #[source]
+        source: SealError,
     },
     #[error("blob {id} lies outside its frame at offset {frame_offset}")]
     OutOfFrame { id: ObjectId, frame_offset: u64 },
@@ -58,19 +65,22 @@ pub struct FrameBuilder {
     payload: u64,
     target: usize,
     level: i32,
+    crypto: Crypto,
     /// Reused for every frame: a fresh zstd context per frame costs more in
     /// page faults than the compression itself.
     compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl FrameBuilder {
-    pub fn new(target: usize, level: i32) -> FrameBuilder {
+    /// Frames of `target` bytes compressed at `level`, sealed by `crypto`.
+    pub fn new(target: usize, level: i32, crypto: &Crypto) -> FrameBuilder {
         FrameBuilder {
             tar: Vec::new(),
             blobs: Vec::new(),
             payload: 0,
             target,
             level,
+            crypto: crypto.clone(),
             compressor: None,
         }
     }
@@ -112,6 +122,7 @@ impl FrameBuilder {
         // Room for the worst case; only the bytes written become resident.
         let mut data = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.tar.len()));
         compressor.compress_to_buffer(&self.tar, &mut data)?;
+        let data = self.crypto.seal(Domain::Frame, data).map_err(io::Error::other)?;
         self.tar.clear();
         // A frame that held one large blob leaves a large buffer; give it back
         // rather than keep it for frames of ordinary size.
@@ -150,25 +161,21 @@ fn member_header(id: &ObjectId, size: u64) -> [u8; BLOCK] {
 pub struct PackBuilder {
     data: Vec<u8>,
     blobs: Vec<IndexBlob>,
-}
-
-impl Default for PackBuilder {
-    fn default() -> Self {
-        PackBuilder::new()
-    }
+    crypto: Crypto,
 }
 
 impl PackBuilder {
-    pub fn new() -> PackBuilder {
-        PackBuilder::with_capacity(0)
+    pub fn new(crypto: &Crypto) -> PackBuilder {
+        PackBuilder::with_capacity(0, crypto)
     }
 
     /// Reserving the target size up front avoids a doubling that would
     /// briefly hold twice the pack in memory.
-    pub fn with_capacity(bytes: usize) -> PackBuilder {
+    pub fn with_capacity(bytes: usize, crypto: &Crypto) -> PackBuilder {
         PackBuilder {
             data: Vec::with_capacity(bytes),
             blobs: Vec::new(),
+            crypto: crypto.clone(),
         }
     }
 
@@ -195,20 +202,58 @@ impl PackBuilder {
 
     /// The finished pack's bytes, its name and its blobs' index entries.
     pub fn finish(mut self) -> io::Result<(ObjectId, Vec<u8>, Vec<IndexBlob>)> {
-        self.data
-            .extend_from_slice(&zstd::bulk::compress(&[0u8; 2 * BLOCK], 3)?);
+        let eoa = zstd::bulk::compress(&[0u8; 2 * BLOCK], 3)?;
+        let eoa = self.crypto.seal(Domain::Frame, eoa).map_err(io::Error::other)?;
+        self.data.extend_from_slice(&eoa);
         Ok((ObjectId::of(&self.data), self.data, self.blobs))
     }
 }
 
-/// Decompresses frames with one reused zstd context.
-#[derive(Default)]
+/// Opens and decompresses frames with one reused zstd context.
 pub struct FrameDecoder {
+    crypto: Crypto,
+    /// Where a sealed frame is opened (an encrypted repository only).
+    opened: Vec<u8>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     stream: Option<zstd::stream::raw::Decoder<'static>>,
 }
 
 impl FrameDecoder {
+    pub fn new(crypto: &Crypto) -> FrameDecoder {
+        FrameDecoder {
+            crypto: crypto.clone(),
+            opened: Vec::new(),
+            decompressor: None,
+            stream: None,
+        }
+    }
+
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+
+    /// The zstd frame inside stored frame bytes: `raw` itself in a plain
+    /// repository, its opened envelope in an encrypted one.
+    fn open<'s>(
+        crypto: &Crypto,
+        opened: &'s mut Vec<u8>,
+        raw: &'s [u8],
+        frame_offset: u64,
+    ) -> Result<&'s [u8], PackError> {
+        if !crypto.is_encrypted() {
+            return Ok(raw);
+        }
+        opened.clear();
+        opened.extend_from_slice(raw);
+        let range = crypto
+            .open_in_place(Domain::Frame, opened)
+            .map_err(|source| PackError::Sealed {
+                offset: frame_offset,
+                source,
+            })?;
+        Ok(&opened[range])
+    }
+
     /// One frame's content, bounded in size so a damaged frame cannot
     /// exhaust memory.
     pub fn decode(&mut self, frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
@@ -229,6 +274,7 @@ impl FrameDecoder {
             offset: frame_offset,
             source,
         };
+        let frame = FrameDecoder::open(&self.crypto, &mut self.opened, frame, frame_offset)?;
         let decompressor = match &mut self.decompressor {
             Some(d) => d,
             None => self
@@ -268,6 +314,7 @@ impl FrameDecoder {
             offset: frame_offset,
             source,
         };
+        let frame = FrameDecoder::open(&self.crypto, &mut self.opened, frame, frame_offset)?;
         let stream = match &mut self.stream {
             Some(s) => {
                 s.reinit().map_err(err)?;
@@ -293,25 +340,16 @@ impl FrameDecoder {
     }
 }
 
-/// Decompresses one frame with a context of its own (see [`FrameDecoder`]).
-pub fn decompress_frame(frame: &[u8], frame_offset: u64) -> Result<Vec<u8>, PackError> {
-    FrameDecoder::default().decode(frame, frame_offset)
-}
-
-/// Takes a blob out of a decompressed frame and verifies it against its name.
-pub fn blob_from_frame(frame: &[u8], blob: &IndexBlob) -> Result<Vec<u8>, PackError> {
-    blob_in_frame(frame, blob).map(<[u8]>::to_vec)
-}
-
-/// [`blob_from_frame`] without the copy.
-pub fn blob_in_frame<'f>(frame: &'f [u8], blob: &IndexBlob) -> Result<&'f [u8], PackError> {
+/// Takes a blob out of a decompressed frame and verifies it against its
+/// name (a keyed hash in an encrypted repository).
+pub fn blob_in_frame<'f>(frame: &'f [u8], blob: &IndexBlob, crypto: &Crypto) -> Result<&'f [u8], PackError> {
     let start = blob.offset as usize;
     let end = start + blob.length as usize;
     let data = frame.get(start..end).ok_or(PackError::OutOfFrame {
         id: blob.id,
         frame_offset: blob.frame_offset,
     })?;
-    let actual = ObjectId::of(data);
+    let actual = crypto.blob_id(data);
     if actual != blob.id {
         return Err(PackError::HashMismatch { id: blob.id, actual });
     }
@@ -350,25 +388,24 @@ pub struct Scanned {
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Reads a pack frame by frame. A frame that does not decode is passed
-/// over to the next zstd magic number after it, so one damaged frame costs
-/// only its own blobs; inside a frame, a damaged member header is passed
-/// over block by block to the next intact one.
-pub fn scan(data: &[u8]) -> Scanned {
+/// over to the next place a frame may start (a zstd magic number; in an
+/// encrypted pack, an envelope header that checks), so one damaged frame
+/// costs only its own blobs; inside a frame, a damaged member header is
+/// passed over block by block to the next intact one.
+pub fn scan(data: &[u8], crypto: &Crypto) -> Scanned {
     let mut out = Scanned::default();
-    let mut decoder = FrameDecoder::default();
+    let mut decoder = FrameDecoder::new(crypto);
     let mut frame = Vec::new();
     let mut pos = 0usize;
     let mut in_damage = false;
     while pos < data.len() {
         let rest = &data[pos..];
-        let size = zstd::zstd_safe::find_frame_compressed_size(rest)
-            .ok()
-            .filter(|&n| n > 0 && n <= rest.len() && u32::try_from(n).is_ok());
+        let size = frame_size(rest, crypto).filter(|&n| n > 0 && n <= rest.len() && u32::try_from(n).is_ok());
         let decoded = size.filter(|&n| decoder.decode_into(&rest[..n], pos as u64, &mut frame).is_ok());
         match decoded {
             Some(n) => {
                 in_damage = false;
-                scan_members(&frame, pos as u64, n as u32, &mut out);
+                scan_members(&frame, pos as u64, n as u32, crypto, &mut out);
                 pos += n;
             }
             None => {
@@ -376,7 +413,7 @@ pub fn scan(data: &[u8]) -> Scanned {
                     out.damaged.push(format!("frame at offset {pos} does not decode"));
                     in_damage = true;
                 }
-                match next_magic(data, pos + 1) {
+                match next_frame(data, pos + 1, crypto) {
                     Some(next) => pos = next,
                     None => break,
                 }
@@ -386,13 +423,27 @@ pub fn scan(data: &[u8]) -> Scanned {
     out
 }
 
-fn next_magic(data: &[u8], from: usize) -> Option<usize> {
+/// The stored length of the frame that starts `data`, as its header says.
+fn frame_size(data: &[u8], crypto: &Crypto) -> Option<usize> {
+    if crypto.is_encrypted() {
+        crypto.envelope_len(data)
+    } else {
+        zstd::zstd_safe::find_frame_compressed_size(data).ok()
+    }
+}
+
+fn next_frame(data: &[u8], from: usize, crypto: &Crypto) -> Option<usize> {
     let rest = data.get(from..)?;
+    if crypto.is_encrypted() {
+        return (0..rest.len())
+            .find(|&i| crypto.envelope_len(&rest[i..]).is_some_and(|n| n <= rest.len() - i))
+            .map(|i| from + i);
+    }
     rest.windows(4).position(|w| w == ZSTD_MAGIC).map(|i| from + i)
 }
 
 /// The blobs of one decoded frame (see [`scan`]).
-fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, out: &mut Scanned) {
+fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, crypto: &Crypto, out: &mut Scanned) {
     let mut p = 0usize;
     let mut in_damage = false;
     while let Some(block) = frame.get(p..p + BLOCK) {
@@ -401,7 +452,7 @@ fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, out: &mut Sc
             p += BLOCK;
             continue;
         }
-        match member_at(frame, p, block) {
+        match member_at(frame, p, block, crypto) {
             Some((id, start, len, intact)) => {
                 in_damage = false;
                 if intact {
@@ -436,7 +487,7 @@ fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, out: &mut Sc
 /// (its checksum holds, it names a blob, and its data fits in the frame):
 /// the blob's id, where its bytes start, their length, and whether they
 /// hash to the id.
-fn member_at(frame: &[u8], p: usize, block: &[u8]) -> Option<(ObjectId, usize, usize, bool)> {
+fn member_at(frame: &[u8], p: usize, block: &[u8], crypto: &Crypto) -> Option<(ObjectId, usize, usize, bool)> {
     let mut raw = [0u8; BLOCK];
     raw.copy_from_slice(block);
     let header = tar::Header::from_byte_slice(&raw);
@@ -454,21 +505,35 @@ fn member_at(frame: &[u8], p: usize, block: &[u8]) -> Option<(ObjectId, usize, u
     let start = p.checked_add(BLOCK)?;
     u32::try_from(start.checked_add(len)?).ok()?;
     let data = frame.get(start..start + len)?;
-    Some((id, start, len, ObjectId::of(data) == id))
+    Some((id, start, len, crypto.blob_id(data) == id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::crypto::Secret;
     use std::io::Read;
+
+    fn plain() -> Crypto {
+        Crypto::plain()
+    }
+
+    /// Both kinds of repository: every pack test runs on each.
+    fn kinds() -> [Crypto; 2] {
+        [Crypto::plain(), Crypto::from_master(&Secret([42; 32]))]
+    }
+
+    fn decompress_frame(f: &[u8], offset: u64, crypto: &Crypto) -> Result<Vec<u8>, PackError> {
+        FrameDecoder::new(crypto).decode(f, offset)
+    }
 
     #[test]
     fn pack_is_a_tar_zst_and_blobs_read_by_frame() {
         let blobs: Vec<Vec<u8>> = (0..50u32)
             .map(|i| format!("blob number {i} ").repeat(i as usize * 40).into_bytes())
             .collect();
-        let mut fb = FrameBuilder::new(16 * 1024, 3);
-        let mut pack = PackBuilder::new();
+        let mut fb = FrameBuilder::new(16 * 1024, 3, &plain());
+        let mut pack = PackBuilder::new(&plain());
         for b in &blobs {
             for f in fb.push(ObjectId::of(b), b).unwrap() {
                 pack.push(f);
@@ -495,18 +560,43 @@ mod tests {
 
         for (b, entry) in blobs.iter().zip(&index) {
             let f = &bytes[entry.frame_offset as usize..][..entry.frame_length as usize];
-            let frame = decompress_frame(f, entry.frame_offset).unwrap();
+            let frame = decompress_frame(f, entry.frame_offset, &plain()).unwrap();
             check_member_header(&frame, entry).unwrap();
-            assert_eq!(&blob_from_frame(&frame, entry).unwrap(), b);
+            assert_eq!(blob_in_frame(&frame, entry, &plain()).unwrap(), &b[..]);
+        }
+    }
+
+    #[test]
+    fn an_encrypted_pack_opens_frame_by_frame_and_shows_nothing() {
+        let crypto = &kinds()[1];
+        let (bytes, index) = sample_pack(crypto);
+        assert!(!bytes.windows(12).any(|w| w == b"scanned blob"));
+        assert!(zstd::stream::decode_all(&bytes[..]).is_err());
+        for entry in &index {
+            let f = &bytes[entry.frame_offset as usize..][..entry.frame_length as usize];
+            let frame = decompress_frame(f, entry.frame_offset, crypto).unwrap();
+            check_member_header(&frame, entry).unwrap();
+            assert_eq!(blob_in_frame(&frame, entry, crypto).unwrap().len(), entry.length as usize);
+            assert!(matches!(
+                decompress_frame(f, entry.frame_offset, &plain()),
+                Err(PackError::Decompress { .. })
+            ));
+            let mut flipped = f.to_vec();
+            let middle = flipped.len() / 2;
+            flipped[middle] ^= 1;
+            assert!(matches!(
+                decompress_frame(&flipped, entry.frame_offset, crypto),
+                Err(PackError::Sealed { .. })
+            ));
         }
     }
 
     #[test]
     fn damaged_blob_is_refused() {
-        let mut fb = FrameBuilder::new(1 << 20, 3);
+        let mut fb = FrameBuilder::new(1 << 20, 3, &plain());
         assert!(fb.push(ObjectId::of(b"abc"), b"abc").unwrap().is_empty());
         let frame = fb.finish().unwrap();
-        let mut raw = decompress_frame(&frame.data, 0).unwrap();
+        let mut raw = decompress_frame(&frame.data, 0, &plain()).unwrap();
         let b = frame.blobs[0];
         raw[b.offset as usize] ^= 1;
         let entry = IndexBlob {
@@ -517,19 +607,19 @@ mod tests {
             length: b.length,
         };
         assert!(matches!(
-            blob_from_frame(&raw, &entry),
+            blob_in_frame(&raw, &entry, &plain()),
             Err(PackError::HashMismatch { .. })
         ));
     }
 
-    fn sample_pack() -> (Vec<u8>, Vec<IndexBlob>) {
-        let mut fb = FrameBuilder::new(8 * 1024, 3);
-        let mut pack = PackBuilder::new();
+    fn sample_pack(crypto: &Crypto) -> (Vec<u8>, Vec<IndexBlob>) {
+        let mut fb = FrameBuilder::new(8 * 1024, 3, crypto);
+        let mut pack = PackBuilder::new(crypto);
         for i in 0..40u32 {
             let b = format!("scanned blob {i} ")
                 .repeat(i as usize * 30 + 1)
                 .into_bytes();
-            for f in fb.push(ObjectId::of(&b), &b).unwrap() {
+            for f in fb.push(crypto.blob_id(&b), &b).unwrap() {
                 pack.push(f);
             }
         }
@@ -540,15 +630,23 @@ mod tests {
 
     #[test]
     fn a_scan_finds_what_the_index_says() {
-        let (bytes, index) = sample_pack();
-        let scanned = scan(&bytes);
-        assert!(scanned.damaged.is_empty(), "{:?}", scanned.damaged);
-        assert_eq!(scanned.blobs, index);
+        for crypto in kinds() {
+            let (bytes, index) = sample_pack(&crypto);
+            let scanned = scan(&bytes, &crypto);
+            assert!(scanned.damaged.is_empty(), "{:?}", scanned.damaged);
+            assert_eq!(scanned.blobs, index);
+        }
     }
 
     #[test]
     fn a_damaged_frame_costs_only_its_own_blobs() {
-        let (mut bytes, index) = sample_pack();
+        for crypto in kinds() {
+            damaged_frame_costs_its_own_blobs(&crypto);
+        }
+    }
+
+    fn damaged_frame_costs_its_own_blobs(crypto: &Crypto) {
+        let (mut bytes, index) = sample_pack(crypto);
         let frames: std::collections::BTreeSet<u64> = index.iter().map(|b| b.frame_offset).collect();
         let victim = *frames.iter().nth(2).unwrap();
         // Garbles the middle of the third frame.
@@ -557,7 +655,7 @@ mod tests {
         for b in &mut bytes[at..at + 16] {
             *b ^= 0x5a;
         }
-        let scanned = scan(&bytes);
+        let scanned = scan(&bytes, crypto);
         assert_eq!(scanned.damaged.len(), 1, "{:?}", scanned.damaged);
         let expected: Vec<IndexBlob> = index
             .iter()
@@ -569,9 +667,15 @@ mod tests {
 
     #[test]
     fn garbage_and_truncation_scan_without_panic() {
-        let (bytes, index) = sample_pack();
+        for crypto in kinds() {
+            garbage_scans_without_panic(&crypto);
+        }
+    }
+
+    fn garbage_scans_without_panic(crypto: &Crypto) {
+        let (bytes, index) = sample_pack(crypto);
         let cut = &bytes[..bytes.len() * 2 / 3];
-        let scanned = scan(cut);
+        let scanned = scan(cut, crypto);
         assert!(!scanned.blobs.is_empty() && scanned.blobs.len() < index.len());
         let mut noise = 0x9e3779b97f4a7c15u64;
         let junk: Vec<u8> = (0..100_000)
@@ -582,7 +686,7 @@ mod tests {
                 noise as u8
             })
             .collect();
-        assert!(scan(&junk).blobs.is_empty());
-        assert!(scan(&[]).blobs.is_empty() && scan(&[]).damaged.is_empty());
+        assert!(scan(&junk, crypto).blobs.is_empty());
+        assert!(scan(&[], crypto).blobs.is_empty() && scan(&[], crypto).damaged.is_empty());
     }
 }

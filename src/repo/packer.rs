@@ -34,6 +34,7 @@ pub struct Packer<'i> {
     frames: Sender<CompressedFrame>,
     frame_target: usize,
     level: i32,
+    crypto: crate::repo::crypto::Crypto,
     pub blobs_added: AtomicU64,
     pub bytes_added: AtomicU64,
 }
@@ -83,6 +84,7 @@ pub fn start_at_level<'i>(repo: &Repository, index: &'i Index, level: i32) -> (P
         frames: tx,
         frame_target: repo.config().frame_target as usize,
         level,
+        crypto: repo.crypto().clone(),
         blobs_added: AtomicU64::new(0),
         bytes_added: AtomicU64::new(0),
     };
@@ -94,8 +96,12 @@ pub fn start_at_level<'i>(repo: &Repository, index: &'i Index, level: i32) -> (P
 }
 
 impl Packer<'_> {
+    pub fn crypto(&self) -> &crate::repo::crypto::Crypto {
+        &self.crypto
+    }
+
     pub fn frame_builder(&self) -> FrameBuilder {
-        FrameBuilder::new(self.frame_target, self.level)
+        FrameBuilder::new(self.frame_target, self.level, &self.crypto)
     }
 
     /// Whether the repository (or this run) has the blob already.
@@ -189,11 +195,11 @@ impl PackWriter {
         let target = self.repo.config().pack_target as usize;
         // Room for the target plus the frame that crosses it.
         let capacity = target + 2 * self.repo.config().frame_target as usize;
-        let mut pack = PackBuilder::with_capacity(capacity);
+        let mut pack = PackBuilder::with_capacity(capacity, self.repo.crypto());
         for frame in self.frames.iter() {
             pack.push(frame);
             if pack.len() >= target {
-                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity));
+                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity, self.repo.crypto()));
                 let done = upload(self.finish(full)?)?;
                 self.confirmed(done, pending, stats)?;
             }

@@ -406,7 +406,7 @@ fn copy_blobs(
     packer: &packer::Packer,
 ) -> Result<(), RepoError> {
     let mut reader = BlobReader::new(repo, index);
-    let mut decoder = FrameDecoder::default();
+    let mut decoder = FrameDecoder::new(repo.crypto());
     let mut frames = packer.frame_builder();
     for pack in repack {
         let Some(p) = packs.get(pack) else { continue };
@@ -453,7 +453,7 @@ fn verified_frame(
     let mut blobs = Vec::with_capacity(frame.blobs.len());
     let mut payload = 0u64;
     for (blob, _) in &frame.blobs {
-        blob_in_frame(&content, blob).map_err(err)?;
+        blob_in_frame(&content, blob, repo.crypto()).map_err(err)?;
         payload = payload.saturating_add(u64::from(blob.length));
         blobs.push(BlobInFrame {
             id: blob.id,

@@ -47,7 +47,7 @@ impl<'a> BlobReader<'a> {
             repo,
             index,
             frames: VecDeque::new(),
-            decoder: pack::FrameDecoder::default(),
+            decoder: pack::FrameDecoder::new(repo.crypto()),
             bytes_fetched: 0,
             sparse: false,
             prefetched: Vec::new(),
@@ -208,7 +208,7 @@ impl<'a> BlobReader<'a> {
                 self.frames.len() - 1
             }
         };
-        match pack::blob_in_frame(&self.frames[pos].1, &loc.to_index_blob(*id)) {
+        match pack::blob_in_frame(&self.frames[pos].1, &loc.to_index_blob(*id), self.repo.crypto()) {
             Ok(_) => Ok(pos),
             Err(source) => {
                 if let PackError::HashMismatch { .. } = source {

@@ -43,6 +43,10 @@ pub struct SnapshotRecord {
     /// whose data the repository had lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired: Option<RepairInfo>,
+    /// Set by `copy` on a record written anew in a repository whose blob
+    /// ids differ (an encrypted one, either way): the snapshot it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<ObjectId>,
 }
 
 /// What `repair snapshots` left out of a snapshot, and which record it
@@ -369,6 +373,7 @@ mod tests {
                 rollback: None,
                 run: None,
                 repaired: None,
+                copied_from: None,
             },
         }
     }

@@ -124,7 +124,7 @@ impl LocalSink {
 /// reads at most.
 fn max_size(kind: ObjectKind) -> u64 {
     match kind {
-        ObjectKind::Config | ObjectKind::Lock => 1 << 20,
+        ObjectKind::Config | ObjectKind::Lock | ObjectKind::Key => 1 << 20,
         ObjectKind::Snapshot => 64 << 20,
         ObjectKind::Index => 1 << 30,
         ObjectKind::Pack => 4 << 30,

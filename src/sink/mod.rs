@@ -35,15 +35,18 @@ pub enum ObjectKind {
     Index,
     Snapshot,
     Lock,
+    /// Wrapped master keys of an encrypted repository.
+    Key,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 6] = [
         ObjectKind::Config,
         ObjectKind::Pack,
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Lock,
+        ObjectKind::Key,
     ];
 
     /// The key of an object relative to the repository root. This layout is
@@ -55,6 +58,7 @@ impl ObjectKind {
             ObjectKind::Index => format!("index/{name}.json.zst"),
             ObjectKind::Snapshot => format!("snapshots/{name}.json"),
             ObjectKind::Lock => format!("locks/{name}.json"),
+            ObjectKind::Key => format!("keys/{name}.json"),
         }
     }
 
@@ -66,6 +70,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Lock => "locks",
+            ObjectKind::Key => "keys",
         }
     }
 
@@ -75,7 +80,7 @@ impl ObjectKind {
             ObjectKind::Config => ".json",
             ObjectKind::Pack => ".tar.zst",
             ObjectKind::Index => ".json.zst",
-            ObjectKind::Snapshot | ObjectKind::Lock => ".json",
+            ObjectKind::Snapshot | ObjectKind::Lock | ObjectKind::Key => ".json",
         }
     }
 }
@@ -88,6 +93,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Lock => "lock",
+            ObjectKind::Key => "key",
         })
     }
 }

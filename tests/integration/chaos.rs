@@ -202,7 +202,7 @@ fn count_injected(out: &Output) -> u64 {
 }
 
 fn run_seeds(env: &Env, store: &Store, kind: &str) {
-    let out = cairn(env, store, None, &["init"]);
+    let out = cairn(env, store, None, &["init", crate::util::init_flag()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let mut tally = Tally::default();
     let seeds = seeds();

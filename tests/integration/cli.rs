@@ -19,14 +19,14 @@ fn missing_repository_exits_10_and_names_init() {
 fn init_refuses_an_existing_repository_or_a_busy_directory() {
     let env = Env::with_repo();
     let config = fs::read(env.repo.join("config.json")).unwrap();
-    let out = env.run(&["init"]);
+    let out = env.run(&["init", crate::util::init_flag()]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert_eq!(fs::read(env.repo.join("config.json")).unwrap(), config);
 
     let busy = Env::new();
     write(&busy.repo.join("notes.txt"), b"mine");
-    let out = busy.run(&["init"]);
+    let out = busy.run(&["init", crate::util::init_flag()]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
     assert!(!busy.repo.join("config.json").exists());
@@ -51,13 +51,13 @@ fn a_newer_format_is_refused_and_nothing_is_written() {
     let env = Env::with_repo();
     let path = env.repo.join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-    config["version"] = 2.into();
+    config["version"] = 3.into();
     fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     write(&env.path("src/a"), b"a");
     let before = du(&env.repo);
     let out = env.run(&["backup", env.path("src").to_str().unwrap()]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("format version 2"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("format version 3"), "{}", stderr(&out));
     assert_eq!(du(&env.repo), before);
     assert!(!env.repo.join("locks").exists() || fs::read_dir(env.repo.join("locks")).unwrap().count() == 0);
 }

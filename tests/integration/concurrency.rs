@@ -84,7 +84,7 @@ fn hosts_back_up_at_once(env: &Env, repo: &str, s3: bool) {
         assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
         stdout(&out)
     };
-    run(&["init"]);
+    run(&["init", crate::util::init_flag()]);
     dead_host_lock(env, repo, s3);
     let shared = noise(400_000, 7);
     let mut saved: BTreeMap<String, (String, BTreeMap<PathBuf, String>)> = BTreeMap::new();

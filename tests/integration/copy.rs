@@ -48,8 +48,8 @@ fn copy_to_s3_and_back_keeps_ids_and_moves_only_missing_blobs() {
     util::write(&src.join("new"), &util::noise(100_000, 77));
     env.backup(&[&src]);
 
-    assert!(code(&cairn(&env, &["--repo", &remote, "init"])) == 0);
-    assert!(code(&cairn(&env, &["--repo", &back, "init"])) == 0);
+    assert!(code(&cairn(&env, &["--repo", &remote, "init", crate::util::init_flag()])) == 0);
+    assert!(code(&cairn(&env, &["--repo", &back, "init", crate::util::init_flag()])) == 0);
     // The first snapshot, then everything: the second copy moves only the
     // blobs the first did not.
     let first = ids(&env, &local);
@@ -100,7 +100,7 @@ fn a_damaged_source_stops_the_copy_before_any_snapshot_is_written() {
     env.backup(&[&src]);
     let dest: PathBuf = env.path("dest");
     let dest = dest.to_str().unwrap().to_string();
-    assert_eq!(code(&cairn(&env, &["--repo", &dest, "init"])), 0);
+    assert_eq!(code(&cairn(&env, &["--repo", &dest, "init", crate::util::init_flag()])), 0);
     for pack in util::packs(&env.repo) {
         let mut bytes = std::fs::read(&pack).unwrap();
         let middle = bytes.len() / 2;

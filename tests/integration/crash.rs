@@ -214,7 +214,7 @@ fn killed_prunes_lose_nothing() {
 fn killed_copies_lose_nothing() {
     let env = Env::with_repo();
     let other = env.path("other");
-    ok(&env, &other, &["init"], "init");
+    ok(&env, &other, &["init", crate::util::init_flag()], "init");
     let src = env.path("src");
     let mut rng = Rng(seed("copy"));
     let mut copied = Saved::new();
@@ -339,7 +339,7 @@ fn killed_snapshot_repairs_lose_nothing_more() {
         }
         let before = packs(&env.repo);
         let id = backup_id(&env, &env.repo, &src, "setup");
-        let repo = cairn::repo::Repository::open(std::sync::Arc::new(cairn::sink::LocalSink::new(&env.repo)))
+        let repo = crate::util::try_open(std::sync::Arc::new(cairn::sink::LocalSink::new(&env.repo)))
             .unwrap();
         let index = repo.load_index().unwrap();
         let snapshot = repo.find_snapshot(&id).unwrap();

@@ -37,7 +37,7 @@ fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
     fs::set_permissions(src.join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::create_dir_all(&env.repo).unwrap();
     std::os::unix::fs::chown(&env.repo, Some(65534), Some(65534)).unwrap();
-    assert_eq!(code(&env.run_as_nobody(&["init"])), 0);
+    assert_eq!(code(&env.run_as_nobody(&["init", crate::util::init_flag()])), 0);
     let out = env.run_as_nobody(&["backup", src.to_str().unwrap()]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let err = stderr(&out);
@@ -176,9 +176,9 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         }
     }
     let blob = lines.as_bytes();
-    let id = ObjectId::of(blob);
-    let mut frames = FrameBuilder::new(1 << 20, 3);
-    let mut pack = PackBuilder::new();
+    let id = repo.crypto().blob_id(blob);
+    let mut frames = FrameBuilder::new(1 << 20, 3, repo.crypto());
+    let mut pack = PackBuilder::new(repo.crypto());
     for f in frames.push(id, blob).unwrap() {
         pack.push(f);
     }
@@ -209,6 +209,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
         rollback: None,
         run: None,
         repaired: None,
+        copied_from: None,
     })
     .unwrap();
 }
@@ -217,7 +218,7 @@ fn plant_manifest(repo: &Repository, lines: &str) {
 fn restore_refuses_paths_that_escape_the_target() {
     for bad in ["../escaped", "/tmp/cairn-absolute-escape", "a/../../escaped"] {
         let env = Env::with_repo();
-        let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+        let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
         let line =
             serde_json::json!({"path": bad, "type": "file", "mode": 420, "uid": 0, "gid": 0, "mtime": 0});
         plant_manifest(&repo, &format!("{line}\n"));
@@ -233,7 +234,7 @@ fn restore_refuses_paths_that_escape_the_target() {
 #[test]
 fn restore_never_writes_through_a_symlink() {
     let env = Env::with_repo();
-    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
     let outside = env.path("outside");
     fs::create_dir_all(&outside).unwrap();
     // A symlink `d/link` pointing outside, then a file under `d/link/`.
@@ -298,7 +299,7 @@ fn a_failing_pack_write_leaves_the_repository_valid() {
 
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
     faulty.inject(Fault::FailWrite(ObjectKind::Pack));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let opts = BackupOptions {
         paths: vec![src.clone()],
         ..Default::default()
@@ -326,7 +327,7 @@ fn a_corrupt_read_is_never_restored() {
     write(&src.join("f"), &noise(200_000, 4));
     env.backup(&[&src]);
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let snapshot = repo.find_snapshot("latest").unwrap();
     let index = repo.load_index().unwrap();
     // The manifest blob comes first; corrupt the data read after it.
@@ -366,7 +367,7 @@ fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
     let src = env.path("src");
     write(&src.join("data.bin"), &noise(300_000, 8));
     env.backup(&[&src]);
-    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
     let first = packs(&env.repo).pop().unwrap();
     let first_name = first
         .file_name()
@@ -506,7 +507,7 @@ fn the_repository_is_left_out_even_through_a_symlinked_path() {
     std::os::unix::fs::symlink(env.path("data"), env.path("link")).unwrap();
     let repo_via_link = env.path("link/repo");
     let run = |args: &[&str]| {
-        Command::new(BIN)
+        crate::util::cairn_command()
             .env("TZ", "UTC")
             .arg("--repo")
             .arg(&repo_via_link)
@@ -514,7 +515,7 @@ fn the_repository_is_left_out_even_through_a_symlinked_path() {
             .output()
             .unwrap()
     };
-    assert_eq!(code(&run(&["init"])), 0);
+    assert_eq!(code(&run(&["init", crate::util::init_flag()])), 0);
     let out = run(&["backup", env.path("data").to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let listing = stdout(&run(&["ls", "latest"]));
@@ -531,7 +532,7 @@ fn a_pack_that_cannot_be_read_is_reported_and_check_goes_on() {
     write(&env.path("src/a"), &noise(50_000, 2));
     env.backup(&[&env.path("src")]);
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     faulty.inject(Fault::TransientRead(ObjectKind::Pack));
     let report = cairn::repo::check::check(&repo, true, &|_| {}).expect("check reports, it does not stop");
     assert_eq!(report.errors.len(), 1, "{report:?}");
@@ -552,7 +553,7 @@ fn a_backup_that_may_not_fit_is_refused_before_writing() {
     write(&src.join("big"), &noise(3 << 20, 3));
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
     faulty.inject(Fault::FreeSpace(2 << 20));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let before = du(&env.repo);
     let opts = BackupOptions {
         paths: vec![src.clone()],
@@ -568,7 +569,7 @@ fn a_backup_that_may_not_fit_is_refused_before_writing() {
     );
     assert_eq!(du(&env.repo), before, "nothing written");
     // With room enough, the same backup goes through.
-    let roomy = Repository::open(Arc::new(LocalSink::new(&env.repo)) as Arc<dyn Sink>).unwrap();
+    let roomy = crate::util::try_open(Arc::new(LocalSink::new(&env.repo)) as Arc<dyn Sink>).unwrap();
     backup::run(&roomy, &opts, &Progress::hidden()).expect("fits");
 }
 
@@ -593,7 +594,7 @@ fn free_space_check_refused_a_tree_that_compresses_to_fit() {
     }
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
     faulty.inject(Fault::FreeSpace(16 << 20));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let opts = BackupOptions {
         paths: vec![src],
         ..Default::default()
@@ -618,7 +619,7 @@ fn a_backup_that_runs_out_of_space_while_writing_stops_cleanly() {
     write(&src.join("big"), &noise(20 << 20, 2));
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&env.repo))));
     faulty.inject(Fault::FreeSpace(9 << 20));
-    let repo = Repository::open(faulty.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(faulty.clone() as Arc<dyn Sink>).unwrap();
     let opts = BackupOptions {
         paths: vec![src],
         ..Default::default()
@@ -689,7 +690,7 @@ fn a_crafted_manifest_time_panicked_restore() {
         (1_700_000_000, u64::from(u32::MAX)),
     ] {
         let env = Env::with_repo();
-        let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+        let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
         let dir = serde_json::json!({"path": "t", "type": "dir", "mode": 493, "uid": 0, "gid": 0,
             "mtime": mtime, "mtime_nsec": nsec});
         let file = serde_json::json!({"path": "t/f", "type": "file", "mode": 420, "uid": 0, "gid": 0,
@@ -720,7 +721,7 @@ fn a_crafted_manifest_time_panicked_restore() {
 #[test]
 fn ls_json_printed_half_a_document_from_a_damaged_manifest() {
     let env = Env::with_repo();
-    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
     let good = serde_json::json!({"path": "t", "type": "dir", "mode": 493, "uid": 0, "gid": 0, "mtime": 0});
     plant_manifest(
         &repo,
@@ -743,7 +744,7 @@ fn a_frame_that_failed_was_read_again_for_every_file_in_it() {
     }
     env.backup(&[&src]);
     let spy = Arc::new(SpySink::new(Arc::new(LocalSink::new(&env.repo)), 1));
-    let repo = Repository::open(spy.clone() as Arc<dyn Sink>).unwrap();
+    let repo = crate::util::try_open(spy.clone() as Arc<dyn Sink>).unwrap();
     let index = repo.load_index().unwrap();
     let snapshot = repo.find_snapshot("latest").unwrap();
     // Read the manifest while the pack is there, then take the pack away.
@@ -891,7 +892,7 @@ fn an_offset_near_2_64_wrapped_and_check_saw_nothing() {
     let env = Env::with_repo();
     write(&env.path("src/a"), &noise(10_000, 9));
     env.backup(&[&env.path("src")]);
-    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
     let old = only_file_in(&env.repo.join("index"));
     let name = old
         .file_name()
@@ -947,7 +948,7 @@ fn check_passed_manifests_that_restore_refuses() {
     let data = noise(5_000, 8);
     write(&env.path("src/a"), &data);
     env.backup(&[&env.path("src")]);
-    let repo = Repository::open(Arc::new(LocalSink::new(&env.repo))).unwrap();
+    let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
     let blob = ObjectId::of(&data).to_hex();
     let base = serde_json::json!({"mode": 420, "uid": 0, "gid": 0, "mtime": 0});
     let line = |extra: serde_json::Value| {

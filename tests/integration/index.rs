@@ -99,7 +99,7 @@ fn index_files_are_not_merged_while_another_process_holds_a_lock() {
 /// its reads: the listing is taken again and nothing goes missing.
 #[test]
 fn an_index_file_merged_away_while_loading_is_found_in_its_merged_file() {
-    use cairn::repo::{consolidate, Repository};
+    use cairn::repo::consolidate;
     use cairn::sink::{LocalSink, Sink};
     use std::sync::Arc;
 
@@ -111,13 +111,13 @@ fn an_index_file_merged_away_while_loading_is_found_in_its_merged_file() {
     backups(&env, &src, consolidate::CONSOLIDATE_AT, 0);
     fs::remove_file(lock).expect("remove lock");
     let local: Arc<dyn Sink> = Arc::new(LocalSink::new(&env.repo));
-    let expected = Repository::open(local.clone())
+    let expected = crate::util::try_open(local.clone())
         .expect("open")
         .load_index()
         .expect("index");
 
     let spy = Arc::new(SpySink::new(local.clone(), 1));
-    let other = Repository::open(local).expect("open");
+    let other = crate::util::try_open(local).expect("open");
     let mut merged = false;
     *spy.before_read.lock().expect("lock") = Some(Box::new(move |kind, _name| {
         if kind == cairn::sink::ObjectKind::Index && !merged {
@@ -126,7 +126,7 @@ fn an_index_file_merged_away_while_loading_is_found_in_its_merged_file() {
             assert_eq!(done.merged, consolidate::CONSOLIDATE_AT);
         }
     }));
-    let repo = Repository::open(spy.clone() as Arc<dyn Sink>).expect("open");
+    let repo = crate::util::try_open(spy.clone() as Arc<dyn Sink>).expect("open");
     let index = repo
         .load_index()
         .expect("the index loads although its files were merged away");

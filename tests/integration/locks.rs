@@ -79,14 +79,15 @@ fn a_lock_of_another_host_was_never_stale_and_one_with_pid_0_lived_forever() {
 fn a_held_lock_is_written_again_under_a_new_name() {
     let env = Env::with_repo();
     let sink: Arc<dyn Sink> = Arc::new(LocalSink::new(&env.repo));
-    let held = lock::acquire(sink.clone(), LockKind::Shared).expect("lock");
+    let repo = crate::util::open(sink.clone());
+    let held = lock::acquire(&repo, LockKind::Shared).expect("lock");
     let first = held.name();
     std::thread::sleep(Duration::from_millis(20));
     held.refresh().expect("refresh");
     let second = held.name();
     assert_ne!(first, second);
     assert_eq!(lock_names(&env.repo), vec![format!("{second}.json")]);
-    let locks = lock::list_locks(sink.as_ref()).expect("list");
+    let locks = lock::list_locks(sink.as_ref(), repo.crypto()).expect("list");
     assert_eq!(locks.len(), 1);
     assert!(!locks[0].1.is_stale());
     drop(held);

@@ -13,6 +13,7 @@ mod copy;
 mod crash;
 mod diff;
 mod diskfull;
+mod encryption;
 mod evolution;
 mod export;
 mod faults;

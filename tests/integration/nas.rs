@@ -148,7 +148,7 @@ fn a_repository_on_sshfs_backs_up_restores_and_checks() {
             .unwrap()
     };
     for args in [
-        &["init"][..],
+        &["init", crate::util::init_flag()][..],
         &["backup", src.to_str().unwrap()],
         &["backup", src.to_str().unwrap()],
     ] {
@@ -238,7 +238,7 @@ fn a_nas_repository_that_fills_stops_cleanly() {
     let share = mount_share(env.dir.path(), &disk.0, "");
     let repo = share.mount.join("cairn");
     let cairn = |args: &[&str]| cairn_at(&env, &repo, args);
-    let out = cairn(&["init"]);
+    let out = cairn(&["init", crate::util::init_flag()]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let small = env.path("small");
     util::write(&small.join("a"), &util::noise(200_000, 1));
@@ -289,7 +289,7 @@ fn a_nas_that_goes_away_mid_backup_fails_cleanly() {
     let mut share = mount_share(&env.path("first"), &exported, "");
     let repo = share.mount.join("cairn");
     let cairn = |repo: &Path, args: &[&str]| cairn_at(&env, repo, args);
-    assert_eq!(code(&cairn(&repo, &["init"])), 0);
+    assert_eq!(code(&cairn(&repo, &["init", crate::util::init_flag()])), 0);
     let small = env.path("small");
     util::write(&small.join("a"), &util::noise(200_000, 1));
     assert_eq!(code(&cairn(&repo, &["backup", small.to_str().unwrap()])), 0);
@@ -346,7 +346,7 @@ fn a_nas_that_goes_away_mid_restore_leaves_no_partial_file() {
     let share = mount_share(&env.path("first"), &exported, "");
     let repo = share.mount.join("cairn");
     let cairn = |args: &[&str]| cairn_at(&env, &repo, args);
-    assert_eq!(code(&cairn(&["init"])), 0);
+    assert_eq!(code(&cairn(&["init", crate::util::init_flag()])), 0);
     let src = env.path("src");
     for i in 0..12 {
         util::write(&src.join(format!("f{i}")), &util::noise(700_000, 40 + i));

@@ -453,10 +453,18 @@ fn every_builtin_profile_validates_and_runs_where_its_sources_are_absent() {
     );
     let out = env.run(&["profiles", "show", remote.to_str().unwrap()]);
     assert!(
-        stderr(&out).contains("unencrypted to s3:https://127.0.0.1:9/bucket"),
+        stderr(&out).contains("WARNING: profile remote-keys saves sensitive files (/srv/app/.env) to s3:https://127.0.0.1:9/bucket, a sink not marked `encrypt = true`"),
         "{}",
         stderr(&out)
     );
+    // No warning at all when the sink says it is encrypted.
+    let sealed = write_profile(
+        &env,
+        "sealed-keys",
+        "[[collector]]\nkind = \"files\"\nname = \"app\"\nfiles = [\"/srv/app/.env\"]\n\n[[sink]]\nkind = \"s3\"\nurl = \"s3:https://127.0.0.1:9/bucket\"\nencrypt = true\n",
+    );
+    let out = env.run(&["profiles", "show", sealed.to_str().unwrap()]);
+    assert!(!stderr(&out).contains("sensitive"), "{}", stderr(&out));
 
     // With nothing of it present, a profile saves nothing and says so.
     fs::remove_file(home.join(".gitconfig")).unwrap();

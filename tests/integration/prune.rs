@@ -7,7 +7,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use cairn::repo::prune::{self, PruneOptions};
-use cairn::repo::Repository;
 use cairn::sink::faulty::Fault;
 use cairn::sink::{FaultySink, LocalSink, Sink};
 
@@ -110,7 +109,7 @@ fn kill_then_finish(env: &Env, kept: &[(String, PathBuf)], n: usize) -> bool {
     assert!(status.success());
     let faulty = Arc::new(FaultySink::new(Arc::new(LocalSink::new(&repo))));
     faulty.inject(Fault::CrashAfter(n));
-    let opened = Repository::open(faulty as Arc<dyn Sink>).expect("open");
+    let opened = crate::util::try_open(faulty as Arc<dyn Sink>).expect("open");
     let finished = prune::prune(&opened, &PruneOptions::default());
     let round = format!("killed after {n} writes and deletes");
     if let Err(e) = &finished {

@@ -13,7 +13,7 @@ use crate::util::*;
 
 fn open(env: &Env) -> Repository {
     let sink: std::sync::Arc<dyn Sink> = std::sync::Arc::new(LocalSink::new(&env.repo));
-    Repository::open(sink).unwrap()
+    crate::util::try_open(sink).unwrap()
 }
 
 fn target(env: &Env, name: &str) -> PathBuf {

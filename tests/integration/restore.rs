@@ -211,7 +211,6 @@ fn checksum_and_delete_in_a_target() {
 #[test]
 fn a_full_restore_fetched_each_frame_several_times() {
     use cairn::progress::Progress;
-    use cairn::repo::Repository;
     use cairn::restore::{self, RestoreOptions};
     use std::sync::Arc;
 
@@ -226,7 +225,7 @@ fn a_full_restore_fetched_each_frame_several_times() {
     }
     env.backup(&[&src]);
     let counting = Arc::new(SpySink::new(Arc::new(cairn::sink::LocalSink::new(&env.repo)), 4));
-    let repo = Repository::open(counting.clone() as Arc<dyn cairn::sink::Sink>).expect("open");
+    let repo = crate::util::try_open(counting.clone() as Arc<dyn cairn::sink::Sink>).expect("open");
     let index = repo.load_index().expect("index");
     let snapshot = repo.find_snapshot("latest").expect("snapshot");
     let target = env.path("out");

@@ -313,7 +313,6 @@ fn a_disk_full_during_an_in_place_restore_changes_nothing() {
 #[test]
 fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
     use cairn::progress::Progress;
-    use cairn::repo::Repository;
     use cairn::restore::inplace::{self, InPlaceOptions};
     use cairn::restore::{self, ApplyOptions};
     use cairn::select::Selection;
@@ -324,7 +323,7 @@ fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
     // plan's items.
     for keep in [false, true] {
         let s = story();
-        let repo = Repository::open(Arc::new(LocalSink::new(&s.env.repo))).unwrap();
+        let repo = crate::util::try_open(Arc::new(LocalSink::new(&s.env.repo))).unwrap();
         let index = repo.load_index().unwrap();
         let snapshot = repo.find_snapshot("latest").unwrap();
         let opts = InPlaceOptions::default();
@@ -405,7 +404,7 @@ fn the_repository_inside_a_root_survives_an_in_place_delete() {
     write(&home.join("notes.txt"), b"v1");
     let repo = home.join(".backup");
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = crate::util::cairn_command()
             .env("CAIRN_STATE_DIR", env.path("state"))
             .env("XDG_DATA_HOME", env.path("xdg-data"))
             .args(["--repo", repo.to_str().unwrap()])
@@ -414,7 +413,7 @@ fn the_repository_inside_a_root_survives_an_in_place_delete() {
             .unwrap();
         assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
     };
-    run(&["init"]);
+    run(&["init", crate::util::init_flag()]);
     run(&["backup", home.to_str().unwrap()]);
     write(&home.join("notes.txt"), b"v2");
     write(&home.join("added.txt"), b"new");

@@ -81,7 +81,7 @@ fn conditional_writes_refuse_a_second_write_of_a_name() {
 fn backup_restore_and_check_through_s3() {
     let server = S3Server::start();
     let env = s3_env(&server, "backups/laptop");
-    let out = s3_ok(&env, &["init"]);
+    let out = s3_ok(&env, &["init", crate::util::init_flag()]);
     assert!(out.contains("created cairn repository"), "{out}");
     assert!(server.bucket_dir("backups").join("laptop/config.json").is_file());
 
@@ -136,7 +136,7 @@ fn backup_restore_and_check_through_s3() {
 fn a_large_pack_goes_up_in_parts() {
     let server = S3Server::start();
     let env = s3_env(&server, "multipart");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let src = env.path("src");
     // Incompressible, so the pack is as large as the data (8 MiB target).
     util::write(&src.join("a.bin"), &util::noise(7 << 20, 1));
@@ -170,7 +170,7 @@ fn a_large_pack_goes_up_in_parts() {
 fn two_backups_into_one_bucket_at_once() {
     let server = S3Server::start();
     let env = s3_env(&server, "shared/repo");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let (a, b) = (env.path("host-a"), env.path("host-b"));
     for i in 0..40u64 {
         util::write(&a.join(format!("f{i}")), &util::noise(20_000, i));
@@ -234,7 +234,7 @@ fn bad_s3_repositories_fail_in_one_clear_line() {
 
     // Wrong credentials: says so, and never prints the secret.
     let env = s3_env(&server, "creds");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let mut cmd = env.cmd();
     aws_env(&mut cmd, env.dir.path());
     let out = cmd
@@ -289,7 +289,7 @@ fn backups_through_a_faulty_network_still_restore_byte_for_byte() {
     fn with<'a>(settings: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
         [settings, args].concat()
     }
-    s3_ok(&env, &with(&settings, &["init"]));
+    s3_ok(&env, &with(&settings, &["init", crate::util::init_flag()]));
     let src = env.path("src");
     for round in 0..3u64 {
         for i in 0..20u64 {
@@ -331,7 +331,7 @@ fn backups_through_a_faulty_network_still_restore_byte_for_byte() {
 fn index_files_and_records_come_from_the_local_cache() {
     let server = S3Server::start();
     let env = s3_env(&server, "cached/repo");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let src = env.path("src");
     util::write(&src.join("a"), &util::noise(10_000, 1));
     s3_ok(&env, &["backup", src.to_str().unwrap()]);
@@ -366,7 +366,7 @@ fn index_files_and_records_come_from_the_local_cache() {
 fn init_without_the_right_to_create_the_bucket_says_so() {
     let server = S3Server::start_without_bucket_creation();
     let env = s3_env(&server, "not-mine/repo");
-    let out = s3_cmd(&env, &["init"]);
+    let out = s3_cmd(&env, &["init", crate::util::init_flag()]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(err.contains("AccessDenied") && err.contains("not-mine"), "{err}");
@@ -381,7 +381,7 @@ fn small_index_files_are_merged_in_a_bucket() {
     use cairn::repo::consolidate::CONSOLIDATE_AT;
     let server = S3Server::start();
     let env = s3_env(&server, "merged/repo");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let src = env.path("src");
     for i in 0..CONSOLIDATE_AT {
         util::write(&src.join(format!("f{i}")), &util::noise(2000, i as u64));
@@ -424,7 +424,7 @@ fn small_index_files_are_merged_in_a_bucket() {
 fn forget_and_prune_in_a_bucket() {
     let server = S3Server::start();
     let env = s3_env(&server, "pruned/repo");
-    s3_ok(&env, &["init"]);
+    s3_ok(&env, &["init", crate::util::init_flag()]);
     let src = env.path("src");
     util::write(&src.join("stays"), &util::noise(1_500_000, 7));
     for i in 0..4u64 {

@@ -36,7 +36,7 @@ fn a_profile_writes_each_snapshot_to_every_sink_and_says_which_failed() {
     let remote = server.url("offsite/profile");
     let mut init = env.cmd_without_repo();
     aws_env(&mut init, env.dir.path());
-    assert!(init.args(["--repo", &remote, "init"]).status().unwrap().success());
+    assert!(init.args(["--repo", &remote, "init", crate::util::init_flag()]).status().unwrap().success());
     util::write(&env.path("profiles/data/a.txt"), &util::noise(50_000, 1));
     util::write(&env.path("profiles/data/b.txt"), &util::noise(70_000, 2));
     let nas = env.path("unmounted-share");

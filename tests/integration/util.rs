@@ -13,6 +13,57 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 
+/// The password of every encrypted repository the tests make.
+pub const PASSWORD: &str = "test password, not a secret";
+
+/// The kind of repository the suite runs on: `CAIRN_TEST_REPO=encrypted`
+/// runs every test on encrypted repositories (a parameter of the whole
+/// suite, not a copy of its tests); otherwise plain ones.
+pub fn encrypted() -> bool {
+    std::env::var("CAIRN_TEST_REPO").is_ok_and(|v| v == "encrypted")
+}
+
+/// The flag that makes `init` create the kind under test.
+pub fn init_flag() -> &'static str {
+    if encrypted() {
+        "--encrypt"
+    } else {
+        "--no-encrypt"
+    }
+}
+
+/// Where the library finds the tests' password.
+pub fn passwords() -> cairn::repo::keys::Given {
+    cairn::repo::keys::Given(PASSWORD.as_bytes().to_vec())
+}
+
+/// Opens the repository in `sink` as cairn would, with the tests' password.
+pub fn open(sink: std::sync::Arc<dyn Sink>) -> cairn::repo::Repository {
+    cairn::repo::Repository::open_with(sink, &passwords()).expect("open the repository")
+}
+
+/// [`open`], the error returned.
+pub fn try_open(sink: std::sync::Arc<dyn Sink>) -> Result<cairn::repo::Repository, cairn::repo::RepoError> {
+    cairn::repo::Repository::open_with(sink, &passwords())
+}
+
+/// Opens the local repository at `path`.
+pub fn open_local(path: &Path) -> cairn::repo::Repository {
+    open(std::sync::Arc::new(cairn::sink::LocalSink::new(path)))
+}
+
+/// A cairn command that finds the tests' password, and derives keys at
+/// the cheapest Argon2id setting (a thousand unlocks at half a second
+/// each would take minutes).
+pub fn cairn_command() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_TEST_WEAK_KDF", "1")
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND");
+    c
+}
+
 /// A scratch directory with a repository path inside it, and a `cairn`
 /// command set up to use them (and never the user's own data dir).
 pub struct Env {
@@ -33,7 +84,7 @@ impl Env {
     /// A new repository, initialised.
     pub fn with_repo() -> Env {
         let env = Env::new();
-        env.ok(&["init"]);
+        env.ok(&["init", init_flag()]);
         env
     }
 
@@ -49,7 +100,7 @@ impl Env {
 
     /// [`Env::cmd`] without `--repo`, for commands that name their own.
     pub fn cmd_without_repo(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = cairn_command();
         c.env_remove("CAIRN_REPO")
             .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
@@ -95,6 +146,8 @@ impl Env {
             .env("CAIRN_STATE_DIR", self.dir.path().join("state"))
             .env("CAIRN_CONFIG_DIR", self.dir.path().join("config"))
             .env("CAIRN_CACHE_DIR", self.dir.path().join("cache"))
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_TEST_WEAK_KDF", "1")
             .output()
             .expect("run cairn as nobody")
     }

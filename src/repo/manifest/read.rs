@@ -201,7 +201,7 @@ mod tests {
             .map(|i| entry(format!("d/f{i:04}").as_bytes()))
             .collect();
         entries.push(entry(b"z/\xff\xfe name"));
-        let mut writer = ManifestWriter::new(chunker);
+        let mut writer = ManifestWriter::new(chunker, crate::repo::crypto::Crypto::plain());
         let mut blobs: Vec<Vec<u8>> = Vec::new();
         let mut emit = |_: ObjectId, b: &[u8]| -> Result<(), ManifestError> {
             blobs.push(b.to_vec());

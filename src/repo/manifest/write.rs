@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 
 use super::{is_safe_path, path_cmp, Entry, EntryKind, ManifestError, RawBytes};
 use crate::repo::chunker::Chunker;
+use crate::repo::crypto::Crypto;
 use crate::repo::id::ObjectId;
 
 /// Receives each finished manifest blob.
@@ -13,6 +14,8 @@ pub type EmitBlob<'a, E> = dyn FnMut(ObjectId, &[u8]) -> Result<(), E> + 'a;
 /// Serializes entries and cuts the stream into blobs as it grows.
 pub struct ManifestWriter {
     chunker: Chunker,
+    /// Names the blobs (keyed ids in an encrypted repository).
+    crypto: Crypto,
     buf: Vec<u8>,
     /// Where the bytes not yet cut into blobs start in `buf`.
     start: usize,
@@ -22,9 +25,10 @@ pub struct ManifestWriter {
 }
 
 impl ManifestWriter {
-    pub fn new(chunker: Chunker) -> ManifestWriter {
+    pub fn new(chunker: Chunker, crypto: Crypto) -> ManifestWriter {
         ManifestWriter {
             chunker,
+            crypto,
             buf: Vec::new(),
             start: 0,
             blobs: Vec::new(),
@@ -72,7 +76,7 @@ impl ManifestWriter {
     fn cut<E>(&mut self, eof: bool, emit: &mut EmitBlob<'_, E>) -> Result<(), E> {
         while let Some(len) = self.chunker.next_cut(&self.buf[self.start..], eof) {
             let chunk = &self.buf[self.start..self.start + len];
-            let id = ObjectId::of(chunk);
+            let id = self.crypto.blob_id(chunk);
             emit(id, chunk)?;
             self.blobs.push(id);
             self.start += len;
@@ -185,7 +189,7 @@ mod tests {
     #[test]
     fn out_of_order_is_refused() {
         let chunker = Chunker::new(&Config::new(String::new()).chunker).unwrap();
-        let mut writer = ManifestWriter::new(chunker);
+        let mut writer = ManifestWriter::new(chunker, Crypto::plain());
         let mut emit = |_: ObjectId, _: &[u8]| -> Result<(), ManifestError> { Ok(()) };
         writer.push(&entry(b"b"), &mut emit).unwrap();
         assert!(writer.push(&entry(b"a"), &mut emit).is_err());

@@ -257,7 +257,7 @@ fn read_pack(
         Err(RepoError::Sink(e)) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e),
     };
-    let scanned = pack::scan(&data);
+    let scanned = pack::scan(&data, repo.crypto());
     read.problems
         .extend(scanned.damaged.iter().map(|d| format!("pack {id}: {d}")));
     // A blob stored twice in one pack is listed once.
@@ -281,7 +281,7 @@ fn read_pack(
 fn store_again(packer: &Packer<'_>, id: ObjectId, data: &[u8], blobs: &[IndexBlob]) -> Result<(), RepoError> {
     let damaged = |source| RepoError::Pack { pack: id, source };
     let mut frames = packer.frame_builder();
-    let mut decoder = pack::FrameDecoder::default();
+    let mut decoder = pack::FrameDecoder::new(packer.crypto());
     let mut frame = Vec::new();
     let mut decoded_at = None;
     for b in blobs {
@@ -295,7 +295,7 @@ fn store_again(packer: &Packer<'_>, id: ObjectId, data: &[u8], blobs: &[IndexBlo
                 .map_err(damaged)?;
             decoded_at = Some(b.frame_offset);
         }
-        let blob = pack::blob_in_frame(&frame, b).map_err(damaged)?;
+        let blob = pack::blob_in_frame(&frame, b, packer.crypto()).map_err(damaged)?;
         packer.add(&mut frames, b.id, blob)?;
     }
     packer.flush(&mut frames)

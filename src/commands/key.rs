@@ -1,0 +1,137 @@
+//! `cairn key`: the passwords of an encrypted repository. Each is a key
+//! file wrapping the same master key (FORMAT.md section 15), so adding
+//! or removing one never touches the data.
+
+use anyhow::{anyhow, bail, Result};
+use cairn::repo::keys::{self, KeyInfo};
+use cairn::repo::lock::{self, LockKind};
+use cairn::repo::Repository;
+use cairn::sink::ObjectKind;
+
+use super::password::Passwords;
+use super::{exit, open_repo, print_json, RepoArg};
+use crate::cli::KeyCommand;
+
+pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
+    let repo = open_repo(repo, false)?;
+    if !repo.is_encrypted() {
+        bail!(
+            "repository {} is not encrypted: it has no keys (copy its snapshots into one made with `cairn init --encrypt`)",
+            repo.sink().location()
+        );
+    }
+    match command {
+        KeyCommand::List { json } => list(&repo, json),
+        KeyCommand::Add => {
+            let _lock = lock::acquire(&repo, LockKind::Shared)?;
+            let name = add(&repo)?;
+            outln!("added key {}", &name[..8])?;
+            Ok(exit::OK)
+        }
+        KeyCommand::Remove { id } => {
+            let _lock = lock::acquire(&repo, LockKind::Exclusive)?;
+            let name = resolve(&repo, &id)?;
+            if Some(name.as_str()) == repo.key_name() {
+                bail!("key {} is the one this command was opened with; open the repository with another key's password to remove it, or use `cairn key passwd`", &name[..8]);
+            }
+            remove(&repo, &name)?;
+            outln!("removed key {}", &name[..8])?;
+            Ok(exit::OK)
+        }
+        KeyCommand::Passwd => {
+            let _lock = lock::acquire(&repo, LockKind::Exclusive)?;
+            let old = repo.key_name().unwrap_or_default().to_string();
+            // The new key first: a crash between leaves both passwords working.
+            let name = add(&repo)?;
+            remove(&repo, &old)?;
+            outln!("changed the password: key {} replaces key {}", &name[..8], &old[..8.min(old.len())])?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn add(repo: &Repository) -> Result<String> {
+    let location = repo.sink().location();
+    let password = Passwords::new_key()
+        .new_password(&location)
+        .map_err(|e| anyhow!("cannot add a key to {location}: {e}"))?;
+    Ok(repo.add_key(&password)?)
+}
+
+/// Deletes a key file, unless it is the last one that can be read.
+fn remove(repo: &Repository, name: &str) -> Result<()> {
+    let others = keys::read_keys(repo.sink().as_ref())?
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .count();
+    if others == 0 {
+        bail!("key {} is the repository's last key; it cannot be removed", &name[..8.min(name.len())]);
+    }
+    repo.delete(ObjectKind::Key, name)?;
+    Ok(())
+}
+
+/// The key file a full id or a unique prefix names.
+fn resolve(repo: &Repository, id: &str) -> Result<String> {
+    let names: Vec<String> = repo
+        .sink()
+        .list(ObjectKind::Key)?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.starts_with(id))
+        .collect();
+    match names.as_slice() {
+        [one] if !id.is_empty() => Ok(one.clone()),
+        [] => bail!("no key {id:?} in {} (`cairn key list` shows them)", repo.sink().location()),
+        _ => bail!("key id {id:?} is ambiguous: {}", names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct KeyJson {
+    id: String,
+    current: bool,
+    #[serde(flatten)]
+    info: Option<KeyInfo>,
+    kdf: keys::KdfParams,
+}
+
+fn list(repo: &Repository, json: bool) -> Result<u8> {
+    let _lock = lock::acquire(repo, LockKind::Shared)?;
+    let mut out = Vec::new();
+    for (name, file) in keys::read_keys(repo.sink().as_ref())? {
+        let info = match keys::read_info(&file, repo.crypto()) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                eprintln!("warning: key {}: {e}", &name[..8]);
+                None
+            }
+        };
+        out.push(KeyJson {
+            current: Some(name.as_str()) == repo.key_name(),
+            id: name,
+            info,
+            kdf: file.kdf,
+        });
+    }
+    out.sort_by(|a, b| a.info.as_ref().map(|i| i.created).cmp(&b.info.as_ref().map(|i| i.created)));
+    if json {
+        print_json(&out)?;
+        return Ok(exit::OK);
+    }
+    outln!(" {:<8}  {:<19}  {:<20}  {:<12}  KDF", "ID", "CREATED", "HOST", "USER")?;
+    for k in &out {
+        let (created, host, user) = match &k.info {
+            Some(i) => (i.created.format("%Y-%m-%d %H:%M:%S").to_string(), i.host.clone(), i.user.clone()),
+            None => ("?".into(), "?".into(), "?".into()),
+        };
+        outln!(
+            "{}{:<8}  {created:<19}  {host:<20}  {user:<12}  argon2id {} MiB, {} passes",
+            if k.current { "*" } else { " " },
+            &k.id[..8],
+            k.kdf.memory_kib / 1024,
+            k.kdf.iterations
+        )?;
+    }
+    Ok(exit::OK)
+}

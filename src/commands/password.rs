@@ -1,0 +1,149 @@
+//! Where the password of an encrypted repository comes from, in this
+//! order: `--password-command`, `CAIRN_PASSWORD_FILE`, `CAIRN_PASSWORD`,
+//! a prompt on a terminal. Never from an argument: argv is visible to
+//! every user of the machine.
+
+use std::time::Duration;
+
+use cairn::repo::keys::{Password, PasswordSource};
+
+/// How long a password command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The password sources the command line and environment name. `prefix`
+/// is `CAIRN` (or `CAIRN_FROM` for the source of a copy).
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    pub command: Option<String>,
+    pub prefix: &'static str,
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Passwords {
+            command: None,
+            prefix: "CAIRN",
+        }
+    }
+}
+
+impl Passwords {
+    fn var(&self, name: &str) -> Option<std::ffi::OsString> {
+        std::env::var_os(format!("{}_{name}", self.prefix)).filter(|v| !v.is_empty())
+    }
+
+    /// The password sources of a new key (`key add`, `key passwd`).
+    pub fn new_key() -> Passwords {
+        Passwords {
+            command: None,
+            prefix: "CAIRN_NEW",
+        }
+    }
+
+    /// The ways there are, for a message that says none was given.
+    fn ways(&self) -> String {
+        let command = match self.prefix {
+            "CAIRN" => ", give --password-command CMD",
+            _ => "",
+        };
+        format!(
+            "no password was given: set {p}_PASSWORD_FILE (a file holding it) or {p}_PASSWORD{command}, or run cairn on a terminal to be asked",
+            p = self.prefix
+        )
+    }
+
+    /// The password without a prompt, if one is given.
+    fn given(&self) -> Result<Option<Password>, String> {
+        if let Some(command) = &self.command {
+            return from_command(command).map(Some);
+        }
+        if let Some(path) = self.var("PASSWORD_FILE") {
+            let bytes = std::fs::read(&path).map_err(|e| {
+                format!(
+                    "cannot read {}_PASSWORD_FILE {}: {e}",
+                    self.prefix,
+                    std::path::Path::new(&path).display()
+                )
+            })?;
+            return first_line(bytes, "the password file").map(Some);
+        }
+        if let Some(value) = self.var("PASSWORD") {
+            return first_line(value.into_encoded_bytes(), "CAIRN_PASSWORD").map(Some);
+        }
+        Ok(None)
+    }
+
+    /// A new repository's password: given, or typed twice on a terminal.
+    pub fn new_password(&self, location: &str) -> Result<Password, String> {
+        if let Some(p) = self.given()? {
+            return Ok(p);
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(self.ways());
+        }
+        let first = prompt(&format!("new password for {location}: "))?;
+        let again = prompt("the same password again: ")?;
+        if first.as_bytes() != again.as_bytes() {
+            return Err("the two passwords differ; nothing was created".into());
+        }
+        Ok(first)
+    }
+}
+
+impl PasswordSource for Passwords {
+    fn password(&self, location: &str) -> Result<Password, String> {
+        if let Some(p) = self.given()? {
+            return Ok(p);
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return prompt(&format!("password for {location}: "));
+        }
+        Err(self.ways())
+    }
+}
+
+fn prompt(text: &str) -> Result<Password, String> {
+    let typed = rpassword::prompt_password(text).map_err(|e| format!("cannot read the password: {e}"))?;
+    first_line(typed.into_bytes(), "the password typed")
+}
+
+/// The first line of `bytes`, without its line ending; an empty one is refused.
+fn first_line(mut bytes: Vec<u8>, what: &str) -> Result<Password, String> {
+    let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let mut line = bytes[..end].to_vec();
+    zeroize::Zeroize::zeroize(&mut bytes);
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(Password::new(line))
+}
+
+/// What `--password-command` prints on its first line. It runs through
+/// the shell, in a process group of its own, killed after
+/// [`COMMAND_TIMEOUT`].
+fn from_command(command: &str) -> Result<Password, String> {
+    let (shell, flag) = if cfg!(windows) { ("cmd", "/C") } else { ("sh", "-c") };
+    let out = cairn::process::run_captured(shell, &[flag, command], b"", COMMAND_TIMEOUT)
+        .map_err(|e| format!("--password-command failed: {e}"))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.lines().next().unwrap_or("").trim();
+        return Err(format!("--password-command failed ({}): {said}", out.status));
+    }
+    first_line(out.stdout, "what --password-command printed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_line_counts_and_an_empty_one_is_refused() {
+        assert_eq!(first_line(b"secret\r\nmore".to_vec(), "x").unwrap().as_bytes(), b"secret");
+        assert!(first_line(b"\nsecret".to_vec(), "x").is_err());
+        assert!(first_line(Vec::new(), "x").is_err());
+    }
+}

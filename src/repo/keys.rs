@@ -1,0 +1,380 @@
+//! Key files (FORMAT.md section 15): the master key, wrapped by a key
+//! derived from a password with Argon2id, one file per password.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::crypto::{Crypto, Domain, SealError, SealKey, Secret};
+use super::id::ObjectId;
+use super::RepoError;
+use crate::sink::{ObjectKind, Sink, SinkError};
+
+/// A password, wiped when dropped.
+pub struct Password(Zeroizing<Vec<u8>>);
+
+impl Password {
+    pub fn new(bytes: Vec<u8>) -> Password {
+        Password(Zeroizing::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Where the password of an encrypted repository comes from, asked only
+/// when one is opened. The error says what was tried.
+pub trait PasswordSource {
+    fn password(&self, location: &str) -> Result<Password, String>;
+}
+
+/// No password at all: plain repositories only.
+pub struct NoPassword;
+
+impl PasswordSource for NoPassword {
+    fn password(&self, _location: &str) -> Result<Password, String> {
+        Err("no password was given".into())
+    }
+}
+
+/// One fixed password (tests, and `key add` asking once).
+pub struct Given(pub Vec<u8>);
+
+impl PasswordSource for Given {
+    fn password(&self, _location: &str) -> Result<Password, String> {
+        Ok(Password::new(self.0.clone()))
+    }
+}
+
+/// The most a key file may be.
+pub const MAX_KEY_FILE: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfParams {
+    pub algorithm: String,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub salt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub version: u32,
+    pub kdf: KdfParams,
+    pub master_key: String,
+    pub info: String,
+}
+
+/// Who made a key, readable by whoever holds any key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub created: chrono::DateTime<chrono::FixedOffset>,
+    pub host: String,
+    pub user: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wrapped {
+    master: String,
+    config: String,
+}
+
+impl Drop for Wrapped {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.master.zeroize();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("bad key file: {0}")]
+    Bad(String),
+    #[error("Argon2id refused its parameters: {0}")]
+    Kdf(String),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl KdfParams {
+    /// Parameters that take about half a second here (FORMAT.md section
+    /// 15): 64 MiB, one lane, the iterations that fill the time. With
+    /// `CAIRN_TEST_WEAK_KDF` set (the test suite only) the cheapest
+    /// Argon2id allows, so that a thousand unlocks do not take minutes.
+    pub fn tuned() -> Result<KdfParams, KeyError> {
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(|_| SealError::NoRandom)?;
+        let mut params = KdfParams {
+            algorithm: "argon2id".into(),
+            memory_kib: 64 * 1024,
+            iterations: 1,
+            parallelism: 1,
+            salt: hex(&salt),
+        };
+        if std::env::var_os("CAIRN_TEST_WEAK_KDF").is_some() {
+            params.memory_kib = 8;
+            return Ok(params);
+        }
+        let started = Instant::now();
+        params.derive(b"calibration")?;
+        let once = started.elapsed().max(Duration::from_millis(1));
+        let wanted = Duration::from_millis(500).as_secs_f64() / once.as_secs_f64();
+        params.iterations = (wanted.round() as u32).clamp(2, 100);
+        Ok(params)
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        let ok = self.algorithm == "argon2id"
+            && (8..=4 << 20).contains(&self.memory_kib)
+            && (1..=100).contains(&self.iterations)
+            && (1..=16).contains(&self.parallelism)
+            && self.memory_kib >= 8 * self.parallelism;
+        if !ok {
+            return Err(KeyError::Bad(format!(
+                "KDF parameters outside what cairn accepts: {} m={} KiB t={} p={}",
+                self.algorithm, self.memory_kib, self.iterations, self.parallelism
+            )));
+        }
+        Ok(())
+    }
+
+    /// The key-encryption key of `password`.
+    fn derive(&self, password: &[u8]) -> Result<Secret, KeyError> {
+        self.check()?;
+        let salt = unhex(&self.salt).filter(|s| s.len() == 32).ok_or_else(|| KeyError::Bad("bad salt".into()))?;
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| KeyError::Kdf(e.to_string()))?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Secret([0; 32]);
+        argon
+            .hash_password_into(password, &salt, &mut out.0)
+            .map_err(|e| KeyError::Kdf(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// A new key file for `master`, opened by `password`; its name and bytes.
+/// `config` is the hash of the repository's config.json, sealed with the
+/// master key so that a replaced config is found.
+pub fn make_key_file(
+    master: &Secret,
+    config: &ObjectId,
+    password: &Password,
+    params: KdfParams,
+    info: &KeyInfo,
+) -> Result<(ObjectId, Vec<u8>), KeyError> {
+    let kek = params.derive(password.as_bytes())?;
+    let wrapped = Wrapped {
+        master: hex(&master.0),
+        config: config.to_hex(),
+    };
+    let plain = Zeroizing::new(serde_json::to_vec(&wrapped).map_err(|e| KeyError::Bad(e.to_string()))?);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let master_key = b64.encode(SealKey::new(&kek).seal(Domain::Key, &plain)?);
+    let info = serde_json::to_vec(info).map_err(|e| KeyError::Bad(e.to_string()))?;
+    let info = b64.encode(Crypto::from_master(master).seal(Domain::KeyInfo, info)?);
+    let file = KeyFile {
+        version: 1,
+        kdf: params,
+        master_key,
+        info,
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Bad(e.to_string()))?;
+    Ok((ObjectId::of(&bytes), bytes))
+}
+
+/// A key file's bytes, parsed.
+pub fn parse_key_file(bytes: &[u8]) -> Result<KeyFile, KeyError> {
+    let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| KeyError::Bad(e.to_string()))?;
+    if file.version != 1 {
+        return Err(KeyError::Bad(format!("key file version {} (this cairn reads 1)", file.version)));
+    }
+    file.kdf.check()?;
+    Ok(file)
+}
+
+/// The master key and the config hash `file` wraps, if `password` opens
+/// it (`None`: another password's key).
+pub fn unwrap(file: &KeyFile, password: &Password) -> Result<Option<(Secret, ObjectId)>, KeyError> {
+    let kek = file.kdf.derive(password.as_bytes())?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(&file.master_key)
+        .map_err(|_| KeyError::Bad("master_key is not base64".into()))?;
+    let plain = match SealKey::new(&kek).open(Domain::Key, &sealed) {
+        Ok(plain) => Zeroizing::new(plain),
+        // Another key's envelope: its header does not check, or its tag.
+        // (Damage shows earlier: a key file is named by its hash.)
+        Err(SealError::Tag | SealError::BadHeader | SealError::BadLength) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let wrapped: Wrapped = serde_json::from_slice(&plain).map_err(|_| KeyError::Bad("wrapped key is not JSON".into()))?;
+    let master = unhex(&wrapped.master)
+        .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
+        .ok_or_else(|| KeyError::Bad("wrapped key is not 32 bytes".into()))?;
+    let config = wrapped
+        .config
+        .parse()
+        .map_err(|_| KeyError::Bad("wrapped config hash is not a hash".into()))?;
+    Ok(Some((Secret(master), config)))
+}
+
+/// Who made the key in `file`, as its `info` says (sealed with the data key).
+pub fn read_info(file: &KeyFile, crypto: &Crypto) -> Result<KeyInfo, KeyError> {
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(&file.info)
+        .map_err(|_| KeyError::Bad("info is not base64".into()))?;
+    let plain = crypto.open(Domain::KeyInfo, sealed)?;
+    serde_json::from_slice(&plain).map_err(|e| KeyError::Bad(format!("info: {e}")))
+}
+
+/// Writes a new key file for `master` opened by `password`; its name.
+pub fn write_key(sink: &dyn Sink, master: &Secret, config: &ObjectId, password: &Password) -> Result<String, RepoError> {
+    let key_err = |source| RepoError::Key {
+        name: "(new)".into(),
+        source,
+    };
+    let info = KeyInfo {
+        created: chrono::Local::now().fixed_offset(),
+        host: super::lock::hostname(),
+        user: super::lock::username(),
+    };
+    let params = KdfParams::tuned().map_err(key_err)?;
+    let (id, bytes) = make_key_file(master, config, password, params, &info).map_err(key_err)?;
+    let name = id.to_hex();
+    match sink.write(ObjectKind::Key, &name, bytes.into()) {
+        Ok(_) | Err(SinkError::AlreadyExists { .. }) => Ok(name),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every key file the store lists, read and parsed; one that cannot be
+/// parsed is passed over with a warning (it opens nothing).
+pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
+    let mut out = Vec::new();
+    for info in sink.list(ObjectKind::Key)? {
+        let bytes = match sink.read(ObjectKind::Key, &info.name) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if ObjectId::of(&bytes).to_hex() != info.name {
+            tracing::warn!("passed over: key {} is damaged: its bytes do not hash to its name", info.name);
+            continue;
+        }
+        match parse_key_file(&bytes) {
+            Ok(file) => out.push((info.name, file)),
+            Err(e) => tracing::warn!("passed over: key {}: {e}", info.name),
+        }
+    }
+    Ok(out)
+}
+
+/// The master key that the password from `passwords` opens, and the name
+/// of the key file it opened. The config it was made for must be this one.
+pub fn unlock(
+    sink: &dyn Sink,
+    config: &ObjectId,
+    passwords: &dyn PasswordSource,
+) -> Result<(Secret, String), RepoError> {
+    let location = sink.location();
+    let files = read_keys(sink)?;
+    if files.is_empty() {
+        return Err(RepoError::NoKeys { location });
+    }
+    let password = passwords
+        .password(&location)
+        .map_err(|detail| RepoError::NoPassword {
+            location: location.clone(),
+            detail,
+        })?;
+    for (name, file) in files {
+        let opened = unwrap(&file, &password).map_err(|source| RepoError::Key {
+            name: name.clone(),
+            source,
+        })?;
+        if let Some((master, made_for)) = opened {
+            if made_for != *config {
+                return Err(RepoError::ConfigReplaced { location });
+            }
+            return Ok((master, name));
+        }
+    }
+    Err(RepoError::WrongPassword { location })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weak() -> KdfParams {
+        KdfParams {
+            algorithm: "argon2id".into(),
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            salt: hex(&[3; 32]),
+        }
+    }
+
+    fn info() -> KeyInfo {
+        KeyInfo {
+            created: chrono::Local::now().fixed_offset(),
+            host: "h".into(),
+            user: "u".into(),
+        }
+    }
+
+    #[test]
+    fn a_key_opens_with_its_password_only() {
+        let master = Secret([5; 32]);
+        let config = ObjectId::of(b"config");
+        let password = Password::new(b"correct horse".to_vec());
+        let (name, bytes) = make_key_file(&master, &config, &password, weak(), &info()).unwrap();
+        assert_eq!(name, ObjectId::of(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("0505") && !text.contains("\"h\""), "{text}");
+        let file = parse_key_file(&bytes).unwrap();
+        let (got, got_config) = unwrap(&file, &password).unwrap().unwrap();
+        assert_eq!(got.0, master.0);
+        assert_eq!(got_config, config);
+        assert!(unwrap(&file, &Password::new(b"wrong".to_vec())).unwrap().is_none());
+        let crypto = Crypto::from_master(&master);
+        assert_eq!(read_info(&file, &crypto).unwrap().host, "h");
+    }
+
+    #[test]
+    fn hostile_kdf_parameters_are_refused_before_any_work() {
+        let mut file = KeyFile {
+            version: 1,
+            kdf: weak(),
+            master_key: String::new(),
+            info: String::new(),
+        };
+        file.kdf.memory_kib = u32::MAX;
+        let bytes = serde_json::to_vec(&file).unwrap();
+        assert!(matches!(parse_key_file(&bytes), Err(KeyError::Bad(_))));
+        file.kdf.memory_kib = 8;
+        file.kdf.iterations = 0;
+        assert!(parse_key_file(&serde_json::to_vec(&file).unwrap()).is_err());
+    }
+}
