@@ -128,6 +128,7 @@ LOGFILE=$SCRATCH/cmd.log
 
 # Tools keep caches/config outside the repository: keep them in scratch too.
 export RESTIC_PASSWORD=cairn-bench RESTIC_CACHE_DIR=$SCRATCH/restic-cache
+export CAIRN_PASSWORD=cairn-bench
 export RUSTIC_PASSWORD=cairn-bench RUSTIC_CACHE_DIR=$SCRATCH/rustic-cache
 export BORG_BASE_DIR=$SCRATCH/borg-home
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
@@ -234,6 +235,17 @@ cairn_cmd() {
 }
 cairn_restored() { echo "$TARGET/tree/$(basename "$COPY")"; }
 cairn_clean() { :; }
+
+# cairn with an encrypted repository (init --encrypt; CAIRN_PASSWORD): the
+# same steps, to show what encryption costs.
+cairn_enc_cmd() {
+    case $1 in
+        init) CMD=("$CAIRN" --repo "$REPO" init --encrypt) ;;
+        *)    cairn_cmd "$@" ;;
+    esac
+}
+cairn_enc_restored() { cairn_restored; }
+cairn_enc_clean() { :; }
 
 restic_cmd() {
     case $1 in
@@ -372,6 +384,7 @@ sync
 pick_changed
 
 bench_tool cairn
+bench_tool cairn_enc
 [[ $HAVE_RESTIC -eq 1 ]] && bench_tool restic
 [[ $HAVE_BORG -eq 1 ]] && bench_tool borg
 [[ $HAVE_RUSTIC -eq 1 ]] && bench_tool rustic
@@ -440,10 +453,11 @@ echo "repo MB: du -sb of the repository after that backup (1 MB = 10^6 bytes)."
 echo "Backups: every run starts from a fresh repository; unchanged/1% changed time only the second backup."
 echo "Restore/check: the repository of the last first-backup run. Pipelines: peak MiB is the largest process."
 echo "restic and rustic encrypt (AES-256, always on) and compress (repo v2, auto); borg runs with -e none (lz4);"
-echo "cairn does not encrypt (zstd); tar|zstd is one stream with no dedup, index or verification."
+echo "cairn: a plain repository (zstd); cairn_enc: an encrypted one (XChaCha20-Poly1305, Argon2id ~0.5 s per command to unlock);"
+echo "tar|zstd is one stream with no dedup, index or verification."
 echo
 echo "== restored trees compared with the corpus"
-for t in cairn restic borg rustic; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
+for t in cairn cairn_enc restic borg rustic; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
 echo
 echo "== ratios (time ratios are wall-time: cairn / other; below 1 means cairn is faster)"
 echo "cairn first backup vs tar|zstd:        $(ratio "$(wall 'cairn::backup (first)')" "$(wall 'tar | zstd -3 -T0::backup')")"
@@ -458,6 +472,15 @@ for step in "backup (first)" "backup (unchanged)" "backup (1% changed)" "restore
     [[ $HAVE_BORG -eq 1 ]] && vb=$(ratio "$(wall "cairn::$step")" "$(wall "borg::$step")")
     [[ $HAVE_RUSTIC -eq 1 ]] && vu=$(ratio "$(wall "cairn::$step")" "$(wall "rustic::$step")")
     printf '%-22s %14s %14s %14s\n' "$step" "$vr" "$vb" "$vu"
+done
+echo
+echo "== encryption (cairn_enc / cairn: what sealing costs; cairn_enc / restic and rustic, which always encrypt)"
+printf '%-22s %14s %14s %14s\n' step "enc/plain" "enc/restic" "enc/rustic"
+for step in "backup (first)" "backup (unchanged)" "backup (1% changed)" "restore" "check --read-data"; do
+    vr="not run"; vu="not run"
+    [[ $HAVE_RESTIC -eq 1 ]] && vr=$(ratio "$(wall "cairn_enc::$step")" "$(wall "restic::$step")")
+    [[ $HAVE_RUSTIC -eq 1 ]] && vu=$(ratio "$(wall "cairn_enc::$step")" "$(wall "rustic::$step")")
+    printf '%-22s %14s %14s %14s\n' "$step" "$(ratio "$(wall "cairn_enc::$step")" "$(wall "cairn::$step")")" "$vr" "$vu"
 done
 if [[ $HAVE_RESTIC -eq 1 || $HAVE_BORG -eq 1 ]]; then
     echo "repo size, first backup: cairn/restic $(ratio "$(raw_med R_SIZE 'cairn::backup (first)')" "$(raw_med R_SIZE 'restic::backup (first)')")," \

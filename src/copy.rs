@@ -30,6 +30,9 @@ use crate::sink::ObjectKind;
 pub struct CopyReport {
     /// Short ids of the snapshots copied now.
     pub copied: Vec<String>,
+    /// Their ids in the destination, in the same order: the same ids
+    /// between plain repositories, new ones where records were written anew.
+    pub new_ids: Vec<String>,
     /// Short ids of those the destination already had.
     pub present: Vec<String>,
     /// Blobs and their bytes read from the source and stored in the destination.
@@ -79,6 +82,7 @@ pub fn copy(
                 let bytes = from.read_verified(ObjectKind::Snapshot, &name)?;
                 to.write_content_named(ObjectKind::Snapshot, snapshot.id, bytes)?;
                 report.copied.push(snapshot.id.short());
+                report.new_ids.push(snapshot.id.to_hex());
             }
         }
         Some(records) => write_records(to, &there, records, &mut report)?,
@@ -97,7 +101,11 @@ struct Present {
 impl Present {
     fn in_repo(to: &Repository, transcode: bool) -> Result<Present, RepoError> {
         let mut present = Present {
-            names: to.snapshot_names()?.iter().filter_map(|n| n.parse().ok()).collect(),
+            names: to
+                .snapshot_names()?
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
             copies: IdMap::default(),
         };
         if transcode {
@@ -113,7 +121,9 @@ impl Present {
     fn holds(&self, s: &Snapshot) -> bool {
         self.names.contains(&s.id)
             || self.copies.contains_key(&s.id)
-            || s.record.copied_from.is_some_and(|origin| self.names.contains(&origin))
+            || s.record
+                .copied_from
+                .is_some_and(|origin| self.names.contains(&origin))
     }
 }
 
@@ -125,7 +135,7 @@ fn write_records(
     mut records: Vec<(ObjectId, SnapshotRecord)>,
     report: &mut CopyReport,
 ) -> Result<(), RepoError> {
-    records.sort_by(|a, b| a.1.time.cmp(&b.1.time));
+    records.sort_by_key(|a| a.1.time);
     let mut copies = there.copies.clone();
     for (source, mut record) in records {
         record.parent = record
@@ -135,6 +145,7 @@ fn write_records(
         let id = to.write_snapshot(&record)?;
         copies.insert(source, id);
         report.copied.push(source.short());
+        report.new_ids.push(id.to_hex());
     }
     Ok(())
 }

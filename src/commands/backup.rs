@@ -72,6 +72,10 @@ pub struct Prepared {
 pub struct SinkResult {
     pub location: String,
     pub ok: bool,
+    /// The snapshot's id there: the same in every plain repository, its
+    /// own in an encrypted one (the record is sealed anew).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -107,6 +111,7 @@ pub fn prepare(repo: RepoArg, profile_names: &[String]) -> Result<Prepared> {
                 unreachable.push(SinkResult {
                     location,
                     ok: false,
+                    id: None,
                     error: Some(format!("{e:#}")),
                 });
             }
@@ -156,7 +161,13 @@ fn open_sink(
                             create: false,
                             encrypt: false,
                         };
-                        open_or_create(Location::Local(dir), &repo.options, &repo.passwords, create, "the NAS repository")
+                        open_or_create(
+                            Location::Local(dir),
+                            &repo.options,
+                            &repo.passwords,
+                            create,
+                            "the NAS repository",
+                        )
                     }),
                 _ => open_or_create(
                     Location::Local(dir),
@@ -169,7 +180,10 @@ fn open_sink(
                     "the profile's repository",
                 ),
             };
-            (shown.clone(), result.and_then(|r| must_be_encrypted(p, sink, &shown, r)))
+            (
+                shown.clone(),
+                result.and_then(|r| must_be_encrypted(p, sink, &shown, r)),
+            )
         }
         SinkSpec::S3 { url, options, .. } => {
             let mut arg = RepoArg {
@@ -181,7 +195,10 @@ fn open_sink(
             let result = set
                 .map_err(anyhow::Error::from)
                 .and_then(|()| open_repo(arg, false));
-            (url.clone(), result.and_then(|r| must_be_encrypted(p, sink, url, r)))
+            (
+                url.clone(),
+                result.and_then(|r| must_be_encrypted(p, sink, url, r)),
+            )
         }
     }
 }
@@ -366,6 +383,7 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
     let mut results = vec![SinkResult {
         location: repo.sink().location(),
         ok: true,
+        id: Some(outcome.id.to_hex()),
         error: None,
     }];
     if prepared.mirrors.is_empty() && prepared.unreachable.is_empty() {
@@ -382,7 +400,7 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
             .as_ref()
             .map_err(|e| anyhow!("{}", cairn::chain(e)))
             .and_then(|index| {
-                let lock = lock::acquire(&m, LockKind::Shared)?;
+                let lock = lock::acquire(m, LockKind::Shared)?;
                 let copied = cairn::copy::copy(
                     repo,
                     index,
@@ -395,9 +413,17 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
                 Ok(copied)
             });
         match copied {
-            Ok(_) => results.push(SinkResult {
+            Ok(report) => results.push(SinkResult {
                 location,
                 ok: true,
+                // A new snapshot is never there already.
+                id: Some(
+                    report
+                        .new_ids
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| outcome.id.to_hex()),
+                ),
                 error: None,
             }),
             Err(e) => {
@@ -408,6 +434,7 @@ fn mirror(prepared: &Prepared, outcome: &backup::BackupOutcome) -> Vec<SinkResul
                 results.push(SinkResult {
                     location,
                     ok: false,
+                    id: None,
                     error: Some(format!("{e:#}")),
                 });
             }

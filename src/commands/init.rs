@@ -50,7 +50,10 @@ pub fn run(repo: RepoArg, args: InitArgs) -> Result<u8> {
     };
     let created = Repository::init(sink, password.as_ref())?;
     if created.is_encrypted() {
-        outln!("created encrypted cairn repository {} at {location}", created.config().id)?;
+        outln!(
+            "created encrypted cairn repository {} at {location}",
+            created.config().id
+        )?;
         eprintln!("keep the password safe: without it the repository cannot be read, by anyone");
     } else {
         outln!("created cairn repository {} at {location}", created.config().id)?;

@@ -44,7 +44,11 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
             // The new key first: a crash between leaves both passwords working.
             let name = add(&repo)?;
             remove(&repo, &old)?;
-            outln!("changed the password: key {} replaces key {}", &name[..8], &old[..8.min(old.len())])?;
+            outln!(
+                "changed the password: key {} replaces key {}",
+                &name[..8],
+                &old[..8.min(old.len())]
+            )?;
             Ok(exit::OK)
         }
     }
@@ -65,7 +69,10 @@ fn remove(repo: &Repository, name: &str) -> Result<()> {
         .filter(|(n, _)| n != name)
         .count();
     if others == 0 {
-        bail!("key {} is the repository's last key; it cannot be removed", &name[..8.min(name.len())]);
+        bail!(
+            "key {} is the repository's last key; it cannot be removed",
+            &name[..8.min(name.len())]
+        );
     }
     repo.delete(ObjectKind::Key, name)?;
     Ok(())
@@ -82,8 +89,14 @@ fn resolve(repo: &Repository, id: &str) -> Result<String> {
         .collect();
     match names.as_slice() {
         [one] if !id.is_empty() => Ok(one.clone()),
-        [] => bail!("no key {id:?} in {} (`cairn key list` shows them)", repo.sink().location()),
-        _ => bail!("key id {id:?} is ambiguous: {}", names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", ")),
+        [] => bail!(
+            "no key {id:?} in {} (`cairn key list` shows them)",
+            repo.sink().location()
+        ),
+        _ => bail!(
+            "key id {id:?} is ambiguous: {}",
+            names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -114,15 +127,30 @@ fn list(repo: &Repository, json: bool) -> Result<u8> {
             kdf: file.kdf,
         });
     }
-    out.sort_by(|a, b| a.info.as_ref().map(|i| i.created).cmp(&b.info.as_ref().map(|i| i.created)));
+    out.sort_by(|a, b| {
+        a.info
+            .as_ref()
+            .map(|i| i.created)
+            .cmp(&b.info.as_ref().map(|i| i.created))
+    });
     if json {
         print_json(&out)?;
         return Ok(exit::OK);
     }
-    outln!(" {:<8}  {:<19}  {:<20}  {:<12}  KDF", "ID", "CREATED", "HOST", "USER")?;
+    outln!(
+        " {:<8}  {:<19}  {:<20}  {:<12}  KDF",
+        "ID",
+        "CREATED",
+        "HOST",
+        "USER"
+    )?;
     for k in &out {
         let (created, host, user) = match &k.info {
-            Some(i) => (i.created.format("%Y-%m-%d %H:%M:%S").to_string(), i.host.clone(), i.user.clone()),
+            Some(i) => (
+                i.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+                i.host.clone(),
+                i.user.clone(),
+            ),
             None => ("?".into(), "?".into(), "?".into()),
         };
         outln!(

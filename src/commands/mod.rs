@@ -10,8 +10,8 @@ pub mod facts;
 pub mod forget;
 pub mod init;
 pub mod key;
-pub mod password;
 pub mod ls;
+pub mod password;
 pub mod profiles;
 pub mod prune;
 pub mod repair;
@@ -232,7 +232,11 @@ pub fn open_or_create(
         Err(RepoError::NotFound { .. }) if create.create && is_empty_or_missing(&path) => {
             let shown = path.display().to_string();
             let password = match create.encrypt {
-                true => Some(passwords.new_password(&shown).map_err(|e| anyhow!("cannot create {what} at {shown}: {e}"))?),
+                true => Some(
+                    passwords
+                        .new_password(&shown)
+                        .map_err(|e| anyhow!("cannot create {what} at {shown}: {e}"))?,
+                ),
                 false => None,
             };
             std::fs::create_dir_all(&path).with_context(|| format!("cannot create {what} at {shown}"))?;

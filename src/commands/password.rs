@@ -125,7 +125,11 @@ fn first_line(mut bytes: Vec<u8>, what: &str) -> Result<Password, String> {
 /// the shell, in a process group of its own, killed after
 /// [`COMMAND_TIMEOUT`].
 fn from_command(command: &str) -> Result<Password, String> {
-    let (shell, flag) = if cfg!(windows) { ("cmd", "/C") } else { ("sh", "-c") };
+    let (shell, flag) = if cfg!(windows) {
+        ("cmd", "/C")
+    } else {
+        ("sh", "-c")
+    };
     let out = cairn::process::run_captured(shell, &[flag, command], b"", COMMAND_TIMEOUT)
         .map_err(|e| format!("--password-command failed: {e}"))?;
     if !out.status.success() {
@@ -142,7 +146,10 @@ mod tests {
 
     #[test]
     fn only_the_first_line_counts_and_an_empty_one_is_refused() {
-        assert_eq!(first_line(b"secret\r\nmore".to_vec(), "x").unwrap().as_bytes(), b"secret");
+        assert_eq!(
+            first_line(b"secret\r\nmore".to_vec(), "x").unwrap().as_bytes(),
+            b"secret"
+        );
         assert!(first_line(b"\nsecret".to_vec(), "x").is_err());
         assert!(first_line(Vec::new(), "x").is_err());
     }

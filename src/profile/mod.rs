@@ -271,7 +271,9 @@ impl SinkSpec {
     /// first use is); `false`: plain is meant; `None`: not said.
     pub fn encrypt(&self) -> Option<bool> {
         match self {
-            SinkSpec::Local { encrypt, .. } | SinkSpec::Nas { encrypt, .. } | SinkSpec::S3 { encrypt, .. } => *encrypt,
+            SinkSpec::Local { encrypt, .. }
+            | SinkSpec::Nas { encrypt, .. }
+            | SinkSpec::S3 { encrypt, .. } => *encrypt,
         }
     }
 }

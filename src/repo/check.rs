@@ -394,8 +394,8 @@ fn verify_pack(
             }
         };
         for b in members {
-            let result =
-                pack::check_member_header(&frame, b).and_then(|_| pack::blob_in_frame(&frame, b, decoder.crypto()).map(|_| ()));
+            let result = pack::check_member_header(&frame, b)
+                .and_then(|_| pack::blob_in_frame(&frame, b, decoder.crypto()).map(|_| ()));
             if let Err(e) = result {
                 out.push((
                     problem(name.clone(), crate::chain(&e), FIX_DAMAGED_PACK),

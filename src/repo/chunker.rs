@@ -9,6 +9,9 @@ use fastcdc::v2020::{cut_gear, get_gear_with_seed, Normalization, MASKS};
 
 use super::config::ChunkerParams;
 
+/// FastCDC's gear table and its shifted twin.
+type Gear = (Box<[u64; 256]>, Box<[u64; 256]>);
+
 #[derive(Debug, Clone)]
 pub struct Chunker {
     min: usize,
@@ -18,7 +21,7 @@ pub struct Chunker {
     mask_l: u64,
     /// The gear tables (FORMAT.md section 4), XORed with a seed in an
     /// encrypted repository (section 15).
-    gear: Arc<(Box<[u64; 256]>, Box<[u64; 256]>)>,
+    gear: Arc<Gear>,
 }
 
 impl Chunker {

@@ -83,7 +83,12 @@ impl Config {
         match (self.version, self.encryption.is_some()) {
             (FORMAT_VERSION, false) | (ENCRYPTED_VERSION, true) => {}
             (FORMAT_VERSION, true) => return Err("a version 1 repository with encryption".into()),
-            _ => return Err(format!("a version {} repository without encryption", self.version)),
+            _ => {
+                return Err(format!(
+                    "a version {} repository without encryption",
+                    self.version
+                ))
+            }
         }
         let max_frame = super::pack::MAX_FRAME_BYTES as u64;
         let frame = u64::from(self.frame_target)

@@ -118,7 +118,11 @@ impl SealKey {
         out.extend_from_slice(plain);
         let tag = self
             .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), domain.associated_data(), &mut out[HEADER..])
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                domain.associated_data(),
+                &mut out[HEADER..],
+            )
             .map_err(|_| SealError::BadLength)?;
         out.extend_from_slice(&tag);
         Ok(out)
@@ -136,7 +140,9 @@ impl SealKey {
         for ((l, b), p) in length.iter_mut().zip(&head[NONCE..NONCE + LENGTH]).zip(&pad) {
             *l = b ^ p;
         }
-        usize::try_from(u32::from_le_bytes(length)).ok()?.checked_add(OVERHEAD)
+        usize::try_from(u32::from_le_bytes(length))
+            .ok()?
+            .checked_add(OVERHEAD)
     }
 
     /// Opens the envelope that is all of `buf`, in place: returns where
@@ -307,7 +313,10 @@ mod tests {
     fn a_cut_or_extended_envelope_does_not_open() {
         let k = key();
         let sealed = k.seal(Domain::Frame, b"frame bytes").unwrap();
-        assert_eq!(k.open(Domain::Frame, &sealed[..sealed.len() - 1]), Err(SealError::BadLength));
+        assert_eq!(
+            k.open(Domain::Frame, &sealed[..sealed.len() - 1]),
+            Err(SealError::BadLength)
+        );
         let mut longer = sealed.clone();
         longer.push(0);
         assert_eq!(k.open(Domain::Frame, &longer), Err(SealError::BadLength));

@@ -147,7 +147,9 @@ impl KdfParams {
     /// The key-encryption key of `password`.
     fn derive(&self, password: &[u8]) -> Result<Secret, KeyError> {
         self.check()?;
-        let salt = unhex(&self.salt).filter(|s| s.len() == 32).ok_or_else(|| KeyError::Bad("bad salt".into()))?;
+        let salt = unhex(&self.salt)
+            .filter(|s| s.len() == 32)
+            .ok_or_else(|| KeyError::Bad("bad salt".into()))?;
         let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|e| KeyError::Kdf(e.to_string()))?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -193,7 +195,10 @@ pub fn make_key_file(
 pub fn parse_key_file(bytes: &[u8]) -> Result<KeyFile, KeyError> {
     let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| KeyError::Bad(e.to_string()))?;
     if file.version != 1 {
-        return Err(KeyError::Bad(format!("key file version {} (this cairn reads 1)", file.version)));
+        return Err(KeyError::Bad(format!(
+            "key file version {} (this cairn reads 1)",
+            file.version
+        )));
     }
     file.kdf.check()?;
     Ok(file)
@@ -213,7 +218,8 @@ pub fn unwrap(file: &KeyFile, password: &Password) -> Result<Option<(Secret, Obj
         Err(SealError::Tag | SealError::BadHeader | SealError::BadLength) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let wrapped: Wrapped = serde_json::from_slice(&plain).map_err(|_| KeyError::Bad("wrapped key is not JSON".into()))?;
+    let wrapped: Wrapped =
+        serde_json::from_slice(&plain).map_err(|_| KeyError::Bad("wrapped key is not JSON".into()))?;
     let master = unhex(&wrapped.master)
         .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
         .ok_or_else(|| KeyError::Bad("wrapped key is not 32 bytes".into()))?;
@@ -234,7 +240,12 @@ pub fn read_info(file: &KeyFile, crypto: &Crypto) -> Result<KeyInfo, KeyError> {
 }
 
 /// Writes a new key file for `master` opened by `password`; its name.
-pub fn write_key(sink: &dyn Sink, master: &Secret, config: &ObjectId, password: &Password) -> Result<String, RepoError> {
+pub fn write_key(
+    sink: &dyn Sink,
+    master: &Secret,
+    config: &ObjectId,
+    password: &Password,
+) -> Result<String, RepoError> {
     let key_err = |source| RepoError::Key {
         name: "(new)".into(),
         source,
@@ -264,7 +275,10 @@ pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
             Err(e) => return Err(e.into()),
         };
         if ObjectId::of(&bytes).to_hex() != info.name {
-            tracing::warn!("passed over: key {} is damaged: its bytes do not hash to its name", info.name);
+            tracing::warn!(
+                "passed over: key {} is damaged: its bytes do not hash to its name",
+                info.name
+            );
             continue;
         }
         match parse_key_file(&bytes) {
@@ -357,7 +371,9 @@ mod tests {
         let (got, got_config) = unwrap(&file, &password).unwrap().unwrap();
         assert_eq!(got.0, master.0);
         assert_eq!(got_config, config);
-        assert!(unwrap(&file, &Password::new(b"wrong".to_vec())).unwrap().is_none());
+        assert!(unwrap(&file, &Password::new(b"wrong".to_vec()))
+            .unwrap()
+            .is_none());
         let crypto = Crypto::from_master(&master);
         assert_eq!(read_info(&file, &crypto).unwrap().host, "h");
     }

@@ -121,7 +121,12 @@ impl RepoLock {
     }
 }
 
-fn refresh(sink: &dyn Sink, crypto: &Crypto, record: &LockRecord, name: &Mutex<String>) -> Result<(), RepoError> {
+fn refresh(
+    sink: &dyn Sink,
+    crypto: &Crypto,
+    record: &LockRecord,
+    name: &Mutex<String>,
+) -> Result<(), RepoError> {
     let fresh = LockRecord {
         time: Local::now().fixed_offset(),
         ..record.clone()
@@ -179,7 +184,12 @@ pub fn acquire(repo: &Repository, kind: LockKind) -> Result<RepoLock, RepoError>
 /// that consolidates index files when it is done): every lock but its own
 /// conflicts. Never waits.
 pub fn try_exclusive(held: &RepoLock) -> Result<RepoLock, RepoError> {
-    try_once(held.sink.clone(), &held.crypto, LockKind::Exclusive, Some(&held.name()))
+    try_once(
+        held.sink.clone(),
+        &held.crypto,
+        LockKind::Exclusive,
+        Some(&held.name()),
+    )
 }
 
 fn acquire_beside(
@@ -218,12 +228,20 @@ fn write_lock(sink: &dyn Sink, crypto: &Crypto, record: &LockRecord) -> Result<S
     })?;
     let bytes = crypto
         .seal(Domain::Lock, bytes)
-        .map_err(|source| RepoError::Seal { what: "a lock", source })?;
+        .map_err(|source| RepoError::Seal {
+            what: "a lock",
+            source,
+        })?;
     sink.write_bytes(ObjectKind::Lock, &name, &bytes)?;
     Ok(name)
 }
 
-fn try_once(sink: Arc<dyn Sink>, crypto: &Crypto, kind: LockKind, own: Option<&str>) -> Result<RepoLock, RepoError> {
+fn try_once(
+    sink: Arc<dyn Sink>,
+    crypto: &Crypto,
+    kind: LockKind,
+    own: Option<&str>,
+) -> Result<RepoLock, RepoError> {
     let record = LockRecord {
         host: hostname(),
         pid: std::process::id(),

@@ -26,9 +26,9 @@ use crate::sink::{ObjectKind, Sink, SinkError, CONFIG_NAME};
 use chunker::Chunker;
 use config::{Config, ENCRYPTED_VERSION, FORMAT_VERSION};
 use crypto::{Crypto, Domain};
-use keys::{Password, PasswordSource};
 use id::ObjectId;
 use index::{Index, IndexFile};
+use keys::{Password, PasswordSource};
 use manifest::ManifestError;
 use pack::PackError;
 use snapshot::{RefError, Snapshot, SnapshotRecord};
@@ -45,7 +45,9 @@ pub enum RepoError {
     NoPassword { location: String, detail: String },
     #[error("wrong password for repository {location} (no key file opens with it)")]
     WrongPassword { location: String },
-    #[error("repository {location} is encrypted but holds no key file that can be read; it cannot be opened")]
+    #[error(
+        "repository {location} is encrypted but holds no key file that can be read; it cannot be opened"
+    )]
     NoKeys { location: String },
     #[error("the config.json of repository {location} is not the one its keys were made for: it was replaced; refusing to use it")]
     ConfigReplaced { location: String },
@@ -209,7 +211,10 @@ impl Repository {
         })?;
         if let Some(password) = password {
             // The key first: config.json is what makes a repository exist.
-            let seal_err = |source| RepoError::Seal { what: "the master key", source };
+            let seal_err = |source| RepoError::Seal {
+                what: "the master key",
+                source,
+            };
             let master = crypto::Secret::random().map_err(seal_err)?;
             keys::write_key(sink.as_ref(), &master, &ObjectId::of(&bytes), password)?;
         }

@@ -436,7 +436,11 @@ fn next_frame(data: &[u8], from: usize, crypto: &Crypto) -> Option<usize> {
     let rest = data.get(from..)?;
     if crypto.is_encrypted() {
         return (0..rest.len())
-            .find(|&i| crypto.envelope_len(&rest[i..]).is_some_and(|n| n <= rest.len() - i))
+            .find(|&i| {
+                crypto
+                    .envelope_len(&rest[i..])
+                    .is_some_and(|n| n <= rest.len() - i)
+            })
             .map(|i| from + i);
     }
     rest.windows(4).position(|w| w == ZSTD_MAGIC).map(|i| from + i)
@@ -487,7 +491,12 @@ fn scan_members(frame: &[u8], frame_offset: u64, frame_length: u32, crypto: &Cry
 /// (its checksum holds, it names a blob, and its data fits in the frame):
 /// the blob's id, where its bytes start, their length, and whether they
 /// hash to the id.
-fn member_at(frame: &[u8], p: usize, block: &[u8], crypto: &Crypto) -> Option<(ObjectId, usize, usize, bool)> {
+fn member_at(
+    frame: &[u8],
+    p: usize,
+    block: &[u8],
+    crypto: &Crypto,
+) -> Option<(ObjectId, usize, usize, bool)> {
     let mut raw = [0u8; BLOCK];
     raw.copy_from_slice(block);
     let header = tar::Header::from_byte_slice(&raw);
@@ -576,7 +585,10 @@ mod tests {
             let f = &bytes[entry.frame_offset as usize..][..entry.frame_length as usize];
             let frame = decompress_frame(f, entry.frame_offset, crypto).unwrap();
             check_member_header(&frame, entry).unwrap();
-            assert_eq!(blob_in_frame(&frame, entry, crypto).unwrap().len(), entry.length as usize);
+            assert_eq!(
+                blob_in_frame(&frame, entry, crypto).unwrap().len(),
+                entry.length as usize
+            );
             assert!(matches!(
                 decompress_frame(f, entry.frame_offset, &plain()),
                 Err(PackError::Decompress { .. })

@@ -199,7 +199,10 @@ impl PackWriter {
         for frame in self.frames.iter() {
             pack.push(frame);
             if pack.len() >= target {
-                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(capacity, self.repo.crypto()));
+                let full = std::mem::replace(
+                    &mut pack,
+                    PackBuilder::with_capacity(capacity, self.repo.crypto()),
+                );
                 let done = upload(self.finish(full)?)?;
                 self.confirmed(done, pending, stats)?;
             }

@@ -254,10 +254,12 @@ fn write_lock(env: &Env, name: &str, pid: u32, kind: &str) {
     let lock = serde_json::json!({
         "host": host, "pid": pid, "user": "test", "time": chrono::Local::now().fixed_offset().to_rfc3339(), "kind": kind
     });
-    write(
-        &env.repo.join(format!("locks/{name}.json")),
-        lock.to_string().as_bytes(),
+    let bytes = crate::util::stored(
+        &env.repo,
+        cairn::repo::crypto::Domain::Lock,
+        lock.to_string().into_bytes(),
     );
+    write(&env.repo.join(format!("locks/{name}.json")), &bytes);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! and the repository checks whole. On a local directory and on S3.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use crate::s3server::{aws_env, S3Server};
@@ -49,29 +49,25 @@ fn spawn(mut cmd: Command) -> Child {
 }
 
 /// A lock a host that died left behind: an hour old, so stale.
-fn dead_host_lock(env: &Env, repo: &str, s3: bool) {
+fn dead_host_lock(repo: &str) {
     let time = (chrono::Local::now() - chrono::Duration::hours(1))
         .fixed_offset()
         .to_rfc3339();
     let record =
         serde_json::json!({"host": "dead-host", "pid": 4242, "user": "x", "time": time, "kind": "exclusive"});
-    let file = env.path("dead.json");
-    std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
-    if s3 {
-        // Through the library, as any writer would put it there.
-        let location = cairn::sink::Location::parse(std::ffi::OsStr::new(repo)).unwrap();
-        let sink = cairn::sink::open::open(&location, &Default::default(), false).unwrap();
-        sink.write(
-            cairn::sink::ObjectKind::Lock,
-            &"d".repeat(32),
-            std::fs::read(&file).unwrap().into(),
+    // Through the library, as any writer would put it there (sealed in an
+    // encrypted repository).
+    let location = cairn::sink::Location::parse(std::ffi::OsStr::new(repo)).unwrap();
+    let sink = cairn::sink::open::open(&location, &Default::default(), false).unwrap();
+    let bytes = crate::util::open(sink.clone())
+        .seal(
+            "a lock",
+            cairn::repo::crypto::Domain::Lock,
+            serde_json::to_vec(&record).unwrap(),
         )
         .unwrap();
-    } else {
-        let dir = Path::new(repo).join("locks");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&file, dir.join(format!("{}.json", "d".repeat(32)))).unwrap();
-    }
+    sink.write(cairn::sink::ObjectKind::Lock, &"d".repeat(32), bytes.into())
+        .unwrap();
 }
 
 fn hosts_back_up_at_once(env: &Env, repo: &str, s3: bool) {
@@ -85,7 +81,7 @@ fn hosts_back_up_at_once(env: &Env, repo: &str, s3: bool) {
         stdout(&out)
     };
     run(&["init", crate::util::init_flag()]);
-    dead_host_lock(env, repo, s3);
+    dead_host_lock(repo);
     let shared = noise(400_000, 7);
     let mut saved: BTreeMap<String, (String, BTreeMap<PathBuf, String>)> = BTreeMap::new();
     for round in 0..ROUNDS {

@@ -92,18 +92,30 @@ fn prove_some(env: &Env, repo: &Path, saved: &Saved, root: &str, what: &str, mos
     assert_eq!(code(&out), 0, "{what}: check: {}", stderr(&out));
     let listed = ok(env, repo, &["snapshots", "--json"], what);
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("snapshots --json");
-    let ids: Vec<&str> = listed
+    // Each snapshot by the one it copies (`copied_from`, where a copy
+    // into an encrypted repository, or out of one, wrote it anew), else
+    // by its own id, oldest first.
+    let ids: Vec<(&str, &str)> = listed
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
+        .map(|s| {
+            let id = s["id"].as_str().unwrap();
+            (s["copied_from"].as_str().unwrap_or(id), id)
+        })
         .collect();
     for id in saved.keys() {
-        assert!(ids.contains(&id.as_str()), "{what}: snapshot {id} is gone");
+        assert!(
+            ids.iter().any(|(source, _)| source == id),
+            "{what}: snapshot {id} is gone"
+        );
     }
     // The newest by time (`snapshots` lists oldest first).
-    let newest: Vec<&str> = ids.iter().rev().take(most).copied().collect();
-    for (id, files) in saved.iter().filter(|(id, _)| newest.contains(&id.as_str())) {
+    let newest: Vec<(&str, &str)> = ids.iter().rev().take(most).copied().collect();
+    for (source, files) in saved.iter() {
+        let Some(&(_, id)) = newest.iter().find(|(s, _)| s == source) else {
+            continue;
+        };
         let target = env.path(&format!("proof-{}", &id[..12]));
         let _ = fs::remove_dir_all(&target);
         ok(
@@ -339,8 +351,8 @@ fn killed_snapshot_repairs_lose_nothing_more() {
         }
         let before = packs(&env.repo);
         let id = backup_id(&env, &env.repo, &src, "setup");
-        let repo = crate::util::try_open(std::sync::Arc::new(cairn::sink::LocalSink::new(&env.repo)))
-            .unwrap();
+        let repo =
+            crate::util::try_open(std::sync::Arc::new(cairn::sink::LocalSink::new(&env.repo))).unwrap();
         let index = repo.load_index().unwrap();
         let snapshot = repo.find_snapshot(&id).unwrap();
         let (manifest_pack, _) = index.get(&snapshot.record.manifest[0]).unwrap();

@@ -29,7 +29,14 @@ fn secret_tree(env: &Env) -> (Markers, PathBuf) {
         dir.display()
     );
     fs::write(&profile, text).unwrap();
-    let names = ["zebrafish-ledger", "nested-walrus", "src-quasar", "tag-narwhal", "value-pangolin", "output-okapi"];
+    let names = [
+        "zebrafish-ledger",
+        "nested-walrus",
+        "src-quasar",
+        "tag-narwhal",
+        "value-pangolin",
+        "output-okapi",
+    ];
     (
         Markers {
             content,
@@ -55,7 +62,13 @@ fn back_up(env: &Env, profile: &Path) {
     }
     let out = cmd
         .env("CAIRN_TEST_MARKER", "value-pangolin")
-        .args(["backup", "--profile", profile.to_str().unwrap(), "--tag", "tag-narwhal"])
+        .args([
+            "backup",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--tag",
+            "tag-narwhal",
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -126,7 +139,10 @@ fn nothing_saved_shows_in_any_byte_of_an_encrypted_repository() {
         "content in",
         "plain hash",
     ] {
-        assert!(plain.iter().any(|f| f.contains(what)), "{what} not found in plain: {plain:?}");
+        assert!(
+            plain.iter().any(|f| f.contains(what)),
+            "{what} not found in plain: {plain:?}"
+        );
     }
     fs::remove_dir_all(&env.repo).unwrap();
     init(&env, "--encrypt");
@@ -134,7 +150,10 @@ fn nothing_saved_shows_in_any_byte_of_an_encrypted_repository() {
     back_up(&env, &profile);
     env.ok(&["check", "--read-data"]);
     let found = found_in(&env.repo, &markers);
-    assert!(found.is_empty(), "plaintext in an encrypted repository: {found:?}");
+    assert!(
+        found.is_empty(),
+        "plaintext in an encrypted repository: {found:?}"
+    );
     // And everything reads back.
     let out = env.path("out");
     env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
@@ -154,7 +173,14 @@ fn assert_found(env: &Env, what: &str, edit: impl FnOnce(&Path)) {
     let copy = env.path(&format!("copy-{what}"));
     copy_dir(&env.repo, &copy);
     edit(&copy);
-    let run = |args: &[&str]| env.cmd_without_repo().arg("--repo").arg(&copy).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        env.cmd_without_repo()
+            .arg("--repo")
+            .arg(&copy)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let check = run(&["check", "--read-data"]);
     assert_ne!(code(&check), 0, "{what}: check passed\n{}", stdout(&check));
     let target = env.path(&format!("out-{what}"));
@@ -170,7 +196,10 @@ fn assert_found(env: &Env, what: &str, edit: impl FnOnce(&Path)) {
         util::assert_same_tree(&env.path("src"), &target.join("tree/src"));
     } else {
         let said = stderr(&restore);
-        assert!(said.contains("damaged") || said.contains("does not open") || said.contains("cannot be read"), "{what}: {said}");
+        assert!(
+            said.contains("damaged") || said.contains("does not open") || said.contains("cannot be read"),
+            "{what}: {said}"
+        );
     }
 }
 
@@ -290,13 +319,19 @@ fn an_index_entry_pointed_at_another_blob_is_found() {
     let mut file: IndexFile = repo.read_index_file(&names[0]).unwrap();
     // Every blob's entry takes the place of the next one's.
     let blobs = &mut file.packs[0].blobs;
-    let first = blobs[0].clone();
+    let first = blobs[0];
     let n = blobs.len();
     for i in 0..n - 1 {
-        let next = blobs[i + 1].clone();
-        blobs[i] = cairn::repo::index::IndexBlob { id: blobs[i].id, ..next };
+        let next = blobs[i + 1];
+        blobs[i] = cairn::repo::index::IndexBlob {
+            id: blobs[i].id,
+            ..next
+        };
     }
-    blobs[n - 1] = cairn::repo::index::IndexBlob { id: blobs[n - 1].id, ..first };
+    blobs[n - 1] = cairn::repo::index::IndexBlob {
+        id: blobs[n - 1].id,
+        ..first
+    };
     repo.write_index_file(&file).unwrap();
     fs::remove_file(env.repo.join("index").join(format!("{}.json.zst", names[0]))).unwrap();
     let out = env.run(&["check", "--read-data"]);
@@ -314,7 +349,12 @@ fn a_wrong_or_missing_password_fails_fast_and_touches_nothing() {
     write(&env.path("src/a.txt"), b"a");
     env.backup(&[&env.path("src")]);
     let before = util::file_hashes(&env.repo);
-    let wrong = env.cmd().env("CAIRN_PASSWORD", "not it").args(["snapshots"]).output().unwrap();
+    let wrong = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "not it")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
     assert_eq!(code(&wrong), 12, "{}", stderr(&wrong));
     assert!(stderr(&wrong).contains("wrong password"), "{}", stderr(&wrong));
     assert_eq!(stderr(&wrong).trim().lines().count(), 1, "{}", stderr(&wrong));
@@ -325,10 +365,19 @@ fn a_wrong_or_missing_password_fails_fast_and_touches_nothing() {
         .output()
         .unwrap();
     assert_eq!(code(&missing), 12, "{}", stderr(&missing));
-    for way in ["CAIRN_PASSWORD_FILE", "CAIRN_PASSWORD", "--password-command", "terminal"] {
+    for way in [
+        "CAIRN_PASSWORD_FILE",
+        "CAIRN_PASSWORD",
+        "--password-command",
+        "terminal",
+    ] {
         assert!(stderr(&missing).contains(way), "{way}: {}", stderr(&missing));
     }
-    assert_eq!(util::file_hashes(&env.repo), before, "a failed open changed the repository");
+    assert_eq!(
+        util::file_hashes(&env.repo),
+        before,
+        "a failed open changed the repository"
+    );
     // The other sources.
     let file = env.path("pw");
     fs::write(&file, format!("{PASSWORD}\n")).unwrap();
@@ -343,7 +392,11 @@ fn a_wrong_or_missing_password_fails_fast_and_touches_nothing() {
     let from_command = env
         .cmd()
         .env_remove("CAIRN_PASSWORD")
-        .args(["--password-command", &format!("cat {}", file.display()), "snapshots"])
+        .args([
+            "--password-command",
+            &format!("cat {}", file.display()),
+            "snapshots",
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&from_command), 0, "{}", stderr(&from_command));
@@ -363,8 +416,19 @@ fn keys_are_added_listed_changed_and_removed_but_never_the_last() {
     init(&env, "--encrypt");
     write(&env.path("src/a.txt"), b"a");
     env.backup(&[&env.path("src")]);
-    let with = |password: &str, args: &[&str]| env.cmd().env("CAIRN_PASSWORD", password).args(args).output().unwrap();
-    let add = env.cmd().env("CAIRN_NEW_PASSWORD", "second password").args(["key", "add"]).output().unwrap();
+    let with = |password: &str, args: &[&str]| {
+        env.cmd()
+            .env("CAIRN_PASSWORD", password)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let add = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "second password")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
     assert_eq!(code(&add), 0, "{}", stderr(&add));
     let keys = env.json(&["key", "list"]);
     let keys = keys.as_array().unwrap();
@@ -373,7 +437,10 @@ fn keys_are_added_listed_changed_and_removed_but_never_the_last() {
     assert_eq!(keys[0]["host"], cairn::repo::lock::hostname());
     assert_eq!(code(&with("second password", &["snapshots"])), 0);
     // Remove the first key, opened with the second.
-    let first = keys.iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let first = keys.iter().find(|k| k["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let own = with(PASSWORD, &["key", "remove", &first[..8]]);
     assert_ne!(code(&own), 0, "removed the key it was opened with");
     let removed = with("second password", &["key", "remove", &first[..8]]);
@@ -413,14 +480,19 @@ fn a_replaced_config_or_a_plain_config_beside_keys_is_refused() {
     let config = env.repo.join("config.json");
     let text = fs::read_to_string(&config).unwrap();
     // Another frame target: the repository would work, but differently.
-    fs::write(&config, text.replace("\"frame_target\": 1048576", "\"frame_target\": 524288")).unwrap();
+    fs::write(
+        &config,
+        text.replace("\"frame_target\": 1048576", "\"frame_target\": 524288"),
+    )
+    .unwrap();
     let out = env.run(&["snapshots"]);
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
     // Made plain: cairn must not write data in clear beside the keys.
-    let plain = text
-        .replace("\"version\": 2", "\"version\": 1")
-        .replace(",\n  \"encryption\": {\n    \"algorithm\": \"xchacha20-poly1305\",\n    \"kdf\": \"argon2id\"\n  }", "");
+    let plain = text.replace("\"version\": 2", "\"version\": 1").replace(
+        ",\n  \"encryption\": {\n    \"algorithm\": \"xchacha20-poly1305\",\n    \"kdf\": \"argon2id\"\n  }",
+        "",
+    );
     assert!(!plain.contains("encryption"), "{plain}");
     fs::write(&config, plain).unwrap();
     write(&env.path("src/a.txt"), b"secret");
@@ -458,7 +530,13 @@ fn a_profile_that_says_encrypt_makes_an_encrypted_repository_and_refuses_a_plain
     assert!(config.contains("xchacha20-poly1305"), "{config}");
     // A plain repository in its place is not written to.
     fs::remove_dir_all(&sink).unwrap();
-    let out = env.cmd_without_repo().arg("--repo").arg(&sink).args(["init", "--no-encrypt"]).output().unwrap();
+    let out = env
+        .cmd_without_repo()
+        .arg("--repo")
+        .arg(&sink)
+        .args(["init", "--no-encrypt"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = backup();
     assert_ne!(code(&out), 0);
@@ -475,7 +553,13 @@ fn the_chunker_and_blob_ids_of_an_encrypted_repository_are_its_own() {
     let other = env.path("other");
     init(&env, "--encrypt");
     env.ok(&["backup", env.path("src").to_str().unwrap()]);
-    let out = env.cmd_without_repo().arg("--repo").arg(&other).args(["init", "--encrypt"]).output().unwrap();
+    let out = env
+        .cmd_without_repo()
+        .arg("--repo")
+        .arg(&other)
+        .args(["init", "--encrypt"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0);
     let out = env
         .cmd_without_repo()
@@ -489,10 +573,21 @@ fn the_chunker_and_blob_ids_of_an_encrypted_repository_are_its_own() {
     let b = util::open_local(&other).load_index().unwrap();
     let ids_a: Vec<_> = a.blob_ids().collect();
     assert!(ids_a.len() >= 3, "5 MiB in 1 MiB chunks");
-    assert!(ids_a.iter().all(|id| b.get(id).is_none()), "a blob id is the same in both");
-    let names = |r: &Path| repo_files(r).into_iter().map(|p| p.file_name().unwrap().to_owned()).collect::<Vec<_>>();
+    assert!(
+        ids_a.iter().all(|id| b.get(id).is_none()),
+        "a blob id is the same in both"
+    );
+    let names = |r: &Path| {
+        repo_files(r)
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     let (na, nb) = (names(&env.repo), names(&other));
-    assert!(na.iter().filter(|n| n.to_str().unwrap().len() > 60).all(|n| !nb.contains(n)));
+    assert!(na
+        .iter()
+        .filter(|n| n.to_str().unwrap().len() > 60)
+        .all(|n| !nb.contains(n)));
 }
 
 #[test]
@@ -507,26 +602,41 @@ fn copy_goes_from_plain_to_encrypted_and_back_and_export_writes_plain_tar_zst() 
     let sealed = env.path("sealed");
     let back = env.path("back");
     let at = |repo: &Path, args: &[&str]| {
-        let out = env.cmd_without_repo().arg("--repo").arg(repo).args(args).output().unwrap();
+        let out = env
+            .cmd_without_repo()
+            .arg("--repo")
+            .arg(repo)
+            .args(args)
+            .output()
+            .unwrap();
         assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
         stdout(&out)
     };
     at(&sealed, &["init", "--encrypt"]);
     at(&back, &["init", "--no-encrypt"]);
     let repo = env.repo.to_str().unwrap().to_string();
-    let first: serde_json::Value =
-        serde_json::from_str(&at(&env.repo, &["copy", "--all", "--to", sealed.to_str().unwrap(), "--json"])).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&at(
+        &env.repo,
+        &["copy", "--all", "--to", sealed.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
     assert_eq!(first["copied"].as_array().unwrap().len(), 2, "{first}");
     // Again: nothing to copy.
-    let again: serde_json::Value =
-        serde_json::from_str(&at(&env.repo, &["copy", "--all", "--to", sealed.to_str().unwrap(), "--json"])).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&at(
+        &env.repo,
+        &["copy", "--all", "--to", sealed.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
     assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
     assert_eq!(again["present"].as_array().unwrap().len(), 2, "{again}");
     at(&sealed, &["check", "--read-data"]);
     let listed: serde_json::Value = serde_json::from_str(&at(&sealed, &["snapshots", "--json"])).unwrap();
     let copies = listed.as_array().unwrap();
     assert!(copies.iter().all(|s| s["copied_from"].is_string()), "{listed}");
-    assert!(copies[1]["parent"] == copies[0]["id"], "the parent is the copy's: {listed}");
+    assert!(
+        copies[1]["parent"] == copies[0]["id"],
+        "the parent is the copy's: {listed}"
+    );
     // Back into a plain repository, and restored byte for byte.
     at(&sealed, &["copy", "--all", "--to", back.to_str().unwrap()]);
     at(&back, &["check", "--read-data"]);
@@ -539,11 +649,18 @@ fn copy_goes_from_plain_to_encrypted_and_back_and_export_writes_plain_tar_zst() 
     assert_eq!(home["copied"].as_array().unwrap().len(), 0, "{home}");
     // Export from the encrypted repository: a plain .tar.zst.
     let tarball = env.path("snap.tar.zst");
-    at(&sealed, &["export", "latest", "--output", tarball.to_str().unwrap()]);
+    at(
+        &sealed,
+        &["export", "latest", "--output", tarball.to_str().unwrap()],
+    );
     let listing = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("zstd -dc {} | tar -t", tarball.display()))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&listing.stdout).contains("small.txt"), "{}", stderr(&listing));
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("small.txt"),
+        "{}",
+        stderr(&listing)
+    );
 }

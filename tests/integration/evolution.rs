@@ -17,10 +17,15 @@ fn rewrite_record(env: &Env, change: impl Fn(&mut serde_json::Value)) -> String 
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(files.len(), 1);
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&fs::read(&files[0]).expect("read")).expect("json");
+    let domain = cairn::repo::crypto::Domain::Snapshot;
+    let plain = opened(&env.repo, domain, fs::read(&files[0]).expect("read"));
+    let mut record: serde_json::Value = serde_json::from_slice(&plain).expect("json");
     change(&mut record);
-    let bytes = serde_json::to_vec_pretty(&record).expect("json");
+    let bytes = stored(
+        &env.repo,
+        domain,
+        serde_json::to_vec_pretty(&record).expect("json"),
+    );
     let id = ObjectId::of(&bytes).to_hex();
     fs::write(dir.join(format!("{id}.json")), &bytes).expect("write");
     fs::remove_file(&files[0]).expect("remove old");

@@ -949,7 +949,7 @@ fn check_passed_manifests_that_restore_refuses() {
     write(&env.path("src/a"), &data);
     env.backup(&[&env.path("src")]);
     let repo = crate::util::try_open(Arc::new(LocalSink::new(&env.repo))).unwrap();
-    let blob = ObjectId::of(&data).to_hex();
+    let blob = repo.crypto().blob_id(&data).to_hex();
     let base = serde_json::json!({"mode": 420, "uid": 0, "gid": 0, "mtime": 0});
     let line = |extra: serde_json::Value| {
         let mut v = base.clone();
@@ -963,7 +963,7 @@ fn check_passed_manifests_that_restore_refuses() {
         line(serde_json::json!({"path": "r/a", "type": "file", "size": 4_000, "blobs": [blob]})),
         line(serde_json::json!({"path": "r/a/under", "type": "file"})),
         line(serde_json::json!({"path": "r/b", "type": "hardlink", "target": "r/missing"})),
-        line(serde_json::json!({"path": "r/c", "type": "file", "size": 5_000, "blobs": [blob]})),
+        line(serde_json::json!({"path": "r/c", "type": "file", "size": 5_000, "hash": ObjectId::of(&data).to_hex(), "blobs": [blob]})),
     ]
     .concat();
     plant_manifest(&repo, &manifest);

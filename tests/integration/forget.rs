@@ -192,7 +192,12 @@ fn forget_takes_a_profiles_retention_and_the_exclusive_lock() {
         "host": "elsewhere", "pid": 1, "user": "x",
         "time": chrono::Local::now().fixed_offset().to_rfc3339(), "kind": "shared",
     });
-    fs::write(&lock, record.to_string()).expect("lock");
+    let bytes = crate::util::stored(
+        &env.repo,
+        cairn::repo::crypto::Domain::Lock,
+        record.to_string().into_bytes(),
+    );
+    fs::write(&lock, bytes).expect("lock");
     let out = cairn(&["forget", "--profile", "keep2"]);
     assert_eq!(code(&out), 11, "{}", stderr(&out));
     assert_eq!(ids(&env).len(), 4);

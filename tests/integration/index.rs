@@ -36,7 +36,12 @@ fn foreign_lock(repo: &Path) -> std::path::PathBuf {
         "time": chrono::Local::now().fixed_offset().to_rfc3339(),
         "kind": "shared",
     });
-    fs::write(&lock, serde_json::to_vec_pretty(&record).expect("json")).expect("write lock");
+    let bytes = crate::util::stored(
+        repo,
+        cairn::repo::crypto::Domain::Lock,
+        serde_json::to_vec_pretty(&record).expect("json"),
+    );
+    fs::write(&lock, bytes).expect("write lock");
     lock
 }
 

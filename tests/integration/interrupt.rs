@@ -31,7 +31,7 @@ fn a_killed_backup_leaves_the_repository_valid() {
     env.backup(&[&first]);
 
     let mut killed_mid_write = 0;
-    for (i, delay_ms) in [30u64, 120, 300, 700].into_iter().enumerate() {
+    for (i, delay_ms) in [30u64, 120, 300, 700, 1100].into_iter().enumerate() {
         // Change some data each round so every attempt has new packs to write.
         write(&src.join(format!("round{i}")), &noise(3 << 20, 1000 + i as u64));
         let packs_before = packs(&env.repo).len();

@@ -18,7 +18,12 @@ fn put_lock(repo: &Path, host: &str, pid: u32, age: chrono::Duration, kind: &str
     let time = (chrono::Local::now() - age).fixed_offset().to_rfc3339();
     let record = serde_json::json!({"host": host, "pid": pid, "user": "x", "time": time, "kind": kind});
     let path = dir.join(format!("{:032x}.json", u128::from(pid) + 1));
-    fs::write(&path, serde_json::to_vec_pretty(&record).expect("json")).expect("write lock");
+    let bytes = stored(
+        repo,
+        cairn::repo::crypto::Domain::Lock,
+        serde_json::to_vec_pretty(&record).expect("json"),
+    );
+    fs::write(&path, bytes).expect("write lock");
     path
 }
 

@@ -163,7 +163,10 @@ fn a_damaged_pack_is_salvaged_and_repaired_snapshots_name_what_was_lost() {
         .iter()
         .map(|p| p.as_str().unwrap().trim_start_matches("tree/src/").to_string())
         .collect();
-    assert!(!lost.is_empty() && lost.len() <= 2, "{lost:?}");
+    // A plain frame loses only the blob the byte fell in; a sealed frame
+    // fails its tag whole (about 1 MiB: ten of these files, and the link).
+    let most = if crate::util::encrypted() { 12 } else { 2 };
+    assert!(!lost.is_empty() && lost.len() <= most, "{lost:?}");
     assert_eq!(report["repaired"][0]["snapshot"].as_str().unwrap()[..8], snap);
 
     // The record says what it lost and which record it replaced.

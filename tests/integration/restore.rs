@@ -137,6 +137,7 @@ fn a_restore_left_files_readable_by_others_while_it_ran() {
         ])
         .arg(&target)
         .env("CAIRN_STATE_DIR", env.path("state"))
+        .env("CAIRN_PASSWORD", PASSWORD)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -82,7 +82,7 @@ fn backup_restore_and_check_through_s3() {
     let server = S3Server::start();
     let env = s3_env(&server, "backups/laptop");
     let out = s3_ok(&env, &["init", crate::util::init_flag()]);
-    assert!(out.contains("created cairn repository"), "{out}");
+    assert!(out.contains("cairn repository"), "{out}");
     assert!(server.bucket_dir("backups").join("laptop/config.json").is_file());
 
     let src = env.path("src");

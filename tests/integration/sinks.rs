@@ -36,7 +36,11 @@ fn a_profile_writes_each_snapshot_to_every_sink_and_says_which_failed() {
     let remote = server.url("offsite/profile");
     let mut init = env.cmd_without_repo();
     aws_env(&mut init, env.dir.path());
-    assert!(init.args(["--repo", &remote, "init", crate::util::init_flag()]).status().unwrap().success());
+    assert!(init
+        .args(["--repo", &remote, "init", crate::util::init_flag()])
+        .status()
+        .unwrap()
+        .success());
     util::write(&env.path("profiles/data/a.txt"), &util::noise(50_000, 1));
     util::write(&env.path("profiles/data/b.txt"), &util::noise(70_000, 2));
     let nas = env.path("unmounted-share");
@@ -72,14 +76,25 @@ fn a_profile_writes_each_snapshot_to_every_sink_and_says_which_failed() {
     );
 
     let id = report["id"].as_str().unwrap().to_string();
+    assert_eq!(sinks[0]["id"], id.as_str(), "{report}");
     let primary = env.path("profiles/primary");
     let second = env.path("profiles/second");
-    for repo in [
-        primary.to_str().unwrap(),
-        second.to_str().unwrap(),
-        remote.as_str(),
+    for (repo, name) in [
+        (primary.to_str().unwrap(), "primary"),
+        (second.to_str().unwrap(), "second"),
+        (remote.as_str(), "offsite/profile"),
     ] {
-        assert_eq!(snapshot_ids(&env, repo), vec![id.clone()], "{repo}");
+        // The same record in each plain repository; sealed anew, with an
+        // id of its own, in an encrypted one.
+        let result = sinks
+            .iter()
+            .find(|s| s["location"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {report}"));
+        let there = result["id"].as_str().unwrap().to_string();
+        assert_eq!(snapshot_ids(&env, repo), vec![there.clone()], "{repo}");
+        if !crate::util::encrypted() {
+            assert_eq!(there, id, "{repo}");
+        }
     }
     // Each copy restores on its own.
     let mut cmd = env.cmd_without_repo();

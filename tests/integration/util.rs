@@ -23,6 +23,17 @@ pub fn encrypted() -> bool {
     std::env::var("CAIRN_TEST_REPO").is_ok_and(|v| v == "encrypted")
 }
 
+/// Whether a test about plain repositories only (their packs are
+/// `.tar.zst` files that standard tools read; a one-blob file's hash is its
+/// blob's id) runs: not in the encrypted pass, which says so.
+pub fn plain_only(what: &str) -> bool {
+    if encrypted() {
+        eprintln!("not run on encrypted repositories (the plain pass runs it): {what}");
+        return false;
+    }
+    true
+}
+
 /// The flag that makes `init` create the kind under test.
 pub fn init_flag() -> &'static str {
     if encrypted() {
@@ -45,6 +56,63 @@ pub fn open(sink: std::sync::Arc<dyn Sink>) -> cairn::repo::Repository {
 /// [`open`], the error returned.
 pub fn try_open(sink: std::sync::Arc<dyn Sink>) -> Result<cairn::repo::Repository, cairn::repo::RepoError> {
     cairn::repo::Repository::open_with(sink, &passwords())
+}
+
+/// `plain` as the local repository at `repo` stores an object of
+/// `domain`: sealed when it is encrypted, unchanged when not (tests that
+/// plant a lock or edit a record work on both kinds).
+pub fn stored(repo: &Path, domain: cairn::repo::crypto::Domain, plain: Vec<u8>) -> Vec<u8> {
+    open_local(repo)
+        .seal("a test object", domain, plain)
+        .expect("seal")
+}
+
+/// What a stored object of `domain` in the local repository at `repo` holds.
+pub fn opened(repo: &Path, domain: cairn::repo::crypto::Domain, bytes: Vec<u8>) -> Vec<u8> {
+    open_local(repo)
+        .crypto()
+        .open(domain, bytes)
+        .expect("open a sealed object")
+}
+
+/// Every byte the local repository at `repo` holds, opened where it is
+/// sealed and decompressed where it is compressed (each pack frame by
+/// frame), so a test can say a value appears in no byte of it.
+pub fn repository_plaintext(repo: &Path) -> Vec<u8> {
+    use cairn::repo::crypto::Domain;
+    let crypto = open_local(repo).crypto().clone();
+    let inflate = |bytes: &[u8]| zstd::stream::decode_all(bytes).expect("a zstd frame");
+    let mut all = Vec::new();
+    for file in walkdir::WalkDir::new(repo).into_iter().filter_map(Result::ok) {
+        if !file.file_type().is_file() {
+            continue;
+        }
+        let bytes = fs::read(file.path()).unwrap();
+        let dir = file.path().parent().unwrap();
+        let kind = |name: &str| dir.ends_with(name) || dir.parent().is_some_and(|d| d.ends_with(name));
+        if kind("packs") && crypto.is_encrypted() {
+            let mut pos = 0;
+            while let Some(n) = crypto.envelope_len(&bytes[pos..]) {
+                let frame = crypto
+                    .open(Domain::Frame, bytes[pos..pos + n].to_vec())
+                    .expect("a sealed frame");
+                all.extend(inflate(&frame));
+                pos += n;
+            }
+        } else if kind("packs") {
+            all.extend(inflate(&bytes));
+        } else if kind("index") {
+            all.extend(inflate(
+                &crypto.open(Domain::Index, bytes.clone()).expect("an index file"),
+            ));
+        } else if kind("snapshots") {
+            all.extend(crypto.open(Domain::Snapshot, bytes.clone()).expect("a record"));
+        } else if kind("locks") {
+            all.extend(crypto.open(Domain::Lock, bytes.clone()).expect("a lock"));
+        }
+        all.extend(bytes);
+    }
+    all
 }
 
 /// Opens the local repository at `path`.

@@ -201,7 +201,10 @@ fn rewrite(
     losses: &Losses,
 ) -> Result<SnapshotRecord, RepoError> {
     let mut frames = packer.frame_builder();
-    let mut writer = ManifestWriter::new(crate::repo::chunker::Chunker::for_manifest(), repo.crypto().clone());
+    let mut writer = ManifestWriter::new(
+        crate::repo::chunker::Chunker::for_manifest(),
+        repo.crypto().clone(),
+    );
     let mut emit = |id: ObjectId, data: &[u8]| -> Result<(), RepoError> {
         packer.add(&mut frames, id, data).map(|_| ())
     };
