@@ -100,6 +100,13 @@ pub enum KeyCommand {
     Remove { id: String },
     /// Change the password: add the new key, then remove the one used
     Passwd,
+    /// Keep the password in the OS credential store (Secret Service,
+    /// Keychain, Credential Manager), where unattended jobs find it
+    Store {
+        /// Remove it from the store instead
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod batch;
 pub mod collect;
 pub mod copy;
+pub mod credstore;
 pub mod diff;
 pub mod export;
 pub mod interrupt;

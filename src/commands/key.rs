@@ -13,6 +13,7 @@ use super::{exit, open_repo, print_json, RepoArg};
 use crate::cli::KeyCommand;
 
 pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
+    let passwords = repo.passwords.clone();
     let repo = open_repo(repo, false)?;
     if !repo.is_encrypted() {
         bail!(
@@ -22,6 +23,7 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
     }
     match command {
         KeyCommand::List { json } => list(&repo, json),
+        KeyCommand::Store { remove } => store(&repo, &passwords, remove),
         KeyCommand::Add => {
             let _lock = lock::acquire(&repo, LockKind::Shared)?;
             let name = add(&repo)?;
@@ -52,6 +54,29 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Saves the password that opened the repository in the OS credential
+/// store (or removes it), and reads it back.
+fn store(repo: &Repository, passwords: &Passwords, remove: bool) -> Result<u8> {
+    let location = repo.sink().location();
+    if remove {
+        match cairn::credstore::remove(&location)? {
+            true => outln!("removed the password of {location} from the credential store")?,
+            false => outln!("the credential store held no password of {location}")?,
+        }
+        return Ok(exit::OK);
+    }
+    let password = passwords
+        .last()
+        .ok_or_else(|| anyhow!("no password opened {location}"))?;
+    cairn::credstore::save(&location, password.as_bytes())?;
+    match cairn::credstore::lookup(&location)? {
+        Some(kept) if kept == password.as_bytes() => {}
+        _ => bail!("the credential store did not keep the password of {location}"),
+    }
+    outln!("stored the password of {location} in the credential store: cairn finds it there when no other is given (scheduled jobs)")?;
+    Ok(exit::OK)
 }
 
 fn add(repo: &Repository) -> Result<String> {

@@ -55,10 +55,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     let repo = RepoArg {
         location: cli.repo.clone(),
         options,
-        passwords: password::Passwords {
-            command: cli.password_command.clone(),
-            ..Default::default()
-        },
+        passwords: password::Passwords::with_command(cli.password_command.clone()),
     };
     match cli.command {
         Command::Init(args) => init::run(repo, args),

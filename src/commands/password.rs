@@ -1,8 +1,10 @@
 //! Where the password of an encrypted repository comes from, in this
 //! order: `--password-command`, `CAIRN_PASSWORD_FILE`, `CAIRN_PASSWORD`,
-//! a prompt on a terminal. Never from an argument: argv is visible to
-//! every user of the machine.
+//! the operating system's credential store (`cairn key store`), a prompt
+//! on a terminal. Never from an argument: argv is visible to every user of
+//! the machine.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn::repo::keys::{Password, PasswordSource};
@@ -11,11 +13,23 @@ use cairn::repo::keys::{Password, PasswordSource};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The password sources the command line and environment name. `prefix`
-/// is `CAIRN` (or `CAIRN_FROM` for the source of a copy).
+/// is `CAIRN` (`CAIRN_NEW` for a new key's).
 #[derive(Debug, Clone)]
 pub struct Passwords {
     pub command: Option<String>,
     pub prefix: &'static str,
+    /// The last password handed out (`key store` saves it).
+    last: Last,
+}
+
+/// A password kept for `key store`; never printed.
+#[derive(Clone, Default)]
+struct Last(Arc<Mutex<Option<Password>>>);
+
+impl std::fmt::Debug for Last {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Last(..)")
+    }
 }
 
 impl Default for Passwords {
@@ -23,6 +37,7 @@ impl Default for Passwords {
         Passwords {
             command: None,
             prefix: "CAIRN",
+            last: Last::default(),
         }
     }
 }
@@ -32,12 +47,26 @@ impl Passwords {
         std::env::var_os(format!("{}_{name}", self.prefix)).filter(|v| !v.is_empty())
     }
 
+    /// The sources of the repository's password: `command`, then the rest.
+    pub fn with_command(command: Option<String>) -> Passwords {
+        Passwords {
+            command,
+            ..Passwords::default()
+        }
+    }
+
     /// The password sources of a new key (`key add`, `key passwd`).
     pub fn new_key() -> Passwords {
         Passwords {
-            command: None,
             prefix: "CAIRN_NEW",
+            ..Passwords::default()
         }
+    }
+
+    /// A copy of the last password [`PasswordSource::password`] gave.
+    pub fn last(&self) -> Option<Password> {
+        let last = self.last.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().map(|p| Password::new(p.as_bytes().to_vec()))
     }
 
     /// The ways there are, for a message that says none was given.
@@ -46,8 +75,12 @@ impl Passwords {
             "CAIRN" => ", give --password-command CMD",
             _ => "",
         };
+        let store = match self.prefix {
+            "CAIRN" => ", store it in the OS credential store (`cairn key store`)",
+            _ => "",
+        };
         format!(
-            "no password was given: set {p}_PASSWORD_FILE (a file holding it) or {p}_PASSWORD{command}, or run cairn on a terminal to be asked",
+            "no password was given: set {p}_PASSWORD_FILE (a file holding it) or {p}_PASSWORD{command}{store}, or run cairn on a terminal to be asked",
             p = self.prefix
         )
     }
@@ -92,8 +125,22 @@ impl Passwords {
 
 impl PasswordSource for Passwords {
     fn password(&self, location: &str) -> Result<Password, String> {
+        let password = self.find(location)?;
+        let copy = Password::new(password.as_bytes().to_vec());
+        *self.last.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(copy);
+        Ok(password)
+    }
+}
+
+impl Passwords {
+    fn find(&self, location: &str) -> Result<Password, String> {
         if let Some(p) = self.given()? {
             return Ok(p);
+        }
+        match cairn::credstore::lookup(location) {
+            Ok(Some(secret)) => return first_line(secret, "the password in the credential store"),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("no password from the credential store: {e}"),
         }
         if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return prompt(&format!("password for {location}: "));

@@ -664,3 +664,65 @@ fn copy_goes_from_plain_to_encrypted_and_back_and_export_writes_plain_tar_zst() 
         stderr(&listing)
     );
 }
+
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A scheduled job has no terminal and no password in its environment: it
+/// finds the one `key store` put in the OS credential store (here Secret
+/// Service: gnome-keyring on a private session bus).
+#[test]
+fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
+    if !["secret-tool", "gnome-keyring-daemon", "dbus-run-session"]
+        .iter()
+        .all(|p| have(p))
+    {
+        util::skip("needs secret-tool, gnome-keyring and dbus-run-session (CI installs them)");
+        return;
+    }
+    let env = Env::new();
+    init(&env, "--encrypt");
+    write(&env.path("src/a.txt"), b"a");
+    env.backup(&[&env.path("src")]);
+    let script = r#"
+        set -u
+        printf 'keyring password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+        "$0" --repo "$REPO" key store || exit 20
+        unset CAIRN_PASSWORD
+        "$0" --repo "$REPO" snapshots --json >"$OUT/found.json" || exit 21
+        "$0" --repo "$REPO" key store --remove || exit 22
+        "$0" --repo "$REPO" snapshots >/dev/null 2>"$OUT/after.txt"
+        echo "$?" >"$OUT/after.code"
+    "#;
+    let base = env.cmd_without_repo();
+    let mut cmd = std::process::Command::new("dbus-run-session");
+    cmd.args(["--", "sh", "-c", script, util::BIN]);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let out = cmd
+        .env("REPO", &env.repo)
+        .env("OUT", env.dir.path())
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let found: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("found.json")).unwrap()).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    // Removed: nothing opens it now.
+    assert_eq!(fs::read_to_string(env.path("after.code")).unwrap().trim(), "12");
+    let said = fs::read_to_string(env.path("after.txt")).unwrap();
+    assert!(said.contains("cairn key store"), "{said}");
+}
