@@ -6,6 +6,7 @@
 //! repository's location. A password never passes through argv: it goes
 //! to and from the helper programs through pipes.
 
+#[cfg(unix)]
 use std::time::Duration;
 
 /// How long a helper program may take (it may wait for a keyring daemon).
