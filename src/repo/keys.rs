@@ -121,11 +121,21 @@ impl KdfParams {
             params.memory_kib = 8;
             return Ok(params);
         }
-        let started = Instant::now();
-        params.derive(b"calibration")?;
-        let once = started.elapsed().max(Duration::from_millis(1));
-        let wanted = Duration::from_millis(500).as_secs_f64() / once.as_secs_f64();
-        params.iterations = (wanted.round() as u32).clamp(2, 100);
+        // One pass and three: their difference is the cost of a pass, the
+        // rest what every derivation pays anyway (64 MiB to allocate and
+        // fault in), so the tuned derivation as a whole takes the target.
+        let time = |params: &KdfParams| -> Result<f64, KeyError> {
+            let started = Instant::now();
+            params.derive(b"calibration")?;
+            Ok(started.elapsed().as_secs_f64())
+        };
+        let one = time(&params)?;
+        params.iterations = 3;
+        let three = time(&params)?;
+        let pass = ((three - one) / 2.0).max(Duration::from_millis(1).as_secs_f64());
+        let fixed = (one - pass).max(0.0);
+        let target = Duration::from_millis(500).as_secs_f64();
+        params.iterations = (((target - fixed) / pass).round().max(0.0) as u32).clamp(2, 100);
         Ok(params)
     }
 
