@@ -44,6 +44,7 @@ const FIX_LOST: &str = "cairn repair index, then cairn repair snapshots";
 const FIX_DAMAGED_PACK: &str = "cairn repair index --read-all-packs, then cairn repair snapshots";
 const FIX_RECORD: &str = "cairn forget ID (the damaged record)";
 const FIX_SHAPE: &str = "cairn repair snapshots";
+const FIX_KEY: &str = "cairn key remove ID (the damaged key; another key opens the repository)";
 
 impl CheckReport {
     pub fn is_ok(&self) -> bool {
@@ -114,11 +115,32 @@ pub fn check(
         }
     }
     check_snapshots(repo, &index, &bad_blobs, &mut report)?;
+    check_keys(repo, &mut report)?;
     for p in &mut report.errors {
         p.snapshots.sort();
         p.snapshots.dedup();
     }
     Ok(report)
+}
+
+/// Key files of an encrypted repository: each must hash to its name and
+/// parse (it opened nothing, or another key opened the repository). A
+/// key that is damaged costs only its password while another key exists.
+fn check_keys(repo: &Repository, report: &mut CheckReport) -> Result<(), RepoError> {
+    for info in repo.sink().list(ObjectKind::Key)? {
+        let (bytes, actual) = repo.read_object(ObjectKind::Key, &info.name)?;
+        let damage = if actual.to_hex() != info.name {
+            Some(format!("its bytes hash to {actual}"))
+        } else {
+            super::keys::parse_key_file(&bytes).err().map(|e| e.to_string())
+        };
+        if let Some(message) = damage {
+            report
+                .errors
+                .push(problem(format!("key {}", info.name), message, FIX_KEY));
+        }
+    }
+    Ok(())
 }
 
 /// Index files. A damaged one makes its blobs unreachable, which the

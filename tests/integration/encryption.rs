@@ -726,3 +726,68 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
     let said = fs::read_to_string(env.path("after.txt")).unwrap();
     assert!(said.contains("cairn key store"), "{said}");
 }
+
+#[test]
+fn a_damaged_key_file_is_named_by_check_and_the_other_key_still_opens() {
+    let env = Env::new();
+    init(&env, "--encrypt");
+    let add = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "spare")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&add), 0, "{}", stderr(&add));
+    let keys = env.json(&["key", "list"]);
+    let current = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    util::flip_byte(&env.repo.join("keys").join(format!("{current}.json")), 20);
+    let opened = env.run(&["snapshots"]);
+    assert_eq!(
+        code(&opened),
+        12,
+        "the damaged key still opened: {}",
+        stderr(&opened)
+    );
+    let check = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "spare")
+        .args(["check"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&check), 1, "{}", stderr(&check));
+    let said = format!("{}{}", stdout(&check), stderr(&check));
+    assert!(
+        said.contains(&format!("key {current}")) && said.contains("cairn key remove"),
+        "{said}"
+    );
+    // With only that key, the repository cannot be opened, and says why.
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "spare")
+        .args(["key", "remove", &current[..8]])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let spare: Vec<PathBuf> = objects(&env.repo, "keys");
+    util::flip_byte(&spare[0], 20);
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "spare")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("no key file that can be read"),
+        "{}",
+        stderr(&out)
+    );
+}
