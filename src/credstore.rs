@@ -23,17 +23,27 @@ pub enum CredError {
 
 /// The password stored for `location`, if there is one.
 pub fn lookup(location: &str) -> Result<Option<Vec<u8>>, CredError> {
-    imp::lookup(location)
+    imp::lookup(&account(location))
 }
 
 /// Stores (or replaces) the password for `location`.
 pub fn save(location: &str, secret: &[u8]) -> Result<(), CredError> {
-    imp::save(location, secret)
+    imp::save(&account(location), secret)
 }
 
 /// Removes the password for `location`; whether there was one.
 pub fn remove(location: &str) -> Result<bool, CredError> {
-    imp::remove(location)
+    imp::remove(&account(location))
+}
+
+/// The entry's name for a repository: a URL as it is, a directory made
+/// absolute, so that `key store` run anywhere and a scheduled job started
+/// elsewhere name it alike.
+pub fn account(location: &str) -> String {
+    if location.starts_with("s3:") {
+        return location.to_string();
+    }
+    std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }
 
 /// Runs a helper program with `input` on its stdin.

@@ -1,5 +1,5 @@
 //! A key file's bytes: parsed, its KDF parameters checked, without a
-//! panic. (Unwrapping runs Argon2id with what the file asks, up to 4 GiB:
+//! panic. (Unwrapping runs Argon2id with what the file asks, up to 1 GiB:
 //! bounded by the format, not by a fuzzer's memory, so it is not run.)
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -25,11 +25,9 @@ pub fn run(repo: RepoArg, args: InitArgs) -> Result<u8> {
     let shown = location.to_string();
     // Asked before anything is created: a mistyped password leaves nothing.
     let password = match encrypt {
-        true => Some(
-            repo.passwords
-                .new_password(&shown)
-                .map_err(|e| anyhow!("cannot create an encrypted repository at {shown}: {e}"))?,
-        ),
+        true => Some(repo.passwords.new_password(&shown).map_err(|e| {
+            anyhow!("cannot create an encrypted repository at {shown} (--no-encrypt makes a plain one): {e}")
+        })?),
         false => None,
     };
     let sink: Arc<dyn cairn::sink::Sink> = match &location {

@@ -79,6 +79,7 @@ fn installed_path(profile: &str) -> Result<std::path::PathBuf> {
 
 fn install_job(repo: &RepoArg, args: &JobArgs, dry_run: bool) -> Result<u8> {
     let job = job_of(repo, args)?;
+    warn_unattended_passwords(&job);
     let backend = backend(&args.target)?;
     let pieces = render::render(&job, backend, args.target.system)?;
     if dry_run {
@@ -107,6 +108,59 @@ fn install_job(repo: &RepoArg, args: &JobArgs, dry_run: bool) -> Result<u8> {
         places.join(", ")
     )?;
     Ok(exit::OK)
+}
+
+/// A scheduled job runs with no terminal to ask a password on: says so
+/// for each encrypted repository it writes to whose password the OS
+/// credential store does not hold.
+fn warn_unattended_passwords(job: &Job) {
+    for location in encrypted_locations(job) {
+        if !matches!(cairn::credstore::lookup(&location), Ok(Some(_))) {
+            eprintln!(
+                "warning: {location} is encrypted and the job runs unattended: store its password with `cairn --repo {location} key store`, or the job fails (exit 12)"
+            );
+        }
+    }
+}
+
+/// The job's repositories that are encrypted: a directory's config.json
+/// says so (it is never sealed); a bucket is taken at its sink's
+/// `encrypt = true` (no network call here).
+fn encrypted_locations(job: &Job) -> Vec<String> {
+    let sealed_dir = |dir: &std::path::Path| {
+        std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| cairn::repo::Repository::parse_config(&dir.display().to_string(), &b).ok())
+            .is_some_and(|(config, _)| config.encryption.is_some())
+    };
+    if let Some(repo) = &job.repo {
+        let path = std::path::Path::new(repo);
+        return match repo.starts_with("s3:") || !sealed_dir(path) {
+            true => Vec::new(),
+            false => vec![repo.clone()],
+        };
+    }
+    let Ok(p) = cairn::profile::find(&job.profile) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for sink in &p.sinks {
+        match sink {
+            cairn::profile::SinkSpec::S3 { url, .. } if sink.encrypt() == Some(true) => out.push(url.clone()),
+            cairn::profile::SinkSpec::Local { path, .. } | cairn::profile::SinkSpec::Nas { path, .. } => {
+                let expanded =
+                    cairn::profile::expand::expand_path(path, &p.base, &cairn::profile::resolve::process_var);
+                if let Ok(dir) = expanded {
+                    let dir = std::path::absolute(&dir).unwrap_or(dir);
+                    if sealed_dir(&dir) || sink.encrypt() == Some(true) {
+                        out.push(dir.display().to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn remove_job(repo: &RepoArg, profile: &str, target: &TargetArgs) -> Result<u8> {

@@ -141,7 +141,7 @@ impl KdfParams {
 
     fn check(&self) -> Result<(), KeyError> {
         let ok = self.algorithm == "argon2id"
-            && (8..=4 << 20).contains(&self.memory_kib)
+            && (8..=1 << 20).contains(&self.memory_kib)
             && (1..=100).contains(&self.iterations)
             && (1..=16).contains(&self.parallelism)
             && self.memory_kib >= 8 * self.parallelism;

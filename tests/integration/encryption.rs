@@ -691,7 +691,10 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
     let script = r#"
         set -u
         printf 'keyring password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+        job() { "$0" --repo "$REPO" schedule install --profile job --every daily --backend cron --dry-run; }
+        job >/dev/null 2>"$OUT/before.txt" || exit 19
         "$0" --repo "$REPO" key store || exit 20
+        job >/dev/null 2>"$OUT/stored.txt" || exit 23
         unset CAIRN_PASSWORD
         "$0" --repo "$REPO" snapshots --json >"$OUT/found.json" || exit 21
         "$0" --repo "$REPO" key store --remove || exit 22
@@ -708,12 +711,20 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
         };
     }
     let home = env.path("home");
-    fs::create_dir_all(&home).unwrap();
+    write(
+        &home.join("config/cairn/profiles/job.toml"),
+        format!(
+            "[[collector]]\nkind = \"tree\"\nname = \"src\"\npath = \"{}\"\n",
+            env.path("src").display()
+        )
+        .as_bytes(),
+    );
     let out = cmd
         .env("REPO", &env.repo)
         .env("OUT", env.dir.path())
         .env("HOME", &home)
         .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .output()
         .unwrap();
@@ -721,6 +732,15 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
     let found: serde_json::Value =
         serde_json::from_slice(&fs::read(env.path("found.json")).unwrap()).unwrap();
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    // A scheduled job has no terminal: installing one says where its
+    // password must be, until it is there.
+    let before = fs::read_to_string(env.path("before.txt")).unwrap();
+    assert!(
+        before.contains("runs unattended") && before.contains("key store"),
+        "{before}"
+    );
+    let stored = fs::read_to_string(env.path("stored.txt")).unwrap();
+    assert!(!stored.contains("unattended"), "{stored}");
     // Removed: nothing opens it now.
     assert_eq!(fs::read_to_string(env.path("after.code")).unwrap().trim(), "12");
     let said = fs::read_to_string(env.path("after.txt")).unwrap();
