@@ -317,19 +317,25 @@ pub fn unlock(
             location: location.clone(),
             detail,
         })?;
+    // A key made for another config (a stray from an `init` that lost a
+    // race) does not stop the search; only when no key fits is the config
+    // called replaced.
+    let mut other_config = false;
     for (name, file) in files {
         let opened = unwrap(&file, &password).map_err(|source| RepoError::Key {
             name: name.clone(),
             source,
         })?;
-        if let Some((master, made_for)) = opened {
-            if made_for != *config {
-                return Err(RepoError::ConfigReplaced { location });
-            }
-            return Ok((master, name));
+        match opened {
+            Some((master, made_for)) if made_for == *config => return Ok((master, name)),
+            Some(_) => other_config = true,
+            None => {}
         }
     }
-    Err(RepoError::WrongPassword { location })
+    match other_config {
+        true => Err(RepoError::ConfigReplaced { location }),
+        false => Err(RepoError::WrongPassword { location }),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -209,6 +209,7 @@ impl Repository {
             what: "config".into(),
             source: e,
         })?;
+        let mut key = None;
         if let Some(password) = password {
             // The key first: config.json is what makes a repository exist.
             let seal_err = |source| RepoError::Seal {
@@ -216,10 +217,21 @@ impl Repository {
                 source,
             };
             let master = crypto::Secret::random().map_err(seal_err)?;
-            keys::write_key(sink.as_ref(), &master, &ObjectId::of(&bytes), password)?;
+            key = Some(keys::write_key(
+                sink.as_ref(),
+                &master,
+                &ObjectId::of(&bytes),
+                password,
+            )?);
         }
         match sink.write_bytes(ObjectKind::Config, CONFIG_NAME, &bytes) {
-            Err(SinkError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
+            Err(SinkError::AlreadyExists { .. }) => {
+                // Another init won: its repository does not keep our key.
+                if let Some(name) = key {
+                    let _ = sink.delete(ObjectKind::Key, &name);
+                }
+                return Err(RepoError::AlreadyExists { location });
+            }
             other => other?,
         };
         match password {

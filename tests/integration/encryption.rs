@@ -811,3 +811,51 @@ fn a_damaged_key_file_is_named_by_check_and_the_other_key_still_opens() {
         stderr(&out)
     );
 }
+
+/// Two `init`s racing on one bucket: the loser's key (same password,
+/// another config) stayed beside the winner's, and an unlock that met it
+/// first called the config replaced.
+#[test]
+fn a_stray_key_for_another_config_made_the_repository_unopenable() {
+    use cairn::repo::keys::{make_key_file, KdfParams, KeyInfo, Password};
+    let env = Env::new();
+    init(&env, "--encrypt");
+    write(&env.path("src/a.txt"), b"a");
+    env.backup(&[&env.path("src")]);
+    let params = KdfParams {
+        algorithm: "argon2id".into(),
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+        salt: "00".repeat(32),
+    };
+    let info = KeyInfo {
+        created: chrono::Local::now().fixed_offset(),
+        host: "loser".into(),
+        user: "x".into(),
+    };
+    let other_config = cairn::repo::id::ObjectId::of(b"the losing init's config.json");
+    let master = cairn::repo::crypto::Secret([3; 32]);
+    let password = Password::new(PASSWORD.as_bytes().to_vec());
+    // Several, so that one is listed before the right key whatever the order.
+    let mut strays = Vec::new();
+    for n in 0..4u8 {
+        let mut salted = params.clone();
+        salted.salt = format!("{n:02x}").repeat(32);
+        let (name, bytes) = make_key_file(&master, &other_config, &password, salted, &info).unwrap();
+        let path = env.repo.join("keys").join(format!("{name}.json"));
+        fs::write(&path, bytes).unwrap();
+        strays.push(path);
+    }
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Only keys for another config: that config was replaced.
+    let mine = objects(&env.repo, "keys")
+        .into_iter()
+        .find(|p| !strays.contains(p))
+        .unwrap();
+    fs::remove_file(mine).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+}
