@@ -127,8 +127,9 @@ impl Present {
     }
 }
 
-/// Writes the new records, oldest first, each `parent` pointing at the
-/// copy of its parent where there is one.
+/// Writes the new records, oldest first, each reference to another
+/// snapshot (`parent`, a run's `pre`, a safety snapshot's `restores`, a
+/// repair's `from`) pointing at that snapshot's copy where there is one.
 fn write_records(
     to: &Repository,
     there: &Present,
@@ -138,9 +139,24 @@ fn write_records(
     records.sort_by_key(|a| a.1.time);
     let mut copies = there.copies.clone();
     for (source, mut record) in records {
-        record.parent = record
-            .parent
-            .and_then(|p| copies.get(&p).copied().or(there.names.contains(&p).then_some(p)));
+        // References to other snapshots follow them to their copies.
+        let moved = |id: ObjectId| {
+            copies
+                .get(&id)
+                .copied()
+                .or(there.names.contains(&id).then_some(id))
+        };
+        record.parent = record.parent.and_then(moved);
+        if let Some(run) = &mut record.run {
+            run.pre = run.pre.and_then(moved);
+        }
+        if let Some(rollback) = &mut record.rollback {
+            // Required: left naming the original when it was not copied.
+            rollback.restores = moved(rollback.restores).unwrap_or(rollback.restores);
+        }
+        if let Some(repaired) = &mut record.repaired {
+            repaired.from = moved(repaired.from).unwrap_or(repaired.from);
+        }
         record.copied_from = Some(source);
         let id = to.write_snapshot(&record)?;
         copies.insert(source, id);

@@ -6,6 +6,24 @@ use std::io;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The variables that may hold a repository password: never passed on to
+/// a hook, a collector's command, a health check or `cairn run`'s command.
+pub const PASSWORD_VARIABLES: [&str; 5] = [
+    "CAIRN_PASSWORD",
+    "CAIRN_PASSWORD_FILE",
+    "CAIRN_PASSWORD_COMMAND",
+    "CAIRN_NEW_PASSWORD",
+    "CAIRN_NEW_PASSWORD_FILE",
+];
+
+/// Removes the password variables from what `cmd` inherits.
+pub fn without_passwords(cmd: &mut Command) -> &mut Command {
+    for name in PASSWORD_VARIABLES {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
 /// Runs `line` through the shell (`sh -c`, `cmd /C` on Windows) with
 /// stdin closed and stdout/stderr passed through; kills its whole process
 /// group when `timeout` passes or cairn is interrupted.
@@ -20,6 +38,7 @@ pub fn run_shell(line: &str, timeout: Duration) -> io::Result<ExitStatus> {
         c
     };
     cmd.stdin(Stdio::null());
+    without_passwords(&mut cmd);
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn()?;
@@ -59,6 +78,7 @@ pub struct Captured {
 pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duration) -> io::Result<Captured> {
     use std::io::{Read, Write};
     let mut cmd = Command::new(program);
+    without_passwords(&mut cmd);
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -67,7 +87,8 @@ pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duratio
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn()?;
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let input = input.to_vec();
+    // It may be a password (the credential store's helpers): wiped after.
+    let input = zeroize::Zeroizing::new(input.to_vec());
     let feeder = std::thread::spawn(move || {
         if let Some(mut stdin) = stdin {
             let _ = stdin.write_all(&input);

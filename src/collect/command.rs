@@ -97,6 +97,7 @@ pub fn run_with_env(
         source,
     };
     let mut cmd = Command::new(&program);
+    crate::process::without_passwords(&mut cmd);
     cmd.args(argv.get(1..).unwrap_or(&[]))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

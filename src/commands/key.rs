@@ -27,17 +27,17 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
         KeyCommand::Add => {
             let _lock = lock::acquire(&repo, LockKind::Shared)?;
             let name = add(&repo)?;
-            outln!("added key {}", &name[..8])?;
+            outln!("added key {}", short(&name))?;
             Ok(exit::OK)
         }
         KeyCommand::Remove { id } => {
             let _lock = lock::acquire(&repo, LockKind::Exclusive)?;
             let name = resolve(&repo, &id)?;
             if Some(name.as_str()) == repo.key_name() {
-                bail!("key {} is the one this command was opened with; open the repository with another key's password to remove it, or use `cairn key passwd`", &name[..8]);
+                bail!("key {} is the one this command was opened with; open the repository with another key's password to remove it, or use `cairn key passwd`", short(&name));
             }
             remove(&repo, &name)?;
-            outln!("removed key {}", &name[..8])?;
+            outln!("removed key {}", short(&name))?;
             Ok(exit::OK)
         }
         KeyCommand::Passwd => {
@@ -48,8 +48,8 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
             remove(&repo, &old)?;
             outln!(
                 "changed the password: key {} replaces key {}",
-                &name[..8],
-                &old[..8.min(old.len())]
+                short(&name),
+                short(&old)
             )?;
             Ok(exit::OK)
         }
@@ -96,7 +96,7 @@ fn remove(repo: &Repository, name: &str) -> Result<()> {
     if others == 0 {
         bail!(
             "key {} is the repository's last key; it cannot be removed",
-            &name[..8.min(name.len())]
+            short(name)
         );
     }
     repo.delete(ObjectKind::Key, name)?;
@@ -120,9 +120,14 @@ fn resolve(repo: &Repository, id: &str) -> Result<String> {
         ),
         _ => bail!(
             "key id {id:?} is ambiguous: {}",
-            names.iter().map(|n| &n[..8]).collect::<Vec<_>>().join(", ")
+            names.iter().map(|n| short(n)).collect::<Vec<_>>().join(", ")
         ),
     }
+}
+
+/// A key's id as listings show it (a planted name may be shorter).
+fn short(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
 }
 
 #[derive(serde::Serialize)]
@@ -141,7 +146,7 @@ fn list(repo: &Repository, json: bool) -> Result<u8> {
         let info = match keys::read_info(&file, repo.crypto()) {
             Ok(info) => Some(info),
             Err(e) => {
-                eprintln!("warning: key {}: {e}", &name[..8]);
+                eprintln!("warning: key {}: {e}", short(&name));
                 None
             }
         };
@@ -181,7 +186,7 @@ fn list(repo: &Repository, json: bool) -> Result<u8> {
         outln!(
             "{}{:<8}  {created:<19}  {host:<20}  {user:<12}  argon2id {} MiB, {} passes",
             if k.current { "*" } else { " " },
-            &k.id[..8],
+            short(&k.id),
             k.kdf.memory_kib / 1024,
             k.kdf.iterations
         )?;

@@ -37,7 +37,8 @@ pub fn run(repo: RepoArg, args: RunArgs) -> Result<u8> {
     let pre = snapshot(&prepared, &args, info("pre"), "pre")?;
 
     let started = Instant::now();
-    let status = std::process::Command::new(&args.command[0])
+    let mut command = std::process::Command::new(&args.command[0]);
+    let status = cairn::process::without_passwords(&mut command)
         .args(&args.command[1..])
         .status()
         .with_context(|| format!("cannot run {}", args.command[0]))?;

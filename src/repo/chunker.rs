@@ -54,9 +54,24 @@ impl Chunker {
         })
     }
 
-    /// This chunker with its gear tables seeded (0: the plain tables).
-    pub fn seeded(mut self, seed: u64) -> Chunker {
-        self.gear = Arc::new(get_gear_with_seed(seed));
+    /// This chunker with a gear table made from `key` (FORMAT.md section
+    /// 15: every entry from a keyed hash, so that boundaries seen cannot
+    /// give the table away), or the plain table.
+    pub fn keyed(mut self, key: Option<[u8; 32]>) -> Chunker {
+        self.gear = Arc::new(match key {
+            None => get_gear_with_seed(0),
+            Some(key) => {
+                let mut gear = Box::new([0u64; 256]);
+                let mut gear_ls = Box::new([0u64; 256]);
+                for i in 0..=255u8 {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&blake3::keyed_hash(&key, &[i]).as_bytes()[..8]);
+                    gear[usize::from(i)] = u64::from_le_bytes(word);
+                    gear_ls[usize::from(i)] = gear[usize::from(i)] << 1;
+                }
+                (gear, gear_ls)
+            }
+        });
         self
     }
 
@@ -247,6 +262,24 @@ mod tests {
         .unwrap();
         assert_eq!(wholes, 1);
         assert!(buf.len() < c.window_limit(), "the window was not given back");
+    }
+
+    #[test]
+    fn a_keyed_table_cuts_within_bounds_and_elsewhere() {
+        let data = pseudo_random(400_000, 4);
+        let plain = chunks(&small(), &data);
+        let keyed = chunks(&small().keyed(Some([5; 32])), &data);
+        assert_eq!(keyed.concat(), data);
+        for p in &keyed[..keyed.len() - 1] {
+            assert!(p.len() >= 1024 && p.len() <= 16384, "chunk of {}", p.len());
+        }
+        let shared = keyed.iter().filter(|c| plain.contains(c)).count();
+        assert!(
+            shared * 4 < keyed.len(),
+            "{shared} of {} chunks cut alike",
+            keyed.len()
+        );
+        assert_eq!(chunks(&small().keyed(None), &data), plain);
     }
 
     #[test]

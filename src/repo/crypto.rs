@@ -180,7 +180,7 @@ impl SealKey {
 struct DataKeys {
     seal: SealKey,
     blob_id: Secret,
-    chunker_seed: u64,
+    chunker: Secret,
     fingerprint: Secret,
 }
 
@@ -197,14 +197,11 @@ impl Crypto {
     }
 
     pub fn from_master(master: &Secret) -> Crypto {
-        let seed = master.derive("cairn 2026-12-01 chunker seed");
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&seed.0[..8]);
         Crypto {
             keys: Some(Arc::new(DataKeys {
                 seal: SealKey::new(&master.derive("cairn 2026-12-01 data sealing key")),
                 blob_id: master.derive("cairn 2026-12-01 blob id key"),
-                chunker_seed: u64::from_le_bytes(first),
+                chunker: master.derive("cairn 2026-12-01 chunker gear key"),
                 fingerprint: master.derive("cairn 2026-12-01 env fingerprint key"),
             })),
         }
@@ -228,9 +225,10 @@ impl Crypto {
         self.keys.is_none()
     }
 
-    /// The gear seed of the file chunker (0: unseeded).
-    pub fn chunker_seed(&self) -> u64 {
-        self.keys.as_ref().map_or(0, |k| k.chunker_seed)
+    /// The key the file chunker's gear table is made from (FORMAT.md
+    /// section 15); `None`: the plain table.
+    pub fn chunker_key(&self) -> Option<[u8; 32]> {
+        self.keys.as_ref().map(|k| k.chunker.0)
     }
 
     /// The key of env fingerprints, in an encrypted repository.
@@ -338,7 +336,7 @@ mod tests {
         assert_eq!(plain.blob_id(b"hello"), ObjectId::of(b"hello"));
         let enc = Crypto::from_master(&Secret([1; 32]));
         assert_ne!(enc.blob_id(b"hello"), ObjectId::of(b"hello"));
-        assert_ne!(enc.chunker_seed(), 0);
+        assert!(enc.chunker_key().is_some() && plain.chunker_key().is_none());
         let mut buf = b"as is".to_vec();
         assert_eq!(plain.open_in_place(Domain::Frame, &mut buf).unwrap(), 0..5);
     }

@@ -280,7 +280,7 @@ impl Repository {
             }
             (Crypto::plain(), None, None)
         };
-        chunker = chunker.seeded(crypto.chunker_seed());
+        chunker = chunker.keyed(crypto.chunker_key());
         Ok(Repository {
             sink,
             config,

@@ -691,6 +691,11 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
     let script = r#"
         set -u
         printf 'keyring password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+        # The daemon makes its login collection after it returns: wait for it.
+        for i in $(seq 100); do
+            printf x | secret-tool store --label probe probe ready 2>/dev/null && break
+            sleep 0.1
+        done
         job() { "$0" --repo "$REPO" schedule install --profile job --every daily --backend cron --dry-run; }
         job >/dev/null 2>"$OUT/before.txt" || exit 19
         "$0" --repo "$REPO" key store || exit 20
@@ -858,4 +863,57 @@ fn a_stray_key_for_another_config_made_the_repository_unopenable() {
     let out = env.run(&["snapshots"]);
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+}
+
+/// The password variables reached every command cairn started: a hook,
+/// a command collector, or `cairn run`'s command could read or record them.
+#[test]
+fn the_password_was_passed_on_to_the_commands_cairn_runs() {
+    let env = Env::new();
+    init(&env, "--encrypt");
+    write(&env.path("src/a.txt"), b"a");
+    let seen = env.path("seen");
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "another")
+        .args([
+            "run",
+            env.path("src").to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo \"${{CAIRN_PASSWORD:-none}} ${{CAIRN_NEW_PASSWORD:-none}}\" > {}",
+                seen.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&seen).unwrap().trim(), "none none");
+    let profile = env.path("p.toml");
+    fs::write(
+        &profile,
+        format!(
+            "[[collector]]\nkind = \"command\"\nname = \"probe\"\nargv = [\"sh\", \"-c\", \"echo probe=${{CAIRN_PASSWORD:-none}}\"]\n\
+             [[collector]]\nkind = \"tree\"\nname = \"data\"\npath = \"{}\"\n\
+             [hooks]\nbefore = [\"echo hook=${{CAIRN_PASSWORD:-none}} > {}\"]\n",
+            env.path("src").display(),
+            env.path("hook").display()
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["backup", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(env.path("hook")).unwrap().trim(), "hook=none");
+    let restored = env.path("out");
+    env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    let recorded: String = walk_all(&restored)
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    assert!(
+        recorded.contains("probe=none") && !recorded.contains(PASSWORD),
+        "{recorded}"
+    );
 }
