@@ -127,17 +127,11 @@ pub fn check(
 /// parse (it opened nothing, or another key opened the repository). A
 /// key that is damaged costs only its password while another key exists.
 fn check_keys(repo: &Repository, report: &mut CheckReport) -> Result<(), RepoError> {
-    for info in repo.sink().list(ObjectKind::Key)? {
-        let (bytes, actual) = repo.read_object(ObjectKind::Key, &info.name)?;
-        let damage = if actual.to_hex() != info.name {
-            Some(format!("its bytes hash to {actual}"))
-        } else {
-            super::keys::parse_key_file(&bytes).err().map(|e| e.to_string())
-        };
-        if let Some(message) = damage {
+    for (name, judged) in super::keys::key_files(repo.sink().as_ref())? {
+        if let Err(message) = judged {
             report
                 .errors
-                .push(problem(format!("key {}", info.name), message, FIX_KEY));
+                .push(problem(format!("key {name}"), message, FIX_KEY));
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::crypto::{Crypto, Domain, SealError, SealKey, Secret};
 use super::id::ObjectId;
-use super::RepoError;
+use super::{RepoError, READ_ATTEMPTS};
 use crate::sink::{ObjectKind, Sink, SinkError};
 
 /// A password, wiped when dropped.
@@ -288,33 +288,54 @@ pub fn write_key(
     }
 }
 
-/// Every key file the store lists, read and parsed; one that cannot be
-/// parsed is passed over with a warning (it opens nothing).
-pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
+/// A key file parsed, or what is wrong with it.
+pub type Judged = Result<KeyFile, String>;
+
+/// Every key file the store lists, read (again, up to [`READ_ATTEMPTS`]
+/// reads, while its bytes do not match its name: a garbled transfer is not
+/// damage) and judged: parsed, or what is wrong with it.
+pub fn key_files(sink: &dyn Sink) -> Result<Vec<(String, Judged)>, RepoError> {
     let mut out = Vec::new();
     for info in sink.list(ObjectKind::Key)? {
         if info.size > MAX_KEY_FILE as u64 {
-            tracing::warn!("passed over: key {} is larger than a key file may be", info.name);
+            out.push((info.name, Err("it is larger than a key file may be".into())));
             continue;
         }
-        let bytes = match sink.read(ObjectKind::Key, &info.name) {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if ObjectId::of(&bytes).to_hex() != info.name {
-            tracing::warn!(
-                "passed over: key {} is damaged: its bytes do not hash to its name",
-                info.name
-            );
-            continue;
+        let mut judged = None;
+        for _ in 0..READ_ATTEMPTS {
+            let bytes = match sink.read(ObjectKind::Key, &info.name) {
+                Ok(bytes) => bytes,
+                // Removed since the listing (`key remove`).
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(e.into()),
+            };
+            let actual = ObjectId::of(&bytes);
+            if actual.to_hex() == info.name {
+                judged = Some(parse_key_file(&bytes).map_err(|e| e.to_string()));
+                break;
+            }
+            judged = Some(Err(format!("its bytes hash to {actual}")));
         }
-        match parse_key_file(&bytes) {
-            Ok(file) => out.push((info.name, file)),
-            Err(e) => tracing::warn!("passed over: key {}: {e}", info.name),
+        if let Some(judged) = judged {
+            out.push((info.name, judged));
         }
     }
     Ok(out)
+}
+
+/// The key files that can be read; one that cannot is passed over with a
+/// warning (it opens nothing; `check` names it).
+pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
+    Ok(key_files(sink)?
+        .into_iter()
+        .filter_map(|(name, judged)| match judged {
+            Ok(file) => Some((name, file)),
+            Err(e) => {
+                tracing::warn!("passed over: key {name} is damaged: {e}");
+                None
+            }
+        })
+        .collect())
 }
 
 /// The master key that the password from `passwords` opens, and the name

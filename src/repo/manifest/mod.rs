@@ -224,6 +224,15 @@ pub enum ManifestError {
     UnsafePath(RawBytes),
 }
 
+/// A file entry at `path` (any bytes), its other fields from
+/// [`sample_file`], for tests.
+#[cfg(test)]
+pub(crate) fn entry_at(path: &[u8]) -> Entry {
+    let mut e = sample_file("x", 0);
+    e.path = RawBytes(path.to_vec());
+    e
+}
+
 /// A file entry with every metadata field set, for tests.
 #[cfg(test)]
 pub(crate) fn sample_file(path: &str, size: u64) -> Entry {

@@ -176,19 +176,11 @@ impl ManifestParser {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{sample_file, EntryKind, ManifestWriter};
+    use super::super::{entry_at as entry, EntryKind, ManifestWriter};
     use super::*;
     use crate::repo::chunker::Chunker;
     use crate::repo::config::Config;
     use crate::repo::id::ObjectId;
-
-    /// A file entry at `path` (any bytes), its other fields from
-    /// [`sample_file`].
-    fn entry(path: &[u8]) -> Entry {
-        let mut e = sample_file("x", 0);
-        e.path = RawBytes(path.to_vec());
-        e
-    }
 
     #[test]
     fn round_trip_through_small_blobs() {

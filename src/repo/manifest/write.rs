@@ -145,17 +145,9 @@ pub fn write_metadata(entry: &Entry, out: &mut Vec<u8>) -> Option<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample_file;
+    use super::super::{entry_at as entry, sample_file};
     use super::*;
     use crate::repo::config::Config;
-
-    /// A file entry at `path` (any bytes), its other fields from
-    /// [`sample_file`].
-    fn entry(path: &[u8]) -> Entry {
-        let mut e = sample_file("x", 0);
-        e.path = RawBytes(path.to_vec());
-        e
-    }
 
     #[test]
     fn metadata_is_written_as_serde_writes_it() {
