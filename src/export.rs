@@ -20,11 +20,10 @@ use tar::{EntryType, Header, UstarHeader};
 use crate::collect::tree::PatternError;
 use crate::interrupt;
 use crate::progress::Progress;
-use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
 use crate::repo::manifest::path_key;
 use crate::repo::manifest::{Entry, EntryKind, RawBytes};
-use crate::repo::reader::BlobReader;
+use crate::repo::reader::{BlobReader, ContentCheck};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 use crate::select::Selection;
@@ -256,28 +255,24 @@ impl<W: Write> TarWriter<'_, '_, W> {
         let (header, pax) = entry_header(entry, EntryType::Regular, entry.size, &mut self.summary.warnings);
         self.append_headers(&header, &pax)?;
         let path = entry.path.lossy();
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
+        let mut check = ContentCheck::new(entry);
         for id in &entry.blobs {
             stop_if_interrupted()?;
             let out = self.builder.get_mut();
             let step = self.reader.read_with(id, |data| {
                 let len = data.len() as u64;
-                if written + len > entry.size {
-                    return Chunk::TooLong(written + len);
+                if check.written() + len > entry.size {
+                    return Chunk::TooLong(check.written() + len);
                 }
-                hasher.update(data);
+                check.update(data);
                 match out.write_all(data) {
                     Ok(()) => Chunk::Written(len),
                     Err(e) => Chunk::Failed(e),
                 }
             });
             match step {
-                Ok(Chunk::Written(len)) => {
-                    written += len;
-                    self.progress.add(len);
-                }
-                Ok(Chunk::TooLong(bytes)) => return Err(mismatch(&path, bytes, None, entry.size)),
+                Ok(Chunk::Written(len)) => self.progress.add(len),
+                Ok(Chunk::TooLong(bytes)) => return Err(mismatch(&path, bytes, entry.size)),
                 Ok(Chunk::Failed(e)) => return Err(self.write_err(e)),
                 Err(e) => {
                     return Err(ExportError::Read {
@@ -287,9 +282,9 @@ impl<W: Write> TarWriter<'_, '_, W> {
                 }
             }
         }
-        let actual = ObjectId::from_hash(hasher.finalize());
-        if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
-            return Err(mismatch(&path, written, Some(actual), entry.size));
+        let written = check.written();
+        if let Some(detail) = check.mismatch(entry, self.reader.crypto()) {
+            return Err(ExportError::Mismatch { path, detail });
         }
         let padding = (512 - written % 512) % 512;
         let zeros = [0u8; 512];
@@ -481,14 +476,10 @@ enum Chunk {
     Failed(io::Error),
 }
 
-fn mismatch(path: &str, bytes: u64, hash: Option<ObjectId>, expected: u64) -> ExportError {
-    let detail = match hash {
-        Some(hash) => format!("{bytes} bytes hashing to {hash}, the manifest says {expected} bytes"),
-        None => format!("at least {bytes} bytes, the manifest says {expected}"),
-    };
+fn mismatch(path: &str, bytes: u64, expected: u64) -> ExportError {
     ExportError::Mismatch {
         path: path.to_string(),
-        detail,
+        detail: format!("at least {bytes} bytes, the manifest says {expected}"),
     }
 }
 

@@ -62,12 +62,12 @@ fn store_stream(
     let mut hasher = blake3::Hasher::new();
     let mut only_chunk = None;
     let crypto = packer.crypto();
-    // Content that is one chunk is hashed once where its id is its hash.
-    let plain_ids = crypto.blob_id_is_plain_hash();
     let read = chunker.chunk_reader::<StoreError>(reader, size_hint, &mut bufs.window, |chunk, whole| {
-        let id = crypto.blob_id(chunk);
-        if whole && plain_ids {
-            only_chunk = Some(id);
+        // Content that is one chunk is hashed once: its id comes from its hash.
+        let chunk_hash = blake3::hash(chunk);
+        let id = crypto.blob_id_of(chunk_hash);
+        if whole {
+            only_chunk = Some(ObjectId::from_hash(chunk_hash));
         } else {
             hasher.update(chunk);
         }

@@ -11,9 +11,9 @@ use cairn::sink::ObjectKind;
 use super::password::Passwords;
 use super::{exit, open_repo, print_json, RepoArg};
 use crate::cli::KeyCommand;
+use zeroize::Zeroizing;
 
 pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
-    let passwords = repo.passwords.clone();
     let repo = open_repo(repo, false)?;
     if !repo.is_encrypted() {
         bail!(
@@ -23,7 +23,7 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
     }
     match command {
         KeyCommand::List { json } => list(&repo, json),
-        KeyCommand::Store { remove } => store(&repo, &passwords, remove),
+        KeyCommand::Store { remove } => store(&repo, remove),
         KeyCommand::Add => {
             let _lock = lock::acquire(&repo, LockKind::Shared)?;
             let name = add(&repo)?;
@@ -56,26 +56,33 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
     }
 }
 
-/// Saves the password that opened the repository in the OS credential
-/// store (or removes it), and reads it back.
-fn store(repo: &Repository, passwords: &Passwords, remove: bool) -> Result<u8> {
+/// Saves an unlock token for the key that opened the repository in the OS
+/// credential store (or removes it), and reads it back. The token is the
+/// key's key-encryption key, not the password: unattended commands skip
+/// the password's half-second key derivation, a password used elsewhere
+/// too is never stored, and removing or changing the key revokes it.
+fn store(repo: &Repository, remove: bool) -> Result<u8> {
     let location = repo.sink().location();
     if remove {
         match cairn::credstore::remove(&location)? {
-            true => outln!("removed the password of {location} from the credential store")?,
-            false => outln!("the credential store held no password of {location}")?,
+            true => outln!("removed the unlock key of {location} from the credential store")?,
+            false => outln!("the credential store held no unlock key of {location}")?,
         }
         return Ok(exit::OK);
     }
-    let password = passwords
-        .last()
-        .ok_or_else(|| anyhow!("no password opened {location}"))?;
-    cairn::credstore::save(&location, password.as_bytes())?;
-    match cairn::credstore::lookup(&location)? {
-        Some(kept) if kept == password.as_bytes() => {}
-        _ => bail!("the credential store did not keep the password of {location}"),
+    let token = repo
+        .unlock_token()
+        .ok_or_else(|| anyhow!("no key opened {location}"))?;
+    let encoded = token.encode();
+    cairn::credstore::save(&location, &encoded)?;
+    match cairn::credstore::lookup(&location)?.map(Zeroizing::new) {
+        Some(kept) if kept.as_slice() == encoded.as_slice() => {}
+        _ => bail!("the credential store did not keep the unlock key of {location}"),
     }
-    outln!("stored the password of {location} in the credential store: cairn finds it there when no other is given (scheduled jobs)")?;
+    outln!(
+        "stored an unlock key for key {} of {location} in the credential store: cairn opens the repository with it when no password is given (scheduled jobs), until that key is removed or its password changed",
+        short(&token.key)
+    )?;
     Ok(exit::OK)
 }
 

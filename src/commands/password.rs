@@ -1,13 +1,13 @@
 //! Where the password of an encrypted repository comes from, in this
 //! order: `--password-command`, `CAIRN_PASSWORD_FILE`, `CAIRN_PASSWORD`,
-//! the operating system's credential store (`cairn key store`), a prompt
-//! on a terminal. Never from an argument: argv is visible to every user of
+//! the operating system's credential store (`cairn key store`: an unlock
+//! token, tried before any password), a prompt on a terminal. Never from an argument: argv is visible to every user of
 //! the machine.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn::repo::keys::{Password, PasswordSource};
+use cairn::repo::keys::{Password, PasswordSource, UnlockToken};
+use zeroize::Zeroizing;
 
 /// How long a password command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -18,18 +18,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Passwords {
     pub command: Option<String>,
     pub prefix: &'static str,
-    /// The last password handed out (`key store` saves it).
-    last: Last,
-}
-
-/// A password kept for `key store`; never printed.
-#[derive(Clone, Default)]
-struct Last(Arc<Mutex<Option<Password>>>);
-
-impl std::fmt::Debug for Last {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Last(..)")
-    }
 }
 
 impl Default for Passwords {
@@ -37,7 +25,6 @@ impl Default for Passwords {
         Passwords {
             command: None,
             prefix: "CAIRN",
-            last: Last::default(),
         }
     }
 }
@@ -63,12 +50,6 @@ impl Passwords {
         }
     }
 
-    /// A copy of the last password [`PasswordSource::password`] gave.
-    pub fn last(&self) -> Option<Password> {
-        let last = self.last.0.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().map(|p| Password::new(p.as_bytes().to_vec()))
-    }
-
     /// The ways there are, for a message that says none was given.
     fn ways(&self) -> String {
         let command = match self.prefix {
@@ -83,6 +64,11 @@ impl Passwords {
             "no password was given: set {p}_PASSWORD_FILE (a file holding it) or {p}_PASSWORD{command}{store}, or run cairn on a terminal to be asked",
             p = self.prefix
         )
+    }
+
+    /// Whether a password is given by command, file or variable.
+    fn gives_password(&self) -> bool {
+        self.command.is_some() || self.var("PASSWORD_FILE").is_some() || self.var("PASSWORD").is_some()
     }
 
     /// The password without a prompt, if one is given.
@@ -125,10 +111,23 @@ impl Passwords {
 
 impl PasswordSource for Passwords {
     fn password(&self, location: &str) -> Result<Password, String> {
-        let password = self.find(location)?;
-        let copy = Password::new(password.as_bytes().to_vec());
-        *self.last.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(copy);
-        Ok(password)
+        self.find(location)
+    }
+
+    /// The unlock token in the credential store, unless a password is
+    /// given another way (a given password always wins).
+    fn stored(&self, location: &str) -> Option<UnlockToken> {
+        if self.gives_password() {
+            return None;
+        }
+        match cairn::credstore::lookup(location) {
+            Ok(Some(secret)) => UnlockToken::decode(&Zeroizing::new(secret)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!("no unlock key from the credential store: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -138,6 +137,8 @@ impl Passwords {
             return Ok(p);
         }
         match cairn::credstore::lookup(location) {
+            // An unlock token was tried already (see `stored`).
+            Ok(Some(secret)) if UnlockToken::decode(&secret).is_some() => {}
             Ok(Some(secret)) => return first_line(secret, "the password in the credential store"),
             Ok(None) => {}
             Err(e) => tracing::debug!("no password from the credential store: {e}"),

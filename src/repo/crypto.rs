@@ -211,12 +211,25 @@ impl Crypto {
         self.keys.is_some()
     }
 
-    /// A blob's id: its hash, keyed in an encrypted repository.
+    /// A blob's id: its hash; in an encrypted repository, that hash keyed.
     pub fn blob_id(&self, data: &[u8]) -> ObjectId {
+        self.blob_id_of(blake3::hash(data))
+    }
+
+    /// The id of a blob whose plain hash is `hash`: the hash itself, or
+    /// the keyed hash of its 32 bytes (FORMAT.md section 15), so content
+    /// is hashed once for both its id and a file's `hash`.
+    pub fn blob_id_of(&self, hash: blake3::Hash) -> ObjectId {
         match &self.keys {
-            None => ObjectId::of(data),
-            Some(k) => ObjectId::from_hash(blake3::keyed_hash(&k.blob_id.0, data)),
+            None => ObjectId::from_hash(hash),
+            Some(k) => ObjectId::from_hash(blake3::keyed_hash(&k.blob_id.0, hash.as_bytes())),
         }
+    }
+
+    /// Whether a blob named `id`, already verified, holds content whose
+    /// plain hash is `hash` (without hashing the content again).
+    pub fn id_has_hash(&self, id: &ObjectId, hash: &ObjectId) -> bool {
+        self.blob_id_of(blake3::Hash::from_bytes(*hash.as_bytes())) == *id
     }
 
     /// Whether a blob id is also the plain hash of its bytes (so a file of
@@ -336,6 +349,13 @@ mod tests {
         assert_eq!(plain.blob_id(b"hello"), ObjectId::of(b"hello"));
         let enc = Crypto::from_master(&Secret([1; 32]));
         assert_ne!(enc.blob_id(b"hello"), ObjectId::of(b"hello"));
+        let other = Crypto::from_master(&Secret([2; 32]));
+        assert_ne!(enc.blob_id(b"hello"), other.blob_id(b"hello"));
+        // The id is the keyed hash of the plain hash, so one hashing serves both.
+        let hash = ObjectId::of(b"hello");
+        assert!(enc.id_has_hash(&enc.blob_id(b"hello"), &hash));
+        assert!(!enc.id_has_hash(&enc.blob_id(b"hello!"), &hash));
+        assert!(plain.id_has_hash(&hash, &hash));
         assert!(enc.chunker_key().is_some() && plain.chunker_key().is_none());
         let mut buf = b"as is".to_vec();
         assert_eq!(plain.open_in_place(Domain::Frame, &mut buf).unwrap(), 0..5);

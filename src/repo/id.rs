@@ -74,6 +74,10 @@ impl ObjectId {
         ObjectId(*hash.as_bytes())
     }
 
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> String {
         let mut buf = [0u8; 64];
         self.write_hex(&mut buf).to_string()

@@ -29,6 +29,53 @@ impl Password {
 /// when one is opened. The error says what was tried.
 pub trait PasswordSource {
     fn password(&self, location: &str) -> Result<Password, String>;
+
+    /// An unlock token kept for `location` (the OS credential store),
+    /// tried before a password is asked for.
+    fn stored(&self, _location: &str) -> Option<UnlockToken> {
+        None
+    }
+}
+
+/// What `cairn key store` keeps in the OS credential store: the name of
+/// one key file and the key-encryption key its password derives. It opens
+/// the repository without the half-second Argon2id, and only while that
+/// key file exists (`key remove` and `key passwd` revoke it). It is not
+/// the password, so a password also used elsewhere never sits in the store.
+#[derive(Clone)]
+pub struct UnlockToken {
+    pub key: String,
+    pub kek: Secret,
+}
+
+impl UnlockToken {
+    const PREFIX: &'static str = "cairn-unlock-v1 ";
+
+    /// `cairn-unlock-v1 <key file name> <key-encryption key in hex>`.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let hex = Zeroizing::new(hex(&self.kek.0));
+        Zeroizing::new(format!("{}{} {}", UnlockToken::PREFIX, self.key, hex.as_str()).into_bytes())
+    }
+
+    /// A token as [`UnlockToken::encode`] wrote it (`None`: anything else,
+    /// such as a password stored by hand).
+    pub fn decode(bytes: &[u8]) -> Option<UnlockToken> {
+        let text = std::str::from_utf8(bytes).ok()?.trim_end();
+        let (key, kek) = text.strip_prefix(UnlockToken::PREFIX)?.split_once(' ')?;
+        let kek = Zeroizing::new(unhex(kek)?);
+        let kek = <[u8; 32]>::try_from(kek.as_slice()).ok()?;
+        let valid_name = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        valid_name.then(|| UnlockToken {
+            key: key.to_string(),
+            kek: Secret(kek),
+        })
+    }
+}
+
+impl std::fmt::Debug for UnlockToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UnlockToken({}, ..)", self.key)
+    }
 }
 
 /// No password at all: plain repositories only.
@@ -229,13 +276,18 @@ pub fn parse_key_file(bytes: &[u8]) -> Result<KeyFile, KeyError> {
 }
 
 /// The master key and the config hash `file` wraps, if `password` opens
-/// it (`None`: another password's key).
-pub fn unwrap(file: &KeyFile, password: &Password) -> Result<Option<(Secret, ObjectId)>, KeyError> {
+/// it (`None`: another password's key), and the key-encryption key.
+pub fn unwrap(file: &KeyFile, password: &Password) -> Result<Option<(Secret, ObjectId, Secret)>, KeyError> {
     let kek = file.kdf.derive(password.as_bytes())?;
+    Ok(unwrap_with(file, &kek)?.map(|(master, config)| (master, config, kek)))
+}
+
+/// [`unwrap`] with the key-encryption key already derived.
+pub fn unwrap_with(file: &KeyFile, kek: &Secret) -> Result<Option<(Secret, ObjectId)>, KeyError> {
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(&file.master_key)
         .map_err(|_| KeyError::Bad("master_key is not base64".into()))?;
-    let plain = match SealKey::new(&kek).open(Domain::Key, &sealed) {
+    let plain = match SealKey::new(kek).open(Domain::Key, &sealed) {
         Ok(plain) => Zeroizing::new(plain),
         // Another key's envelope: its header does not check, or its tag.
         // (Damage shows earlier: a key file is named by its hash.)
@@ -338,17 +390,30 @@ pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
         .collect())
 }
 
-/// The master key that the password from `passwords` opens, and the name
-/// of the key file it opened. The config it was made for must be this one.
+/// The master key that a token or password from `passwords` opens, and
+/// the token (key file name and key-encryption key) that opened it. The
+/// config it was made for must be this one.
 pub fn unlock(
     sink: &dyn Sink,
     config: &ObjectId,
     passwords: &dyn PasswordSource,
-) -> Result<(Secret, String), RepoError> {
+) -> Result<(Secret, UnlockToken), RepoError> {
     let location = sink.location();
     let files = read_keys(sink)?;
     if files.is_empty() {
         return Err(RepoError::NoKeys { location });
+    }
+    if let Some(token) = passwords.stored(&location) {
+        match files.iter().find(|(name, _)| *name == token.key) {
+            Some((_, file)) => match unwrap_with(file, &token.kek) {
+                Ok(Some((master, made_for))) if made_for == *config => return Ok((master, token)),
+                _ => tracing::warn!("the unlock key stored for {location} no longer opens it; run `cairn key store` again"),
+            },
+            None => tracing::warn!(
+                "the unlock key stored for {location} belongs to key {}, which is gone; run `cairn key store` again",
+                token.key.get(..8).unwrap_or_default()
+            ),
+        }
     }
     let password = passwords
         .password(&location)
@@ -361,12 +426,14 @@ pub fn unlock(
     // called replaced.
     let mut other_config = false;
     // One bad key file costs only its own password.
-    for (name, file) in files {
+    for (key, file) in files {
         match unwrap(&file, &password) {
-            Ok(Some((master, made_for))) if made_for == *config => return Ok((master, name)),
+            Ok(Some((master, made_for, kek))) if made_for == *config => {
+                return Ok((master, UnlockToken { key, kek }))
+            }
             Ok(Some(_)) => other_config = true,
             Ok(None) => {}
-            Err(e) => tracing::warn!("passed over: key {name}: {e}"),
+            Err(e) => tracing::warn!("passed over: key {key}: {e}"),
         }
     }
     match other_config {
@@ -421,12 +488,14 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains("0505") && !text.contains("\"h\""), "{text}");
         let file = parse_key_file(&bytes).unwrap();
-        let (got, got_config) = unwrap(&file, &password).unwrap().unwrap();
+        let (got, got_config, kek) = unwrap(&file, &password).unwrap().unwrap();
         assert_eq!(got.0, master.0);
         assert_eq!(got_config, config);
         assert!(unwrap(&file, &Password::new(b"wrong".to_vec()))
             .unwrap()
             .is_none());
+        let (again, _) = unwrap_with(&file, &kek).unwrap().unwrap();
+        assert_eq!(again.0, master.0);
         let crypto = Crypto::from_master(&master);
         assert_eq!(read_info(&file, &crypto).unwrap().host, "h");
     }
@@ -445,5 +514,31 @@ mod tests {
         file.kdf.memory_kib = 8;
         file.kdf.iterations = 0;
         assert!(parse_key_file(&serde_json::to_vec(&file).unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_unlock_token_reads_back_and_nothing_else_passes_for_one() {
+        let token = UnlockToken {
+            key: "ab".repeat(32),
+            kek: Secret([7; 32]),
+        };
+        let encoded = token.encode();
+        let back = UnlockToken::decode(&encoded).unwrap();
+        assert_eq!((back.key, back.kek.0), (token.key.clone(), token.kek.0));
+        assert!(format!("{token:?}").find("0707").is_none());
+        for bad in [
+            &b"correct horse battery staple"[..],
+            b"cairn-unlock-v1 abab",
+            b"cairn-unlock-v1 ../../etc/passwd 0707",
+            b"cairn-unlock-v1 ",
+        ] {
+            assert!(
+                UnlockToken::decode(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let short = format!("cairn-unlock-v1 {} {}", "ab".repeat(32), "07".repeat(31));
+        assert!(UnlockToken::decode(short.as_bytes()).is_none());
     }
 }

@@ -70,8 +70,9 @@ pub struct Repository {
     crypto: Crypto,
     /// The hash of config.json's bytes (sealed in every key file).
     config_hash: ObjectId,
-    /// The key file that opened an encrypted repository.
-    key_name: Option<String>,
+    /// The key file that opened an encrypted repository, and its
+    /// key-encryption key (`cairn key store` keeps them).
+    opened_by: Option<keys::UnlockToken>,
     /// Its master key: only for writing key files (`key add`, `passwd`).
     master: Option<Arc<crypto::Secret>>,
 }
@@ -105,7 +106,13 @@ impl Repository {
 
     /// The key file that opened this (encrypted) repository.
     pub fn key_name(&self) -> Option<&str> {
-        self.key_name.as_deref()
+        self.opened_by.as_ref().map(|t| t.key.as_str())
+    }
+
+    /// What opens this (encrypted) repository again without its
+    /// password's key derivation, while the key that opened it exists.
+    pub fn unlock_token(&self) -> Option<&keys::UnlockToken> {
+        self.opened_by.as_ref()
     }
 
     /// Writes a key file that opens this encrypted repository with

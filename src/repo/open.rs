@@ -94,9 +94,9 @@ impl Repository {
         }
         let (config, mut chunker) = parsed?;
         let config_hash = ObjectId::of(&bytes);
-        let (crypto, key_name, master) = if config.encryption.is_some() {
-            let (master, name) = keys::unlock(sink.as_ref(), &config_hash, passwords)?;
-            (Crypto::from_master(&master), Some(name), Some(Arc::new(master)))
+        let (crypto, opened_by, master) = if config.encryption.is_some() {
+            let (master, token) = keys::unlock(sink.as_ref(), &config_hash, passwords)?;
+            (Crypto::from_master(&master), Some(token), Some(Arc::new(master)))
         } else {
             if !sink.list(ObjectKind::Key)?.is_empty() {
                 return Err(RepoError::PlainWithKeys { location });
@@ -110,7 +110,7 @@ impl Repository {
             chunker,
             crypto,
             config_hash,
-            key_name,
+            opened_by,
             master,
         })
     }

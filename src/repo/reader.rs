@@ -41,7 +41,61 @@ const REMEMBERED_FAILURES: usize = 4096;
 /// Reads of a frame before it counts as damaged.
 const FRAME_ATTEMPTS: u32 = super::READ_ATTEMPTS;
 
+/// Checks a file's content against its entry as its verified blobs pass
+/// by. A file of one blob is not hashed again: the blob was verified
+/// against its id, and the id comes from the content's hash.
+pub struct ContentCheck {
+    hasher: Option<blake3::Hasher>,
+    written: u64,
+}
+
+impl ContentCheck {
+    pub fn new(entry: &Entry) -> ContentCheck {
+        ContentCheck {
+            hasher: (entry.blobs.len() != 1).then(blake3::Hasher::new),
+            written: 0,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.written += data.len() as u64;
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// What differs from `entry`, as "N bytes hashing to H" (`None`: the
+    /// content is the entry's).
+    pub fn mismatch(self, entry: &Entry, crypto: &super::crypto::Crypto) -> Option<String> {
+        let expected = entry.content_hash();
+        let (same, actual) = match (self.hasher, entry.blobs.as_slice(), expected) {
+            (Some(h), _, _) => {
+                let actual = ObjectId::from_hash(h.finalize());
+                (expected.is_none_or(|e| e == actual), actual.to_string())
+            }
+            (None, [only], Some(e)) => (crypto.id_has_hash(only, &e), format!("the hash of blob {only}")),
+            (None, _, _) => (true, String::new()),
+        };
+        match same && self.written == entry.size {
+            true => None,
+            false => Some(format!(
+                "{} bytes hashing to {actual}, the manifest says {} bytes",
+                self.written, entry.size
+            )),
+        }
+    }
+}
+
 impl<'a> BlobReader<'a> {
+    /// How the repository names blobs (to check contents against entries).
+    pub fn crypto(&self) -> &super::crypto::Crypto {
+        self.repo.crypto()
+    }
+
     pub fn new(repo: &'a Repository, index: &'a Index) -> BlobReader<'a> {
         BlobReader {
             repo,

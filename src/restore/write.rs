@@ -13,9 +13,8 @@ use super::{path_key, RestoreError, RestoreSummary};
 use crate::interrupt;
 use crate::meta;
 use crate::progress::Progress;
-use crate::repo::id::ObjectId;
 use crate::repo::manifest::{Entry, EntryKind};
-use crate::repo::reader::BlobReader;
+use crate::repo::reader::{BlobReader, ContentCheck};
 use crate::repo::RepoError;
 
 /// A file for a worker to write.
@@ -259,28 +258,20 @@ pub(super) fn write_file(
     };
     let mut warnings = Vec::new();
     let result = (|| {
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
+        let mut check = ContentCheck::new(entry);
         for id in &entry.blobs {
             if interrupt::is_set() {
                 return Err(RepoError::Interrupted.into());
             }
             reader.read_with(id, |data| -> Result<(), RestoreError> {
-                written += data.len() as u64;
-                hasher.update(data);
+                check.update(data);
                 file.write_all(data).map_err(io_err)?;
                 progress.add(data.len() as u64);
                 Ok(())
             })??;
         }
-        let actual = ObjectId::from_hash(hasher.finalize());
-        if written != entry.size || entry.content_hash().is_some_and(|h| h != actual) {
-            return Err(RestoreError::Mismatch {
-                detail: format!(
-                    "{written} bytes hashing to {actual}, the manifest says {} bytes",
-                    entry.size
-                ),
-            });
+        if let Some(detail) = check.mismatch(entry, reader.crypto()) {
+            return Err(RestoreError::Mismatch { detail });
         }
         meta::apply_metadata_to_file(&file, entry, &mut warnings).map_err(io_err)?;
         // Without syncfs, through the handle: Windows cannot flush a file

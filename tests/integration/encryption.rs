@@ -673,10 +673,11 @@ fn have(program: &str) -> bool {
 }
 
 /// A scheduled job has no terminal and no password in its environment: it
-/// finds the one `key store` put in the OS credential store (here Secret
-/// Service: gnome-keyring on a private session bus).
+/// finds the unlock key `key store` put in the OS credential store (here
+/// Secret Service: gnome-keyring on a private session bus). Changing the
+/// password revokes it.
 #[test]
-fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
+fn an_unlock_key_in_the_os_credential_store_opens_the_repository_unattended() {
     if !["secret-tool", "gnome-keyring-daemon", "dbus-run-session"]
         .iter()
         .all(|p| have(p))
@@ -699,9 +700,17 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
         job() { "$0" --repo "$REPO" schedule install --profile job --every daily --backend cron --dry-run; }
         job >/dev/null 2>"$OUT/before.txt" || exit 19
         "$0" --repo "$REPO" key store || exit 20
+        secret-tool lookup service cairn repository "$REPO" >"$OUT/secret.txt"
         job >/dev/null 2>"$OUT/stored.txt" || exit 23
+        PASSWORD=$CAIRN_PASSWORD
         unset CAIRN_PASSWORD
         "$0" --repo "$REPO" snapshots --json >"$OUT/found.json" || exit 21
+        # A new password revokes the stored unlock key.
+        CAIRN_PASSWORD=$PASSWORD CAIRN_NEW_PASSWORD=another "$0" --repo "$REPO" key passwd || exit 24
+        "$0" --repo "$REPO" snapshots >/dev/null 2>"$OUT/revoked.txt"
+        echo "$?" >"$OUT/revoked.code"
+        CAIRN_PASSWORD=another "$0" --repo "$REPO" key store || exit 25
+        "$0" --repo "$REPO" snapshots --json >/dev/null || exit 26
         "$0" --repo "$REPO" key store --remove || exit 22
         "$0" --repo "$REPO" snapshots >/dev/null 2>"$OUT/after.txt"
         echo "$?" >"$OUT/after.code"
@@ -746,6 +755,16 @@ fn a_password_in_the_os_credential_store_opens_the_repository_unattended() {
     );
     let stored = fs::read_to_string(env.path("stored.txt")).unwrap();
     assert!(!stored.contains("unattended"), "{stored}");
+    // The store holds an unlock key for one key file, never the password.
+    let secret = fs::read_to_string(env.path("secret.txt")).unwrap();
+    assert!(secret.starts_with("cairn-unlock-v1 "), "{secret}");
+    assert!(!secret.contains(util::PASSWORD), "{secret}");
+    assert_eq!(fs::read_to_string(env.path("revoked.code")).unwrap().trim(), "12");
+    let revoked = fs::read_to_string(env.path("revoked.txt")).unwrap();
+    assert!(
+        revoked.contains("no longer opens it") || revoked.contains("which is gone"),
+        "{revoked}"
+    );
     // Removed: nothing opens it now.
     assert_eq!(fs::read_to_string(env.path("after.code")).unwrap().trim(), "12");
     let said = fs::read_to_string(env.path("after.txt")).unwrap();
