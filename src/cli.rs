@@ -100,12 +100,17 @@ pub enum KeyCommand {
     Remove { id: String },
     /// Change the password: add the new key, then remove the one used
     Passwd,
-    /// Keep the password in the OS credential store (Secret Service,
-    /// Keychain, Credential Manager), where unattended jobs find it
+    /// Keep an unlock key (not the password) in the OS credential store
+    /// (Secret Service, Keychain, Credential Manager), or in a file
+    /// (--file), where unattended jobs find it
     Store {
-        /// Remove it from the store instead
+        /// Remove it instead
         #[arg(long)]
         remove: bool,
+        /// Write it to this file (mode 0600) instead; jobs name it with
+        /// CAIRN_UNLOCK_KEY_FILE
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
     },
 }
 

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod export;
 pub mod interrupt;
 pub mod meta;
+pub mod private;
 pub mod process;
 pub mod profile;
 pub mod progress;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 /// The variables that may hold a repository password: never passed on to
 /// a hook, a collector's command, a health check or `cairn run`'s command.
-pub const PASSWORD_VARIABLES: [&str; 5] = [
+pub const PASSWORD_VARIABLES: [&str; 6] = [
     "CAIRN_PASSWORD",
+    "CAIRN_UNLOCK_KEY_FILE",
     "CAIRN_PASSWORD_FILE",
     "CAIRN_PASSWORD_COMMAND",
     "CAIRN_NEW_PASSWORD",
@@ -43,6 +44,8 @@ pub fn run_shell(line: &str, timeout: Duration) -> io::Result<ExitStatus> {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn()?;
     let deadline = Instant::now() + timeout;
+    // Polled often at first: most commands (`go version`) end in milliseconds.
+    let mut nap = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
@@ -60,7 +63,8 @@ pub fn run_shell(line: &str, timeout: Duration) -> io::Result<ExitStatus> {
                 io::Error::new(io::ErrorKind::Interrupted, "interrupted")
             });
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -94,18 +98,25 @@ pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duratio
             let _ = stdin.write_all(&input);
         }
     });
+    // Each drain says when its pipe closes: the child has then usually
+    // exited, so a short command is not kept waiting for the next poll.
+    let (closed_tx, closed) = std::sync::mpsc::channel();
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let closed_tx = closed_tx.clone();
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(p) = pipe {
                 let _ = p.take(16 << 20).read_to_end(&mut out);
             }
+            let _ = closed_tx.send(());
             out
         })
     };
     let out = drain(stdout.map(|p| Box::new(p) as Box<dyn Read + Send>));
     let err = drain(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    drop(closed_tx);
     let deadline = Instant::now() + timeout;
+    let mut open_pipes = 2;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -118,7 +129,14 @@ pub fn run_captured(program: &str, args: &[&str], input: &[u8], timeout: Duratio
                 format!("{program} did not finish in {}s; stopped", timeout.as_secs()),
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        match open_pipes {
+            0 => std::thread::sleep(Duration::from_millis(1)),
+            _ => {
+                if closed.recv_timeout(Duration::from_millis(10)).is_ok() {
+                    open_pipes -= 1;
+                }
+            }
+        }
     };
     let _ = feeder.join();
     Ok(Captured {

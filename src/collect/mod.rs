@@ -29,7 +29,7 @@ pub fn fingerprint_secret() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(".fingerprint.key.{}", std::process::id()));
-    write_private(&tmp, blake3::Hash::from_bytes(key).to_hex().as_bytes())?;
+    crate::private::write_new(&tmp, blake3::Hash::from_bytes(key).to_hex().as_bytes(), true)?;
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -48,15 +48,4 @@ fn read_secret(path: &std::path::Path) -> std::io::Result<Option<[u8; 32]>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// Writes a file only its owner can read, synced.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    std::io::Write::write_all(&mut file, bytes)?;
-    file.sync_all()
 }

@@ -2,7 +2,7 @@
 //! file wrapping the same master key (FORMAT.md section 15), so adding
 //! or removing one never touches the data.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cairn::repo::keys::{self, KeyInfo};
 use cairn::repo::lock::{self, LockKind};
 use cairn::repo::Repository;
@@ -23,7 +23,11 @@ pub fn run(repo: RepoArg, command: KeyCommand) -> Result<u8> {
     }
     match command {
         KeyCommand::List { json } => list(&repo, json),
-        KeyCommand::Store { remove } => store(&repo, remove),
+        KeyCommand::Store { remove, file: None } => store(&repo, remove),
+        KeyCommand::Store {
+            remove,
+            file: Some(path),
+        } => store_file(&repo, remove, &path),
         KeyCommand::Add => {
             let _lock = lock::acquire(&repo, LockKind::Shared)?;
             let name = add(&repo)?;
@@ -82,6 +86,28 @@ fn store(repo: &Repository, remove: bool) -> Result<u8> {
     outln!(
         "stored an unlock key for key {} of {location} in the credential store: cairn opens the repository with it when no password is given (scheduled jobs), until that key is removed or its password changed",
         short(&token.key)
+    )?;
+    Ok(exit::OK)
+}
+
+/// [`store`] into a file (mode 0600, replaced whole) for hosts with no
+/// credential store: jobs name it with `CAIRN_UNLOCK_KEY_FILE`.
+fn store_file(repo: &Repository, remove: bool, path: &std::path::Path) -> Result<u8> {
+    let location = repo.sink().location();
+    if remove {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        outln!("removed the unlock key file {}", path.display())?;
+        return Ok(exit::OK);
+    }
+    let token = repo
+        .unlock_token()
+        .ok_or_else(|| anyhow!("no key opened {location}"))?;
+    cairn::private::replace(path, &token.encode())
+        .with_context(|| format!("cannot write the unlock key file {}", path.display()))?;
+    outln!(
+        "wrote an unlock key for key {} of {location} to {} (mode 0600): with CAIRN_UNLOCK_KEY_FILE naming it, cairn opens the repository without a password, until that key is removed or its password changed",
+        short(&token.key),
+        path.display()
     )?;
     Ok(exit::OK)
 }

@@ -1,7 +1,8 @@
 //! Where the password of an encrypted repository comes from, in this
 //! order: `--password-command`, `CAIRN_PASSWORD_FILE`, `CAIRN_PASSWORD`,
-//! the operating system's credential store (`cairn key store`: an unlock
-//! token, tried before any password), a prompt on a terminal. Never from an argument: argv is visible to every user of
+//! `CAIRN_UNLOCK_KEY_FILE` or the operating system's credential store
+//! (`cairn key store`: an unlock token, not a password), a prompt on a
+//! terminal. Never from an argument: argv is visible to every user of
 //! the machine.
 
 use std::time::Duration;
@@ -57,7 +58,7 @@ impl Passwords {
             _ => "",
         };
         let store = match self.prefix {
-            "CAIRN" => ", store it in the OS credential store (`cairn key store`)",
+            "CAIRN" => ", keep an unlock key in the OS credential store (`cairn key store`) or in a file named by CAIRN_UNLOCK_KEY_FILE (`cairn key store --file F`)",
             _ => "",
         };
         format!(
@@ -114,11 +115,15 @@ impl PasswordSource for Passwords {
         self.find(location)
     }
 
-    /// The unlock token in the credential store, unless a password is
-    /// given another way (a given password always wins).
+    /// The unlock token in `CAIRN_UNLOCK_KEY_FILE`, or else in the
+    /// credential store, unless a password is given another way (a given
+    /// password always wins: `key passwd` changes the key it opens).
     fn stored(&self, location: &str) -> Option<UnlockToken> {
-        if self.gives_password() {
+        if self.gives_password() || self.prefix != "CAIRN" {
             return None;
+        }
+        if let Some(path) = self.var("UNLOCK_KEY_FILE") {
+            return read_unlock_file(std::path::Path::new(&path));
         }
         match cairn::credstore::lookup(location) {
             Ok(Some(secret)) => UnlockToken::decode(&Zeroizing::new(secret)),
@@ -148,6 +153,42 @@ impl Passwords {
         }
         Err(self.ways())
     }
+}
+
+/// The unlock token in a file `cairn key store --file` wrote; a warning,
+/// and `None`, for anything else.
+fn read_unlock_file(path: &std::path::Path) -> Option<UnlockToken> {
+    let warn = |why: &str| {
+        tracing::warn!("CAIRN_UNLOCK_KEY_FILE {}: {why}", path.display());
+        None
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // A fifo would block the open; it is refused below.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let (file, meta) = match options.open(path).and_then(|f| f.metadata().map(|m| (f, m))) {
+        Ok(opened) => opened,
+        Err(e) => return warn(&e.to_string()),
+    };
+    if !meta.is_file() {
+        return warn("not a regular file");
+    }
+    #[cfg(unix)]
+    {
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+            tracing::warn!(
+                "CAIRN_UNLOCK_KEY_FILE {} can be read by other users: chmod 600 it",
+                path.display()
+            );
+        }
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    // A token is about 150 bytes; more is not one.
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::Read::take(&file, 4096), &mut bytes) {
+        return warn(&e.to_string());
+    }
+    UnlockToken::decode(&bytes).or_else(|| warn("not an unlock key written by `cairn key store --file`"))
 }
 
 fn prompt(text: &str) -> Result<Password, String> {

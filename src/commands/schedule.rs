@@ -111,13 +111,13 @@ fn install_job(repo: &RepoArg, args: &JobArgs, dry_run: bool) -> Result<u8> {
 }
 
 /// A scheduled job runs with no terminal to ask a password on: says so
-/// for each encrypted repository it writes to whose password the OS
-/// credential store does not hold.
+/// for each encrypted repository it writes to for which the OS
+/// credential store holds no unlock key (or password).
 fn warn_unattended_passwords(job: &Job) {
     for location in encrypted_locations(job) {
         if !matches!(cairn::credstore::lookup(&location), Ok(Some(_))) {
             eprintln!(
-                "warning: {location} is encrypted and the job runs unattended: store its password with `cairn --repo {location} key store`, or the job fails (exit 12)"
+                "warning: {location} is encrypted and the job runs unattended: store an unlock key with `cairn --repo {location} key store`, or the job fails (exit 12)"
             );
         }
     }

@@ -64,7 +64,7 @@ impl CacheSink {
             }
         }
         let temp = path.with_extension(format!("tmp-{:016x}", super::local::random_u64()));
-        if write_private(&temp, bytes).is_ok() && fs::rename(&temp, &path).is_ok() {
+        if crate::private::write_new(&temp, bytes, false).is_ok() && fs::rename(&temp, &path).is_ok() {
             return;
         }
         let _ = fs::remove_file(&temp);
@@ -94,18 +94,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
 }
 
 impl Sink for CacheSink {

@@ -936,3 +936,77 @@ fn the_password_was_passed_on_to_the_commands_cairn_runs() {
         "{recorded}"
     );
 }
+
+/// A host with no credential store (a server, a CI runner) keeps the
+/// unlock key in a file that cron jobs name with CAIRN_UNLOCK_KEY_FILE:
+/// it opens the repository without a password until its key changes.
+#[test]
+fn an_unlock_key_file_opens_the_repository_until_its_key_changes() {
+    let env = Env::new();
+    init(&env, "--encrypt");
+    write(&env.path("src/a.txt"), b"a");
+    env.backup(&[&env.path("src")]);
+    let file = env.path("unlock.key");
+    let file_arg = file.to_str().unwrap();
+    env.ok(&["key", "store", "--file", file_arg]);
+    let secret = fs::read_to_string(&file).unwrap();
+    assert!(secret.starts_with("cairn-unlock-v1 "), "{secret}");
+    assert!(!secret.contains(PASSWORD), "{secret}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let keyed = |key_file: &Path, args: &[&str]| {
+        env.cmd()
+            .env_remove("CAIRN_PASSWORD")
+            .env("CAIRN_UNLOCK_KEY_FILE", key_file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = env.path("out");
+    let restore = keyed(&file, &["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(code(&restore), 0, "{}", stderr(&restore));
+    assert_eq!(code(&keyed(&file, &["check", "--read-data"])), 0);
+    // Anything else in the file: named, and no password is found.
+    let garbage = env.path("garbage.key");
+    write(&garbage, b"correct horse battery staple\n");
+    let refused = keyed(&garbage, &["snapshots"]);
+    assert_eq!(code(&refused), 12);
+    assert!(
+        stderr(&refused).contains("not an unlock key"),
+        "{}",
+        stderr(&refused)
+    );
+    // A given password wins over the file, so `passwd` replaces the
+    // password's key, and that revokes the file.
+    let passwd = env
+        .cmd()
+        .env("CAIRN_UNLOCK_KEY_FILE", &file)
+        .env("CAIRN_NEW_PASSWORD", "another")
+        .args(["key", "passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&passwd), 0, "{}", stderr(&passwd));
+    let revoked = keyed(&file, &["snapshots"]);
+    assert_eq!(code(&revoked), 12);
+    assert!(stderr(&revoked).contains("which is gone"), "{}", stderr(&revoked));
+    let again = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "another")
+        .args(["key", "store", "--file", file_arg])
+        .output()
+        .unwrap();
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(code(&keyed(&file, &["snapshots"])), 0);
+    let removed = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "another")
+        .args(["key", "store", "--remove", "--file", file_arg])
+        .output()
+        .unwrap();
+    assert_eq!(code(&removed), 0, "{}", stderr(&removed));
+    assert!(!file.exists());
+}
