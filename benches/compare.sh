@@ -148,7 +148,7 @@ if [[ ${CAIRN_BENCH_BUS:-} == 1 ]]; then
         sleep 0.1
     done
 fi
-[[ $HAVE_KEYRING -eq 1 ]] || log "no Secret Service, skipping cairn_key (apt-get install libsecret-tools gnome-keyring dbus, or --install-peers)"
+[[ $HAVE_KEYRING -eq 1 ]] || log "no Secret Service, skipping cairn_store (apt-get install libsecret-tools gnome-keyring dbus, or --install-peers)"
 
 # Tools keep caches/config outside the repository: keep them in scratch too.
 export RESTIC_PASSWORD=cairn-bench RESTIC_CACHE_DIR=$SCRATCH/restic-cache
@@ -272,15 +272,25 @@ cairn_enc_cmd() {
 cairn_enc_restored() { cairn_restored; }
 cairn_enc_clean() { :; }
 
-# cairn with an encrypted repository opened as a scheduled job opens it: no
-# password given, the unlock key `cairn key store` put in the OS credential
-# store (no Argon2id per command).
+# cairn with an encrypted repository opened without its password, as an
+# unattended job opens it: cairn_key by the unlock key `cairn key store
+# --file` wrote (CAIRN_UNLOCK_KEY_FILE), cairn_store by the one `cairn key
+# store` put in the OS credential store (Secret Service, read through
+# secret-tool). Neither runs Argon2id.
 cairn_key_cmd() {
+    case $1 in
+        init) CMD=(bash -c '"$1" --repo "$2" init --encrypt && "$1" --repo "$2" key store --file "$3"' _ "$CAIRN" "$REPO" "$SCRATCH/unlock.key") ;;
+        *)    cairn_cmd "$@"; CMD=(env -u CAIRN_PASSWORD CAIRN_UNLOCK_KEY_FILE="$SCRATCH/unlock.key" "${CMD[@]}") ;;
+    esac
+}
+cairn_store_cmd() {
     case $1 in
         init) CMD=(bash -c '"$1" --repo "$2" init --encrypt && "$1" --repo "$2" key store' _ "$CAIRN" "$REPO") ;;
         *)    cairn_cmd "$@"; CMD=(env -u CAIRN_PASSWORD "${CMD[@]}") ;;
     esac
 }
+cairn_store_restored() { cairn_restored; }
+cairn_store_clean() { :; }
 cairn_key_restored() { cairn_restored; }
 cairn_key_clean() { :; }
 
@@ -432,7 +442,8 @@ pick_changed
 
 bench_tool cairn
 bench_tool cairn_enc
-[[ $HAVE_KEYRING -eq 1 ]] && bench_tool cairn_key
+bench_tool cairn_key
+[[ $HAVE_KEYRING -eq 1 ]] && bench_tool cairn_store
 [[ $HAVE_RESTIC -eq 1 ]] && bench_tool restic
 [[ $HAVE_BORG -eq 1 ]] && bench_tool borg
 [[ $HAVE_RUSTIC -eq 1 ]] && bench_tool rustic
@@ -502,11 +513,12 @@ echo "Backups: every run starts from a fresh repository; unchanged/1% changed ti
 echo "Restore/check: the repository of the last first-backup run. Pipelines: peak MiB is the largest process."
 echo "restic and rustic encrypt (AES-256, always on) and compress (repo v2, auto); borg runs with -e none (lz4);"
 echo "cairn: a plain repository (zstd); cairn_enc: an encrypted one (XChaCha20-Poly1305) given its password (Argon2id, ~0.5 s"
-echo "per command); cairn_key: the same, opened by the unlock key in the OS credential store (cairn key store), as scheduled jobs are;"
+echo "per command); cairn_key: the same, opened by an unlock key file (key store --file, CAIRN_UNLOCK_KEY_FILE);"
+echo "cairn_store: opened by the unlock key in the OS credential store (key store; Secret Service through secret-tool);"
 echo "tar|zstd is one stream with no dedup, index or verification."
 echo
 echo "== restored trees compared with the corpus"
-for t in cairn cairn_enc cairn_key restic borg rustic; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
+for t in cairn cairn_enc cairn_key cairn_store restic borg rustic; do [[ -n ${VERIFY[$t]:-} ]] && echo "$t: ${VERIFY[$t]}"; done
 echo
 echo "== ratios (time ratios are wall-time: cairn / other; below 1 means cairn is faster)"
 echo "cairn first backup vs tar|zstd:        $(ratio "$(wall 'cairn::backup (first)')" "$(wall 'tar | zstd -3 -T0::backup')")"
@@ -524,8 +536,8 @@ for step in "backup (first)" "backup (unchanged)" "backup (1% changed)" "restore
 done
 echo
 echo "== encryption (encrypted / plain cairn: what encryption costs; encrypted cairn / restic and rustic, which always encrypt)"
-echo "key: cairn_key, opened by the stored unlock key; pw: cairn_enc, given the password (Argon2id, ~0.5 s, every command)."
-printf '%-22s %10s %10s %11s %11s %10s %10s\n' step "key/plain" "pw/plain" "key/restic" "key/rustic" "pw/restic" "pw/rustic"
+echo "key: cairn_key (unlock key file); store: cairn_store (credential store); pw: cairn_enc (password: Argon2id, ~0.5 s, every command)."
+printf '%-22s %10s %11s %9s %11s %11s %10s %10s\n' step "key/plain" "store/plain" "pw/plain" "key/restic" "key/rustic" "pw/restic" "pw/rustic"
 for step in "list snapshots" "backup (first)" "backup (unchanged)" "backup (1% changed)" "restore" "check --read-data"; do
     kr="not run"; ku="not run"; pr="not run"; pu="not run"
     if [[ $HAVE_RESTIC -eq 1 ]]; then
@@ -536,8 +548,9 @@ for step in "list snapshots" "backup (first)" "backup (unchanged)" "backup (1% c
         ku=$(ratio "$(wall "cairn_key::$step")" "$(wall "rustic::$step")")
         pu=$(ratio "$(wall "cairn_enc::$step")" "$(wall "rustic::$step")")
     fi
-    printf '%-22s %10s %10s %11s %11s %10s %10s\n' "$step" \
+    printf '%-22s %10s %11s %9s %11s %11s %10s %10s\n' "$step" \
         "$(ratio "$(wall "cairn_key::$step")" "$(wall "cairn::$step")")" \
+        "$(ratio "$(wall "cairn_store::$step")" "$(wall "cairn::$step")")" \
         "$(ratio "$(wall "cairn_enc::$step")" "$(wall "cairn::$step")")" "$kr" "$ku" "$pr" "$pu"
 done
 if [[ $HAVE_RESTIC -eq 1 || $HAVE_BORG -eq 1 ]]; then

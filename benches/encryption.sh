@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# What encryption costs cairn, measured in pairs: each round times a plain
+# and an encrypted repository back to back (in alternating order), so that
+# the drift of a shared machine falls on both alike. The encrypted one is
+# opened by an unlock key file (`cairn key store --file`), as an unattended
+# job opens it; what a password costs on top (Argon2id, about 0.5 s a
+# command, on purpose) is compare.sh's `cairn_enc`.
+#
+#   benches/encryption.sh [--rounds N] [CORPUS_DIR]
+#
+# Env: CAIRN (binary, default ../target/release/cairn), TMPDIR (scratch).
+# Prints, per step, the median of each side and the median of the per-round
+# ratios encrypted/plain.
+set -euo pipefail
+export LC_ALL=C
+
+ROUNDS=11
+CORPUS=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -*) echo "unknown option: $1" >&2; exit 2 ;;
+        *) CORPUS=$1; shift ;;
+    esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds wants a positive integer" >&2; exit 2; }
+CORPUS=${CORPUS:-/usr/share/go-1.19/src}
+[[ -d $CORPUS ]] || { echo "no corpus at $CORPUS (apt-get install golang-1.19-src, or name a directory)" >&2; exit 1; }
+CAIRN=$(realpath "${CAIRN:-"$(dirname "$0")/../target/release/cairn"}")
+[[ -x /usr/bin/time ]] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+
+SCRATCH=$(mktemp -d "${TMPDIR:-/var/tmp}/cairn-enc-bench.XXXXXX")
+TARGETS=$SCRATCH
+[[ -d /dev/shm && -w /dev/shm ]] && TARGETS=$(mktemp -d /dev/shm/cairn-enc-bench.XXXXXX)
+trap 'rm -rf -- "$SCRATCH" "$TARGETS"' EXIT
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+COPY=$SCRATCH/corpus
+cp -a -- "$CORPUS" "$COPY"
+export HOME=$SCRATCH/home CAIRN_PASSWORD=cairn-bench
+mkdir -p "$HOME"
+KEY=$SCRATCH/unlock.key
+
+declare -A TIMES
+# Runs STEP on SIDE (plain or enc): fresh repositories for a backup, the
+# round's repository for restore and check.
+step() { # SIDE STEP
+    local repo=$SCRATCH/$1 run=("$CAIRN")
+    [[ $1 == enc ]] && run=(env -u CAIRN_PASSWORD CAIRN_UNLOCK_KEY_FILE="$KEY" "$CAIRN")
+    case $2 in
+        backup) rm -rf -- "$repo"
+                if [[ $1 == enc ]]; then
+                    "$CAIRN" --repo "$repo" init --encrypt >/dev/null 2>&1
+                    "$CAIRN" --repo "$repo" key store --file "$KEY" >/dev/null
+                else "$CAIRN" --repo "$repo" init >/dev/null; fi
+                sync
+                timed "${run[@]}" --repo "$repo" backup "$COPY" ;;
+        restore) rm -rf -- "$TARGETS/$1"; sync
+                 timed "${run[@]}" --repo "$repo" restore latest --target "$TARGETS/$1" ;;
+        check) timed "${run[@]}" --repo "$repo" check --read-data ;;
+    esac
+    TIMES[$1:$2]+="$WALL "
+}
+
+STEPS=(backup restore check)
+declare -A RATIOS
+for (( round = 1; round <= ROUNDS; round++ )); do
+    for s in "${STEPS[@]}"; do
+        if (( round % 2 )); then step plain "$s"; a=$WALL; step enc "$s"; b=$WALL
+        else step enc "$s"; b=$WALL; step plain "$s"; a=$WALL; fi
+        RATIOS[$s]+="$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.4f", b / a}') "
+    done
+    echo "[encryption] round $round of $ROUNDS done" >&2
+done
+
+echo "== cairn encrypted (unlock key file) against plain, $ROUNDS rounds of pairs, $(nproc) cpus"
+echo "corpus: $CORPUS ($(find "$COPY" -type f | wc -l) files)"
+printf '%-10s %10s %10s %16s %22s\n' step "plain s" "enc s" "enc/plain (med)" "per-round ratios"
+for s in "${STEPS[@]}"; do
+    # shellcheck disable=SC2086
+    printf '%-10s %10.3f %10.3f %15.1f%% %22s\n' "$s" "$(median ${TIMES[plain:$s]})" \
+        "$(median ${TIMES[enc:$s]})" "$(awk -v r="$(median ${RATIOS[$s]})" 'BEGIN{print 100 * (r - 1)}')" \
+        "$(printf '%s\n' ${RATIOS[$s]} | sort -g | sed -n '1p;$p' | tr '\n' ' ')"
+done
