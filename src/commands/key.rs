@@ -74,9 +74,7 @@ fn store(repo: &Repository, remove: bool) -> Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let token = repo
-        .unlock_token()
-        .ok_or_else(|| anyhow!("no key opened {location}"))?;
+    let token = opened_token(repo)?;
     let encoded = token.encode();
     cairn::credstore::save(&location, &encoded)?;
     match cairn::credstore::lookup(&location)?.map(Zeroizing::new) {
@@ -99,9 +97,7 @@ fn store_file(repo: &Repository, remove: bool, path: &std::path::Path) -> Result
         outln!("removed the unlock key file {}", path.display())?;
         return Ok(exit::OK);
     }
-    let token = repo
-        .unlock_token()
-        .ok_or_else(|| anyhow!("no key opened {location}"))?;
+    let token = opened_token(repo)?;
     cairn::private::replace(path, &token.encode())
         .with_context(|| format!("cannot write the unlock key file {}", path.display()))?;
     outln!(
@@ -110,6 +106,12 @@ fn store_file(repo: &Repository, remove: bool, path: &std::path::Path) -> Result
         path.display()
     )?;
     Ok(exit::OK)
+}
+
+/// What the key that opened `repo` stores as its unlock key.
+fn opened_token(repo: &Repository) -> Result<&keys::UnlockToken> {
+    repo.unlock_token()
+        .ok_or_else(|| anyhow!("no key opened {}", repo.sink().location()))
 }
 
 fn add(repo: &Repository) -> Result<String> {

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::crypto::{Crypto, Domain, SealError, SealKey, Secret};
 use super::id::ObjectId;
 use super::{RepoError, READ_ATTEMPTS};
-use crate::sink::{ObjectKind, Sink, SinkError};
+use crate::sink::{ObjectInfo, ObjectKind, Sink, SinkError};
 
 /// A password, wiped when dropped.
 pub struct Password(Zeroizing<Vec<u8>>);
@@ -343,42 +343,53 @@ pub fn write_key(
 /// A key file parsed, or what is wrong with it.
 pub type Judged = Result<KeyFile, String>;
 
-/// Every key file the store lists, read (again, up to [`READ_ATTEMPTS`]
-/// reads, while its bytes do not match its name: a garbled transfer is not
-/// damage) and judged: parsed, or what is wrong with it.
+/// Every key file the store lists, read and judged (see [`judge`]).
 pub fn key_files(sink: &dyn Sink) -> Result<Vec<(String, Judged)>, RepoError> {
+    judge_all(sink, sink.list(ObjectKind::Key)?)
+}
+
+fn judge_all(sink: &dyn Sink, listed: Vec<ObjectInfo>) -> Result<Vec<(String, Judged)>, RepoError> {
     let mut out = Vec::new();
-    for info in sink.list(ObjectKind::Key)? {
-        if info.size > MAX_KEY_FILE as u64 {
-            out.push((info.name, Err("it is larger than a key file may be".into())));
-            continue;
-        }
-        let mut judged = None;
-        for _ in 0..READ_ATTEMPTS {
-            let bytes = match sink.read(ObjectKind::Key, &info.name) {
-                Ok(bytes) => bytes,
-                // Removed since the listing (`key remove`).
-                Err(e) if e.is_not_found() => break,
-                Err(e) => return Err(e.into()),
-            };
-            let actual = ObjectId::of(&bytes);
-            if actual.to_hex() == info.name {
-                judged = Some(parse_key_file(&bytes).map_err(|e| e.to_string()));
-                break;
-            }
-            judged = Some(Err(format!("its bytes hash to {actual}")));
-        }
-        if let Some(judged) = judged {
+    for info in listed {
+        if let Some(judged) = judge(sink, &info)? {
             out.push((info.name, judged));
         }
     }
     Ok(out)
 }
 
+/// One listed key file, read (again, up to [`READ_ATTEMPTS`] reads, while
+/// its bytes do not match its name: a garbled transfer is not damage) and
+/// judged: parsed, or what is wrong with it. `None`: removed since the
+/// listing (`key remove`).
+fn judge(sink: &dyn Sink, info: &ObjectInfo) -> Result<Option<Judged>, RepoError> {
+    if info.size > MAX_KEY_FILE as u64 {
+        return Ok(Some(Err("it is larger than a key file may be".into())));
+    }
+    let mut judged = None;
+    for _ in 0..READ_ATTEMPTS {
+        let bytes = match sink.read(ObjectKind::Key, &info.name) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let actual = ObjectId::of(&bytes);
+        if actual.to_hex() == info.name {
+            return Ok(Some(parse_key_file(&bytes).map_err(|e| e.to_string())));
+        }
+        judged = Some(Err(format!("its bytes hash to {actual}")));
+    }
+    Ok(judged)
+}
+
 /// The key files that can be read; one that cannot is passed over with a
 /// warning (it opens nothing; `check` names it).
 pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
-    Ok(key_files(sink)?
+    Ok(usable(key_files(sink)?))
+}
+
+fn usable(judged: Vec<(String, Judged)>) -> Vec<(String, KeyFile)> {
+    judged
         .into_iter()
         .filter_map(|(name, judged)| match judged {
             Ok(file) => Some((name, file)),
@@ -387,33 +398,31 @@ pub fn read_keys(sink: &dyn Sink) -> Result<Vec<(String, KeyFile)>, RepoError> {
                 None
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The master key that a token or password from `passwords` opens, and
 /// the token (key file name and key-encryption key) that opened it. The
-/// config it was made for must be this one.
+/// config it was made for must be this one. A stored token reads only its
+/// own key file; a password is tried on every one.
 pub fn unlock(
     sink: &dyn Sink,
     config: &ObjectId,
     passwords: &dyn PasswordSource,
 ) -> Result<(Secret, UnlockToken), RepoError> {
     let location = sink.location();
-    let files = read_keys(sink)?;
-    if files.is_empty() {
+    let listed = sink.list(ObjectKind::Key)?;
+    if listed.is_empty() {
         return Err(RepoError::NoKeys { location });
     }
     if let Some(token) = passwords.stored(&location) {
-        match files.iter().find(|(name, _)| *name == token.key) {
-            Some((_, file)) => match unwrap_with(file, &token.kek) {
-                Ok(Some((master, made_for))) if made_for == *config => return Ok((master, token)),
-                _ => tracing::warn!("the unlock key stored for {location} no longer opens it; run `cairn key store` again"),
-            },
-            None => tracing::warn!(
-                "the unlock key stored for {location} belongs to key {}, which is gone; run `cairn key store` again",
-                token.key.get(..8).unwrap_or_default()
-            ),
+        if let Some(master) = open_with_token(sink, config, &token, &listed)? {
+            return Ok((master, token));
         }
+    }
+    let files = usable(judge_all(sink, listed)?);
+    if files.is_empty() {
+        return Err(RepoError::NoKeys { location });
     }
     let password = passwords
         .password(&location)
@@ -440,6 +449,39 @@ pub fn unlock(
         true => Err(RepoError::ConfigReplaced { location }),
         false => Err(RepoError::WrongPassword { location }),
     }
+}
+
+/// The master key `token` opens, from its key file alone; `None`, with a
+/// warning that says to store it again, when it no longer does.
+fn open_with_token(
+    sink: &dyn Sink,
+    config: &ObjectId,
+    token: &UnlockToken,
+    listed: &[ObjectInfo],
+) -> Result<Option<Secret>, RepoError> {
+    let location = sink.location();
+    let judged = match listed.iter().find(|info| info.name == token.key) {
+        Some(info) => judge(sink, info)?,
+        None => None,
+    };
+    let opened = match judged {
+        Some(Ok(file)) => unwrap_with(&file, &token.kek).ok().flatten(),
+        Some(Err(_)) => None,
+        None => {
+            tracing::warn!(
+                "the unlock key stored for {location} belongs to key {}, which is gone; run `cairn key store` again",
+                token.key.get(..8).unwrap_or_default()
+            );
+            return Ok(None);
+        }
+    };
+    match opened {
+        Some((master, made_for)) if made_for == *config => return Ok(Some(master)),
+        _ => tracing::warn!(
+            "the unlock key stored for {location} no longer opens it; run `cairn key store` again"
+        ),
+    }
+    Ok(None)
 }
 
 fn hex(bytes: &[u8]) -> String {

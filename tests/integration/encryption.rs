@@ -115,6 +115,15 @@ fn init(env: &Env, flag: &str) {
     env.ok(&["init", flag]);
 }
 
+/// An encrypted repository holding one snapshot of `src/a.txt`.
+fn encrypted_with_a_backup() -> Env {
+    let env = Env::new();
+    init(&env, "--encrypt");
+    write(&env.path("src/a.txt"), b"a");
+    env.backup(&[&env.path("src")]);
+    env
+}
+
 #[test]
 fn nothing_saved_shows_in_any_byte_of_an_encrypted_repository() {
     if !util::is_root() {
@@ -344,10 +353,7 @@ fn an_index_entry_pointed_at_another_blob_is_found() {
 
 #[test]
 fn a_wrong_or_missing_password_fails_fast_and_touches_nothing() {
-    let env = Env::new();
-    init(&env, "--encrypt");
-    write(&env.path("src/a.txt"), b"a");
-    env.backup(&[&env.path("src")]);
+    let env = encrypted_with_a_backup();
     let before = util::file_hashes(&env.repo);
     let wrong = env
         .cmd()
@@ -412,10 +418,7 @@ fn a_wrong_or_missing_password_fails_fast_and_touches_nothing() {
 
 #[test]
 fn keys_are_added_listed_changed_and_removed_but_never_the_last() {
-    let env = Env::new();
-    init(&env, "--encrypt");
-    write(&env.path("src/a.txt"), b"a");
-    env.backup(&[&env.path("src")]);
+    let env = encrypted_with_a_backup();
     let with = |password: &str, args: &[&str]| {
         env.cmd()
             .env("CAIRN_PASSWORD", password)
@@ -685,10 +688,7 @@ fn an_unlock_key_in_the_os_credential_store_opens_the_repository_unattended() {
         util::skip("needs secret-tool, gnome-keyring and dbus-run-session (CI installs them)");
         return;
     }
-    let env = Env::new();
-    init(&env, "--encrypt");
-    write(&env.path("src/a.txt"), b"a");
-    env.backup(&[&env.path("src")]);
+    let env = encrypted_with_a_backup();
     let script = r#"
         set -u
         printf 'keyring password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
@@ -842,10 +842,7 @@ fn a_damaged_key_file_is_named_by_check_and_the_other_key_still_opens() {
 #[test]
 fn a_stray_key_for_another_config_made_the_repository_unopenable() {
     use cairn::repo::keys::{make_key_file, KdfParams, KeyInfo, Password};
-    let env = Env::new();
-    init(&env, "--encrypt");
-    write(&env.path("src/a.txt"), b"a");
-    env.backup(&[&env.path("src")]);
+    let env = encrypted_with_a_backup();
     let params = KdfParams {
         algorithm: "argon2id".into(),
         memory_kib: 8,
@@ -942,10 +939,7 @@ fn the_password_was_passed_on_to_the_commands_cairn_runs() {
 /// it opens the repository without a password until its key changes.
 #[test]
 fn an_unlock_key_file_opens_the_repository_until_its_key_changes() {
-    let env = Env::new();
-    init(&env, "--encrypt");
-    write(&env.path("src/a.txt"), b"a");
-    env.backup(&[&env.path("src")]);
+    let env = encrypted_with_a_backup();
     let file = env.path("unlock.key");
     let file_arg = file.to_str().unwrap();
     env.ok(&["key", "store", "--file", file_arg]);
