@@ -57,7 +57,8 @@ KEY=$SCRATCH/unlock.key
 
 declare -A TIMES
 # Runs STEP on SIDE (plain or enc): a fresh copy of the empty repository
-# for a backup, the round's repository for restore and check.
+# for a backup, the round's repository for restore, check, a second,
+# unchanged backup and one after 1% of the files changed.
 step() { # SIDE STEP
     local repo=$SCRATCH/$1 run=("$CAIRN")
     [[ $1 == enc ]] && run=(env -u CAIRN_PASSWORD CAIRN_UNLOCK_KEY_FILE="$KEY" "$CAIRN")
@@ -68,17 +69,28 @@ step() { # SIDE STEP
         restore) rm -rf -- "$TARGETS/$1"
                  timed "${run[@]}" --repo "$repo" restore latest --target "$TARGETS/$1" ;;
         check) timed "${run[@]}" --repo "$repo" check --read-data ;;
+        unchanged|changed) timed "${run[@]}" --repo "$repo" backup "$COPY" ;;
     esac
     TIMES[$1:$2]+="$WALL "
 }
 
-STEPS=(backup restore check)
+# 1% of the files (every 100th, sorted) get a line appended before the
+# "changed" pair, and are cut back to their size after it.
+mapfile -t CHANGED < <(find "$COPY" -type f | LC_ALL=C sort | awk 'NR % 100 == 0')
+declare -A SIZES
+for f in "${CHANGED[@]}"; do SIZES[$f]=$(stat -c %s "$f"); done
+change() { for f in "${CHANGED[@]}"; do echo "// encryption.sh: appended" >>"$f"; done; }
+revert() { for f in "${CHANGED[@]}"; do truncate -s "${SIZES[$f]}" "$f"; done; }
+
+STEPS=(backup restore check unchanged changed)
 declare -A RATIOS
 for (( round = 1; round <= ROUNDS; round++ )); do
     for s in "${STEPS[@]}"; do
+        [[ $s == changed ]] && change
         if (( round % 2 )); then step plain "$s"; a=$WALL; step enc "$s"; b=$WALL
         else step enc "$s"; b=$WALL; step plain "$s"; a=$WALL; fi
         RATIOS[$s]+="$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.4f", b / a}') "
+        [[ $s == changed ]] && revert
     done
     echo "[encryption] round $round of $ROUNDS done" >&2
 done
