@@ -187,9 +187,8 @@ fn transcode_all(
         let mut emit = |id: ObjectId, bytes: &[u8]| packer.add(&mut manifest_frames, id, bytes).map(|_| ());
         for entry in manifest.manifest(&snapshot.id.short(), &snapshot.record.manifest) {
             let mut entry = entry?;
-            // A one-blob file's plain hash may be its old id: kept, as the
-            // new id is another.
-            entry.hash = entry.content_hash();
+            // The blob ids change; a file's `hash` (recorded for files of
+            // several blobs) is the same in both repositories.
             for id in entry.blobs.iter_mut() {
                 if let Some(new) = renamed.get(id) {
                     *id = *new;

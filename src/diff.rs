@@ -226,7 +226,7 @@ pub fn live(
             change,
         });
     };
-    let mut sorter = plan::Sorter::new(false);
+    let mut sorter = plan::Sorter::new(false, repo.crypto());
     for step in plan::merge(lines.inspect(|l| hand_content(a, l, content)), targets) {
         match step? {
             Step::Entry { root, line, live } if selection.matches(line.path()) => {

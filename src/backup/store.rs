@@ -80,14 +80,12 @@ fn store_stream(
     Ok((read, blobs, hash))
 }
 
-/// The `hash` a file entry records: left out where the file is one blob
-/// whose id is its plain hash (a plain repository); always there where
-/// ids are keyed.
-fn content_hash(hash: ObjectId, blobs: &[ObjectId], packer: &Packer) -> Option<ObjectId> {
-    if blobs.len() == 1 && packer.crypto().blob_id_is_plain_hash() {
-        None
-    } else {
-        Some(hash)
+/// The `hash` a file entry records: left out where the file is one blob,
+/// whose id is made from that hash (FORMAT.md section 7).
+fn content_hash(hash: ObjectId, blobs: &[ObjectId]) -> Option<ObjectId> {
+    match blobs.len() {
+        1 => None,
+        _ => Some(hash),
     }
 }
 
@@ -122,7 +120,7 @@ fn store_content(
             })
         }
     };
-    entry.hash = content_hash(hash, &blobs, packer);
+    entry.hash = content_hash(hash, &blobs);
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,
@@ -230,7 +228,7 @@ fn store_file(
         Err(e) => warning = Some(format!("{}: cannot read extended attributes: {e}", abs.display())),
     }
     entry.size = size;
-    entry.hash = content_hash(hash, &blobs, packer);
+    entry.hash = content_hash(hash, &blobs);
     entry.blobs = blobs;
     Ok(Done::Entry {
         entry,

@@ -245,12 +245,6 @@ impl Crypto {
         self.blob_id_of(blake3::Hash::from_bytes(*hash.as_bytes())) == *id
     }
 
-    /// Whether a blob id is also the plain hash of its bytes (so a file of
-    /// one blob need not be hashed twice).
-    pub fn blob_id_is_plain_hash(&self) -> bool {
-        self.keys.is_none()
-    }
-
     /// The key the file chunker's gear table is made from (FORMAT.md
     /// section 15); `None`: the plain table.
     pub fn chunker_key(&self) -> Option<[u8; 32]> {

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::id::ObjectId;
 use super::index::{BlobLocation, Index};
-use super::manifest::{Entry, ManifestParser, RawLine};
+use super::manifest::{ContentId, Entry, ManifestParser, RawLine};
 use super::pack::{self, PackError};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
@@ -71,13 +71,17 @@ impl ContentCheck {
     /// What differs from `entry`, as "N bytes hashing to H" (`None`: the
     /// content is the entry's).
     pub fn mismatch(self, entry: &Entry, crypto: &super::crypto::Crypto) -> Option<String> {
-        let expected = entry.content_hash();
+        let expected = entry.content_id();
         let (same, actual) = match (self.hasher, entry.blobs.as_slice(), expected) {
             (Some(h), _, _) => {
                 let actual = ObjectId::from_hash(h.finalize());
-                (expected.is_none_or(|e| e == actual), actual.to_string())
+                (expected.is_none_or(|e| e.is(&actual, crypto)), actual.to_string())
             }
-            (None, [only], Some(e)) => (crypto.id_has_hash(only, &e), format!("the hash of blob {only}")),
+            // The one blob was verified against its id: only a `hash` the
+            // entry records besides can disagree.
+            (None, [only], Some(ContentId::Hash(e))) => {
+                (crypto.id_has_hash(only, &e), format!("the hash of blob {only}"))
+            }
             (None, _, _) => (true, String::new()),
         };
         match same && self.written == entry.size {

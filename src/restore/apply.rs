@@ -92,6 +92,7 @@ pub fn apply(
             later: &mut later,
             batches: Batches::new(txs, index),
             opts,
+            crypto: repo.crypto().clone(),
             skip_under: None,
         };
         let merged = match items.map(|items| writer.replay(targets, items)) {
@@ -190,6 +191,8 @@ struct Writer<'a, 'b> {
     later: &'b mut Later,
     batches: Batches<'a>,
     opts: ApplyOptions,
+    /// How the repository names blobs (to test live files against entries).
+    crypto: crate::repo::crypto::Crypto,
     /// A directory about to be replaced by a non-directory: what the walk
     /// finds inside it goes with it.
     skip_under: Option<(usize, Vec<u8>)>,
@@ -260,7 +263,10 @@ impl Writer<'_, '_> {
                     let path = entry.path.as_bytes();
                     let dest = targets[root].dest_of(path);
                     let action = self.handles.live(root, path).and_then(|live| {
-                        Ok((live, classify(&entry, live.as_ref(), self.opts.checksum, &dest)?))
+                        Ok((
+                            live,
+                            classify(&entry, live.as_ref(), self.opts.checksum, &self.crypto, &dest)?,
+                        ))
                     });
                     match action {
                         Ok((live, action)) => {

@@ -243,7 +243,7 @@ pub fn restore_in_place(
             Ok(summary)
         }
     };
-    let failure = judge(&summary, &targets, opts);
+    let failure = judge(&summary, &targets, opts, repo.crypto());
     let summary = match (failure, summary) {
         (None, Ok(summary)) => summary,
         (Some(what), _) | (None, Err(what)) => return Err(roll_back(repo, &mut journal, what, progress)),
@@ -437,6 +437,7 @@ fn judge(
     summary: &Result<RestoreSummary, String>,
     targets: &[Target],
     opts: &InPlaceOptions,
+    crypto: &crate::repo::crypto::Crypto,
 ) -> Option<String> {
     let failure = match summary {
         Err(what) => Some(what.clone()),
@@ -450,7 +451,7 @@ fn judge(
             s.lost.len(),
             s.lost[0]
         )),
-        Ok(s) if opts.verify => verify(targets, s).err(),
+        Ok(s) if opts.verify => verify(targets, s, crypto).err(),
         Ok(_) => None,
     };
     tracing::debug!("written and verified");
@@ -463,7 +464,11 @@ fn judge(
 
 /// Reads back every file the restore wrote and checks it against the
 /// manifest: size, and the hash of what is on disk now.
-fn verify(targets: &[Target], summary: &RestoreSummary) -> Result<(), String> {
+fn verify(
+    targets: &[Target],
+    summary: &RestoreSummary,
+    crypto: &crate::repo::crypto::Crypto,
+) -> Result<(), String> {
     for w in &summary.written {
         let dest = targets[w.root].dest_of(&w.path);
         let result = std::fs::symlink_metadata(&dest).and_then(|m| {
@@ -471,7 +476,10 @@ fn verify(targets: &[Target], summary: &RestoreSummary) -> Result<(), String> {
             if !stat.is_file() || stat.size != w.size {
                 return Ok(false);
             }
-            Ok(w.hash.is_none() || Some(plan::hash_file(&dest, &stat)?) == w.hash)
+            match w.hash {
+                Some(content) => Ok(content.is(&plan::hash_file(&dest, &stat)?, crypto)),
+                None => Ok(true),
+            }
         });
         match result {
             Ok(true) => {}

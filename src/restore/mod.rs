@@ -97,7 +97,7 @@ pub struct Written {
     pub root: usize,
     pub path: Vec<u8>,
     pub size: u64,
-    pub hash: Option<crate::repo::id::ObjectId>,
+    pub hash: Option<crate::repo::manifest::ContentId>,
 }
 
 /// What a restore would do to one root.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::collect::tree::{self, Excludes, TreeItem, TreeWalk};
 use crate::meta::{bytes_to_path, running_as_root, Stat};
+use crate::repo::crypto::Crypto;
 use crate::repo::manifest::{path_cmp, Entry, EntryKind, MetadataMatcher, RawLine};
 use crate::repo::RepoError;
 
@@ -310,16 +311,20 @@ fn outside(path: Vec<u8>) -> Step {
 pub struct Sorter {
     matcher: MetadataMatcher,
     checksum: bool,
+    crypto: Crypto,
 }
 
 /// A sorted entry: `None` for a file left unchanged on the fast path.
 pub type Sorted = (Option<Entry>, io::Result<Action>);
 
 impl Sorter {
-    pub fn new(checksum: bool) -> Sorter {
+    /// `crypto`: how the repository names blobs (to test a live file's
+    /// hash against a one-blob entry).
+    pub fn new(checksum: bool, crypto: &Crypto) -> Sorter {
         Sorter {
             matcher: MetadataMatcher::default(),
             checksum,
+            crypto: crypto.clone(),
         }
     }
 
@@ -341,7 +346,7 @@ impl Sorter {
             }
         }
         let entry = line.entry()?;
-        let action = classify(&entry, live, self.checksum, &dest());
+        let action = classify(&entry, live, self.checksum, &self.crypto, &dest());
         Ok((Some(entry), action))
     }
 }
@@ -378,7 +383,13 @@ pub fn metadata_differs(entry: &Entry, live: &Stat) -> bool {
 /// Sorts one entry. Files whose size and mtime match are taken as
 /// unchanged (restic's `--overwrite if-changed`) unless `checksum`; other
 /// files of the same size are hashed. Hard links are settled by the writer.
-pub fn classify(entry: &Entry, live: Option<&Stat>, checksum: bool, dest: &Path) -> io::Result<Action> {
+pub fn classify(
+    entry: &Entry,
+    live: Option<&Stat>,
+    checksum: bool,
+    crypto: &Crypto,
+    dest: &Path,
+) -> io::Result<Action> {
     let Some(live) = live else {
         return Ok(Action::Create);
     };
@@ -395,7 +406,11 @@ pub fn classify(entry: &Entry, live: Option<&Stat>, checksum: bool, dest: &Path)
         EntryKind::File => {
             live.size == entry.size
                 && ((!checksum && live.mtime == entry.mtime && live.mtime_nsec == entry.mtime_nsec)
-                    || Some(hash_file(dest, live)?) == entry.content_hash())
+                    || entry
+                        .content_id()
+                        .map(|c| hash_file(dest, live).map(|h| c.is(&h, crypto)))
+                        .transpose()?
+                        .unwrap_or(false))
         }
     };
     Ok(if !same_content {
@@ -453,7 +468,7 @@ pub fn visit<E: From<RepoError>>(
 ) -> Result<(), E> {
     let mut reader = crate::repo::reader::BlobReader::new(repo, index);
     let short = snapshot.id.short();
-    let mut sorter = Sorter::new(checksum);
+    let mut sorter = Sorter::new(checksum, repo.crypto());
     let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
     let mut steps = merge(lines, targets);
     if let Some(tape) = tape.as_deref_mut() {

@@ -187,7 +187,7 @@ impl Shared {
                     root,
                     path: entry.path.as_bytes().to_vec(),
                     size: entry.size,
-                    hash: entry.content_hash(),
+                    hash: entry.content_id(),
                 });
                 progress.file_done();
             }

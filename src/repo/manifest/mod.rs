@@ -152,7 +152,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
     /// blake3 of the whole file's contents; left out when the file is exactly
-    /// one blob, whose id is then the hash (see [`Entry::content_hash`]).
+    /// one blob, whose id is made from that hash (see [`Entry::content_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<ObjectId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -167,13 +167,43 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The blake3 of a file's contents: `hash`, or for a file that is exactly
-    /// one blob (where `hash` is left out), that blob's id.
+    /// What names a file's contents within its repository: `hash`, or for
+    /// a file that is exactly one blob (where `hash` is left out), that
+    /// blob's id. Two entries of one repository with the same contents have
+    /// the same; to test content against it, see [`Entry::content_id`].
     pub fn content_hash(&self) -> Option<ObjectId> {
+        self.content_id().map(|c| match c {
+            ContentId::Hash(h) | ContentId::Blob(h) => h,
+        })
+    }
+
+    /// How the entry names its contents, if it does.
+    pub fn content_id(&self) -> Option<ContentId> {
         match (self.hash, self.blobs.as_slice()) {
-            (Some(hash), _) => Some(hash),
-            (None, [only]) => Some(*only),
+            (Some(hash), _) => Some(ContentId::Hash(hash)),
+            (None, [only]) => Some(ContentId::Blob(*only)),
             _ => None,
+        }
+    }
+}
+
+/// How a file entry names its contents: their blake3 (`hash`), or, for a
+/// file of one blob, that blob's id, which is the blake3 itself in a plain
+/// repository and the keyed hash of it in an encrypted one (FORMAT.md
+/// sections 7 and 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentId {
+    Hash(ObjectId),
+    Blob(ObjectId),
+}
+
+impl ContentId {
+    /// Whether contents whose blake3 is `hash` are the ones named, in a
+    /// repository that names blobs as `crypto` does.
+    pub fn is(&self, hash: &ObjectId, crypto: &super::crypto::Crypto) -> bool {
+        match self {
+            ContentId::Hash(h) => h == hash,
+            ContentId::Blob(id) => crypto.id_has_hash(id, hash),
         }
     }
 }
@@ -298,5 +328,26 @@ mod tests {
             assert!(!is_safe_path(p), "{p:?}");
         }
         assert!(is_safe_path(b"tree/x/a b\\c\nd"));
+    }
+
+    #[test]
+    fn a_one_blob_file_is_checked_against_its_blob_id_in_either_kind() {
+        use crate::repo::crypto::{Crypto, Secret};
+        let content = b"the one blob";
+        let hash = ObjectId::of(content);
+        let other = ObjectId::of(b"something else");
+        for crypto in [Crypto::plain(), Crypto::from_master(&Secret([9; 32]))] {
+            let mut entry = sample_file("r/a", content.len() as u64);
+            entry.blobs = vec![crypto.blob_id(content)];
+            let id = entry.content_id().unwrap();
+            assert_eq!(id, ContentId::Blob(entry.blobs[0]));
+            assert!(id.is(&hash, &crypto) && !id.is(&other, &crypto));
+            // Several blobs: the recorded `hash` says.
+            entry.blobs.push(crypto.blob_id(b"more"));
+            entry.hash = Some(hash);
+            assert!(entry.content_id().unwrap().is(&hash, &crypto));
+            entry.hash = None;
+            assert_eq!(entry.content_id(), None);
+        }
     }
 }
