@@ -1,9 +1,9 @@
 //! The operating system's credential store, where a scheduled job that
-//! runs unattended finds a repository's password (`cairn key store`):
+//! runs unattended finds a repository's unlock key (`cairn key store`):
 //! Secret Service on Linux and the BSDs (through `secret-tool`, package
 //! libsecret-tools), the login Keychain on macOS (through `security`), the
 //! Credential Manager on Windows. Each entry is the service `cairn` and the
-//! repository's location. A password never passes through argv: it goes
+//! repository's location. A secret never passes through argv: it goes
 //! to and from the helper programs through pipes.
 
 #[cfg(unix)]
@@ -109,14 +109,33 @@ mod imp {
 
 #[cfg(target_os = "macos")]
 mod imp {
+    use super::{keychain, CredError};
+
+    pub fn lookup(location: &str) -> Result<Option<Vec<u8>>, CredError> {
+        keychain::lookup("security", location)
+    }
+
+    pub fn save(location: &str, secret: &[u8]) -> Result<(), CredError> {
+        keychain::save("security", location, secret)
+    }
+
+    pub fn remove(location: &str) -> Result<bool, CredError> {
+        keychain::remove("security", location)
+    }
+}
+
+/// The login Keychain through `security(1)`; `program` names it (a test
+/// elsewhere than macOS stands a script in for it).
+#[cfg(any(target_os = "macos", all(test, unix)))]
+mod keychain {
     use super::{helper, said, CredError};
 
     /// `security`'s "the item could not be found".
     const NOT_FOUND: i32 = 44;
 
-    pub fn lookup(location: &str) -> Result<Option<Vec<u8>>, CredError> {
+    pub fn lookup(program: &str, location: &str) -> Result<Option<Vec<u8>>, CredError> {
         let out = helper(
-            "security",
+            program,
             &["find-generic-password", "-s", "cairn", "-a", location, "-w"],
             b"",
         )?;
@@ -133,35 +152,36 @@ mod imp {
         Ok(Some(secret))
     }
 
-    /// `security -i` reads the command from stdin, so the password is never
+    /// `security -i` reads the command from stdin, so the secret is never
     /// an argument; quotes and backslashes are escaped for its parser.
-    pub fn save(location: &str, secret: &[u8]) -> Result<(), CredError> {
-        let quote = |b: &[u8]| {
-            let mut q = vec![b'"'];
-            for &c in b {
-                if c == b'"' || c == b'\\' {
-                    q.push(b'\\');
-                }
-                q.push(c);
-            }
-            q.push(b'"');
-            q
-        };
+    pub fn save(program: &str, location: &str, secret: &[u8]) -> Result<(), CredError> {
         let mut line = b"add-generic-password -U -s cairn -a ".to_vec();
         line.extend(quote(location.as_bytes()));
         line.extend_from_slice(b" -w ");
         line.extend(quote(secret));
         line.push(b'\n');
-        let out = helper("security", &["-i"], &line)?;
+        let out = helper(program, &["-i"], &line)?;
         match out.status.success() && out.stderr.is_empty() {
             true => Ok(()),
             false => Err(CredError::Failed(format!("security: {}", said(&out)))),
         }
     }
 
-    pub fn remove(location: &str) -> Result<bool, CredError> {
+    fn quote(bytes: &[u8]) -> Vec<u8> {
+        let mut q = vec![b'"'];
+        for &c in bytes {
+            if c == b'"' || c == b'\\' {
+                q.push(b'\\');
+            }
+            q.push(c);
+        }
+        q.push(b'"');
+        q
+    }
+
+    pub fn remove(program: &str, location: &str) -> Result<bool, CredError> {
         let out = helper(
-            "security",
+            program,
             &["delete-generic-password", "-s", "cairn", "-a", location],
             b"",
         )?;
@@ -169,6 +189,49 @@ mod imp {
             Some(0) => Ok(true),
             Some(NOT_FOUND) => Ok(false),
             _ => Err(CredError::Failed(format!("security: {}", said(&out)))),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// A stand-in for `security(1)` as cairn uses it: items kept as
+        /// files named by the account's hex, exit 44 for a missing one,
+        /// and `-i` parsing its command line as a double-quoted shell
+        /// string (the same escapes: `\"` and `\\`).
+        const FAKE: &str = r#"#!/bin/sh
+store=$(dirname "$0")/items; mkdir -p "$store"
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+case "$1" in
+  find-generic-password) [ -f "$store/$(hex "$5")" ] || exit 44; cat "$store/$(hex "$5")"; echo ;;
+  delete-generic-password) [ -f "$store/$(hex "$5")" ] || exit 44; rm "$store/$(hex "$5")" ;;
+  -i) IFS= read -r line; eval "set -- $line"
+      [ "$1 $2 $3 $4 $5 $7" = "add-generic-password -U -s cairn -a -w" ] || { echo "bad: $line" >&2; exit 1; }
+      printf '%s' "$8" >"$store/$(hex "$6")" ;;
+  *) echo "unknown: $*" >&2; exit 2 ;;
+esac
+"#;
+
+        #[test]
+        fn a_secret_is_stored_read_and_removed_through_security() {
+            let dir = tempfile::tempdir().unwrap();
+            let program = dir.path().join("security");
+            std::fs::write(&program, FAKE).unwrap();
+            let mut perms = std::fs::metadata(&program).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            std::fs::set_permissions(&program, perms).unwrap();
+            let program = program.to_str().unwrap();
+            let location = "/srv/backups/a \"quoted\" repo";
+            let secret = br#"cairn-unlock-v1 ab "quote" back\slash"#;
+            assert_eq!(super::lookup(program, location).unwrap(), None);
+            super::save(program, location, secret).unwrap();
+            assert_eq!(
+                super::lookup(program, location).unwrap().as_deref(),
+                Some(&secret[..])
+            );
+            assert_eq!(super::lookup(program, "/srv/other").unwrap(), None);
+            assert!(super::remove(program, location).unwrap());
+            assert!(!super::remove(program, location).unwrap());
+            assert_eq!(super::lookup(program, location).unwrap(), None);
         }
     }
 }
