@@ -106,17 +106,26 @@ impl LocalSink {
             if name.starts_with('.') || check_name(kind, name).is_err() {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .map_err(|e| self.io_err("stat", &entry.path(), e))?;
-            if meta.is_file() {
-                out.push(ObjectInfo {
-                    name: name.to_string(),
-                    size: meta.len(),
-                });
-            }
+            let listed =
+                listed_object(name, entry.metadata()).map_err(|e| self.io_err("stat", &entry.path(), e))?;
+            out.extend(listed);
         }
         Ok(())
+    }
+}
+
+/// A listed directory entry as an object: `None` when it is not a regular
+/// file, or when it was removed between the listing and its stat (a lock
+/// released by its holder, an index removed by a prune running beside).
+fn listed_object(name: &str, meta: io::Result<fs::Metadata>) -> io::Result<Option<ObjectInfo>> {
+    match meta {
+        Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
+            name: name.to_string(),
+            size: meta.len(),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -370,4 +379,26 @@ pub fn random_u64() -> u64 {
             .unwrap_or(0);
         nanos ^ ((std::process::id() as u64) << 32)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `list` failed with "cannot stat .../locks/X.json: No such file or
+    /// directory" when another process released its lock between the
+    /// listing and the stat.
+    #[test]
+    fn an_object_removed_between_listing_and_stat_is_left_out_not_an_error() {
+        let gone = Err(io::Error::from(io::ErrorKind::NotFound));
+        assert!(listed_object("lock", gone).unwrap().is_none());
+        let denied = Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(listed_object("lock", denied).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"abc").unwrap();
+        let info = listed_object("f", fs::metadata(&file)).unwrap().unwrap();
+        assert_eq!((info.name.as_str(), info.size), ("f", 3));
+        assert!(listed_object("d", fs::metadata(dir.path())).unwrap().is_none());
+    }
 }
