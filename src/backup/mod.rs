@@ -35,7 +35,7 @@ use crate::profile::resolve::RootSpec;
 use crate::progress::Progress;
 use crate::repo::chunker::Chunker;
 use crate::repo::id::ObjectId;
-use crate::repo::manifest::{Entry, RawBytes};
+use crate::repo::manifest::{Entry, RawBytes, RawLine};
 use crate::repo::packer::{self};
 use crate::repo::snapshot::{Root, Snapshot, SnapshotRecord, SnapshotStats};
 use crate::repo::{RepoError, Repository};
@@ -173,16 +173,24 @@ pub fn run_with_index(
     run_inner(repo, opts, progress, loaded, None)
 }
 
-/// [`run_with_index`] of roots already walked: `walked` holds, in walk
-/// order, what a walk of `opts.roots` found, each item with the index of
-/// its root in `opts.roots` (which must be in manifest order). An in-place
-/// restore's plan walks the roots anyway; its safety snapshot need not
-/// walk them again.
+/// Roots already walked, for [`run_walked`]. An in-place restore's plan
+/// walks the roots and reads the snapshot it restores anyway; its safety
+/// snapshot need do neither again.
+pub struct Walked<'a> {
+    /// In walk order, what a walk of `opts.roots` found, each item with the
+    /// index of its root in `opts.roots` (which must be in manifest order).
+    pub items: Vec<(usize, crate::collect::tree::TreeItem)>,
+    /// The parent to match against instead of the newest snapshot of the
+    /// same roots, with its manifest's lines, already read.
+    pub parent: Option<(&'a Snapshot, Vec<RawLine>)>,
+}
+
+/// [`run_with_index`] of roots already walked (see [`Walked`]).
 pub fn run_walked(
     repo: &Repository,
     opts: &BackupOptions,
     index: &crate::repo::index::Index,
-    walked: Vec<(usize, crate::collect::tree::TreeItem)>,
+    walked: Walked,
 ) -> Result<BackupOutcome, BackupError> {
     run_inner(repo, opts, &Progress::hidden(), Some(index), Some(walked))
 }
@@ -192,7 +200,7 @@ fn run_inner(
     opts: &BackupOptions,
     progress: &Progress,
     loaded: Option<&crate::repo::index::Index>,
-    replay: Option<Vec<(usize, crate::collect::tree::TreeItem)>>,
+    replay: Option<Walked>,
 ) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     if opts.paths.is_empty() && opts.roots.is_empty() {
@@ -227,14 +235,17 @@ fn run_inner(
     let same_order = opts.paths.is_empty()
         && sources.len() == opts.roots.len()
         && sources.iter().zip(&opts.roots).all(|(s, r)| s.prefix == r.prefix);
-    let walked = match replay {
-        Some(items) if same_order => walk::replay(items, sources.len()),
-        _ => walk::start(&sources, !snapshot_names.is_empty()),
+    let (walked, known) = match replay {
+        Some(r) if same_order => (walk::replay(r.items, sources.len()), r.parent),
+        _ => (walk::start(&sources, !snapshot_names.is_empty()), None),
     };
     let snapshots = repo.load_snapshots_named(&snapshot_names)?;
     tracing::debug!("{} snapshots loaded", snapshots.len());
     let host = crate::repo::lock::hostname();
-    let parent = find_parent(&snapshots, &host, &roots);
+    let (parent, parent_lines) = match known {
+        Some((snapshot, lines)) => (Some(snapshot), Some(lines)),
+        None => (find_parent(&snapshots, &host, &roots), None),
+    };
     check_space(repo, &sources, &snapshots, parent.map(|p| p.record.stats.bytes))?;
     let own_index;
     let index = match loaded {
@@ -256,7 +267,11 @@ fn run_inner(
         count_in_background(&sources, progress);
     }
 
-    let (manifest, mut tally) = pipeline(repo, index, parent, &sources, walked, progress)?;
+    let matched = parent::Parent {
+        snapshot: parent,
+        lines: parent_lines,
+    };
+    let (manifest, mut tally) = pipeline(repo, index, matched, &sources, walked, progress)?;
 
     tally.stats.duration_secs = started.elapsed().as_secs_f64();
     let record = make_record(opts, host, roots, manifest, parent, &tally);
@@ -351,7 +366,7 @@ fn make_record(
 fn pipeline(
     repo: &Repository,
     index: &crate::repo::index::Index,
-    parent: Option<&Snapshot>,
+    parent: parent::Parent,
     sources: &[Source],
     walked: walk::WalkFeed,
     progress: &Progress,

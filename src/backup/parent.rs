@@ -9,18 +9,21 @@
 //! it is. Anything else (extended attributes, escaped names, a change) takes
 //! the slow path: the parent's line is parsed and compared field by field.
 
-use crossbeam_channel::bounded;
-
-use crate::batch::BatchSender;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind, MetadataMatcher, RawLine};
-use crate::repo::reader::BlobReader;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 
-/// The parent's lines, in manifest order, read on a thread of the caller's
-/// scope so that reading and splitting them overlaps with the walk.
+/// The snapshot a backup is matched against, and its manifest's lines when
+/// the caller has them already (see [`super::Walked`]).
+pub(super) struct Parent<'a> {
+    pub snapshot: Option<&'a Snapshot>,
+    pub lines: Option<Vec<RawLine>>,
+}
+
+/// The parent's lines, in manifest order: given, or read on a thread of the
+/// caller's scope so that reading and splitting them overlaps with the walk.
 pub(super) struct ParentCursor<'r> {
     lines: Option<Box<dyn Iterator<Item = Result<RawLine, RepoError>> + 'r>>,
     peeked: Option<RawLine>,
@@ -31,32 +34,24 @@ impl<'r> ParentCursor<'r> {
         scope: &'s std::thread::Scope<'s, 'e>,
         repo: &'e Repository,
         index: &'e Index,
-        parent: Option<&'e Snapshot>,
+        parent: Parent<'e>,
     ) -> ParentCursor<'r> {
-        const BATCH: usize = 256;
-        let Some(parent) = parent else {
+        if let Some(lines) = parent.lines {
+            return ParentCursor {
+                lines: Some(Box::new(lines.into_iter().map(Ok))),
+                peeked: None,
+            };
+        }
+        let Some(parent) = parent.snapshot else {
             return ParentCursor {
                 lines: None,
                 peeked: None,
             };
         };
-        let (tx, rx) = bounded::<Vec<Result<RawLine, RepoError>>>(8);
-        scope.spawn(move || {
-            let mut reader = BlobReader::new(repo, index);
-            let mut out = BatchSender::new(tx, BATCH);
-            for line in reader
-                .manifest(&parent.id.short(), &parent.record.manifest)
-                .raw_lines()
-            {
-                if !out.push(line) {
-                    return;
-                }
-            }
-            out.flush();
-            tracing::debug!("parent manifest read, {:?} CPU", crate::progress::thread_cpu());
-        });
         ParentCursor {
-            lines: Some(Box::new(rx.into_iter().flatten())),
+            lines: Some(Box::new(crate::repo::reader::lines_ahead(
+                scope, repo, index, parent,
+            ))),
             peeked: None,
         }
     }

@@ -17,10 +17,9 @@ use crate::meta::{self, os_bytes};
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind, RawBytes};
-use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 
-use super::parent::{LineMatcher, ParentCursor, Verdict};
+use super::parent::{LineMatcher, Parent, ParentCursor, Verdict};
 use super::{Done, FileJob, FileStatus, Source, Tally};
 
 /// Walks the sources on a thread of its own, ahead of their use, in batches:
@@ -108,7 +107,7 @@ pub(super) struct Outlets<'a> {
 pub(super) fn walk_sources(
     repo: &Repository,
     index: &Index,
-    parent: Option<&Snapshot>,
+    parent: Parent,
     sources: &[Source],
     walked: WalkFeed,
     out: Outlets,

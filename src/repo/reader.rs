@@ -33,6 +33,9 @@ pub struct BlobReader<'a> {
     /// at once when asked again (by every file in it); a single garbled
     /// transfer is read again.
     failed: std::collections::HashMap<(ObjectId, u64), (u32, String)>,
+    /// The buffer of a frame dropped to stay within [`CACHED_BYTES`], lent
+    /// to the next frame: a fresh megabyte costs hundreds of page faults.
+    spare: Vec<u8>,
 }
 
 /// Frame failures remembered per reader, at most.
@@ -110,6 +113,7 @@ impl<'a> BlobReader<'a> {
             sparse: false,
             prefetched: Vec::new(),
             failed: Default::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -237,7 +241,7 @@ impl<'a> BlobReader<'a> {
                 let mut frame = if self.frames.len() >= CACHED_FRAMES {
                     self.frames.pop_front().map(|(_, f, _)| f).unwrap_or_default()
                 } else {
-                    Vec::new()
+                    std::mem::take(&mut self.spare)
                 };
                 let whole = whole == Some(true);
                 let decoded = if whole {
@@ -258,7 +262,12 @@ impl<'a> BlobReader<'a> {
                 let mut cached: usize = self.frames.iter().map(|(_, f, _)| f.len()).sum();
                 while cached + frame.len() > CACHED_BYTES {
                     match self.frames.pop_front() {
-                        Some((_, old, _)) => cached -= old.len(),
+                        Some((_, old, _)) => {
+                            cached -= old.len();
+                            if old.capacity() > self.spare.capacity() {
+                                self.spare = old;
+                            }
+                        }
                         None => break,
                     }
                 }
@@ -309,6 +318,38 @@ impl<'a> BlobReader<'a> {
             failed: false,
         }
     }
+}
+
+/// The raw lines of `snapshot`'s manifest, read, verified and split on a
+/// thread of `scope`, so that this work overlaps the caller's (a walk of
+/// the disk, mostly). The thread stops when the iterator is dropped.
+pub fn lines_ahead<'s, 'e: 's>(
+    scope: &'s std::thread::Scope<'s, 'e>,
+    repo: &'e Repository,
+    index: &'e Index,
+    snapshot: &'e super::snapshot::Snapshot,
+) -> impl Iterator<Item = Result<RawLine, RepoError>> + use<'e> {
+    const BATCH: usize = 256;
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Result<RawLine, RepoError>>>(8);
+    scope.spawn(move || {
+        let mut reader = BlobReader::new(repo, index);
+        let mut out = crate::batch::BatchSender::new(tx, BATCH);
+        for line in reader
+            .manifest(&snapshot.id.short(), &snapshot.record.manifest)
+            .raw_lines()
+        {
+            if !out.push(line) {
+                return;
+            }
+        }
+        out.flush();
+        tracing::debug!(
+            "manifest of {} read, {:?} CPU",
+            snapshot.id.short(),
+            crate::progress::thread_cpu()
+        );
+    });
+    rx.into_iter().flatten()
 }
 
 /// A snapshot's entries, streamed in manifest order.

@@ -29,7 +29,7 @@ use crate::profile::resolve::RootSpec;
 use crate::progress::Progress;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
-use crate::repo::manifest::path_cmp;
+use crate::repo::manifest::{path_cmp, RawLine};
 use crate::repo::snapshot::{Rollback, Root, Snapshot};
 use crate::repo::Repository;
 use crate::select::Selection;
@@ -212,9 +212,14 @@ pub fn restore_in_place(
     let mut journal = match unfinished {
         Some(j) => j,
         None => {
+            let (items, lines) = match tape.take().filter(|t| t.complete) {
+                Some(t) => (Some(t.items), parent_lines(t.lines)),
+                None => (None, None),
+            };
             let walked = Walked {
                 targets: &targets,
-                tape: tape.take().filter(|t| t.complete).map(|t| t.items),
+                tape: items,
+                lines,
             };
             begin(repo, index, snapshot, &roots, walked, opts)?
         }
@@ -355,6 +360,22 @@ struct Walked<'a> {
     targets: &'a [Target],
     /// `None`: not recorded, the safety snapshot walks the roots itself.
     tape: Option<Vec<(usize, TreeItem)>>,
+    /// The snapshot's manifest lines as the plan read them, when they make
+    /// a cheap parent for the safety snapshot (see [`parent_lines`]).
+    lines: Option<Vec<RawLine>>,
+}
+
+/// A backup that takes the snapshot being restored as its parent reads
+/// again every live file whose metadata is not exactly as in it (a file
+/// copied, touched or written by an earlier rollback); up to this many
+/// bytes of those, that costs less than reading the newest snapshot's
+/// manifest, which would otherwise be the parent.
+const REREAD_LIMIT: u64 = 8 << 20;
+
+/// The plan's manifest lines, if all were kept and reusing them as the
+/// safety snapshot's parent reads little again.
+fn parent_lines(lines: plan::KeptLines) -> Option<Vec<RawLine>> {
+    (lines.complete && lines.reread <= REREAD_LIMIT).then_some(lines.lines)
 }
 
 /// A backup of every selected root as the plan's walk found it, under the
@@ -412,11 +433,12 @@ fn safety_snapshot(
     };
     let outcome = match walked.tape {
         Some(tape) => {
-            let tape = tape
+            let items = tape
                 .into_iter()
                 .filter_map(|(t, item)| Some((spec_of.get(t).copied().flatten()?, item)))
                 .collect();
-            backup::run_walked(repo, &backup_opts, index, tape)
+            let parent = walked.lines.map(|lines| (snapshot, lines));
+            backup::run_walked(repo, &backup_opts, index, backup::Walked { items, parent })
         }
         None => backup::run_with_index(repo, &backup_opts, &Progress::hidden(), Some(index)),
     }

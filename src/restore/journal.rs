@@ -46,6 +46,10 @@ pub struct Journal {
     pub error: Option<String>,
 }
 
+/// Finished journals kept per repository (newest first): the newest
+/// undoable one is what `--undo` takes back, the others are history.
+const KEPT_FINISHED: usize = 16;
+
 /// Where journals live.
 pub fn dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("CAIRN_STATE_DIR") {
@@ -76,18 +80,45 @@ impl Journal {
         tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(self.path(&dir)).map_err(|e| e.error)?;
+        if self.state != State::Writing {
+            self.prune_finished();
+        }
         Ok(())
+    }
+
+    /// Removes the repository's finished journals past the newest
+    /// [`KEPT_FINISHED`]: each in-place restore leaves one, and every
+    /// restore reads them all. Unfinished ones are always kept.
+    fn prune_finished(&self) {
+        let finished: Vec<(PathBuf, Journal)> = Journal::all_in_files(&self.repository)
+            .into_iter()
+            .filter(|(_, j)| j.state != State::Writing)
+            .collect();
+        let surplus = finished.len().saturating_sub(KEPT_FINISHED);
+        for (path, _) in finished.iter().take(surplus) {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::debug!("cannot remove the old journal {}: {e}", path.display());
+            }
+        }
     }
 
     /// Every readable journal of the repository `repository`, oldest first.
     pub fn all(repository: &str) -> Vec<Journal> {
+        Journal::all_in_files(repository)
+            .into_iter()
+            .map(|(_, j)| j)
+            .collect()
+    }
+
+    /// [`Journal::all`], each with the file it was read from.
+    fn all_in_files(repository: &str) -> Vec<(PathBuf, Journal)> {
         let Some(dir) = dir() else {
             return Vec::new();
         };
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
-        let mut out: Vec<Journal> = entries
+        let mut out: Vec<(PathBuf, Journal)> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
             .filter_map(|e| {
@@ -95,11 +126,11 @@ impl Journal {
                 if bytes.len() > 1 << 20 {
                     return None;
                 }
-                serde_json::from_slice::<Journal>(&bytes).ok()
+                Some((e.path(), serde_json::from_slice::<Journal>(&bytes).ok()?))
             })
-            .filter(|j| j.repository == repository)
+            .filter(|(_, j)| j.repository == repository)
             .collect();
-        out.sort_by(|a, b| a.started.cmp(&b.started).then(a.transaction.cmp(&b.transaction)));
+        out.sort_by(|(_, a), (_, b)| a.started.cmp(&b.started).then(a.transaction.cmp(&b.transaction)));
         out
     }
 

@@ -93,8 +93,55 @@ pub struct Tape {
     pub items: Vec<(usize, TreeItem)>,
     /// Every item is there: the budget was never exceeded.
     pub complete: bool,
+    /// The snapshot's manifest lines as the plan read them.
+    pub lines: KeptLines,
     budget: usize,
     used: usize,
+}
+
+/// The lines of the snapshot's manifest, kept (within [`Tape::BUDGET`]) so
+/// that the safety snapshot can take the snapshot being restored as its
+/// parent without reading its manifest again, and what that would cost: a
+/// backup reuses a parent line only when the file's metadata (ctime and
+/// inode too) is written exactly as in it, and reads every other file.
+pub struct KeptLines {
+    pub lines: Vec<RawLine>,
+    /// Every line is there.
+    pub complete: bool,
+    /// Bytes of live files whose metadata differs from their line: what a
+    /// backup with these lines as its parent reads.
+    pub reread: u64,
+    used: usize,
+}
+
+impl KeptLines {
+    fn new() -> KeptLines {
+        KeptLines {
+            lines: Vec::new(),
+            complete: true,
+            reread: 0,
+            used: 0,
+        }
+    }
+
+    /// Keeps `line`; `same`: the live file at its path is written exactly
+    /// as in it (see [`Sorter::same_bytes`]).
+    fn keep(&mut self, line: RawLine, live: Option<&Stat>, same: bool) {
+        if let Some(live) = live.filter(|l| l.is_file() && !same) {
+            self.reread = self.reread.saturating_add(live.size);
+        }
+        if !self.complete {
+            return;
+        }
+        let size = std::mem::size_of::<RawLine>() + line.raw.capacity();
+        self.used = self.used.saturating_add(size);
+        if self.used > Tape::BUDGET {
+            self.complete = false;
+            self.lines = Vec::new();
+            return;
+        }
+        self.lines.push(line);
+    }
 }
 
 impl Tape {
@@ -112,6 +159,7 @@ impl Tape {
         Tape {
             items: Vec::with_capacity(capacity),
             complete: true,
+            lines: KeptLines::new(),
             budget: Self::BUDGET,
             used: 0,
         }
@@ -338,16 +386,22 @@ impl Sorter {
         live: Option<&Stat>,
         dest: &dyn Fn() -> PathBuf,
     ) -> Result<Sorted, RepoError> {
-        if let Some(live) = live.filter(|l| l.is_file() && !self.checksum) {
-            if let Some(now) = live.entry(line.path().to_vec()) {
-                if self.matcher.rest_after(line, &now).is_some() {
-                    return Ok((None, Ok(Action::Unchanged)));
-                }
-            }
+        if !self.checksum && self.same_bytes(line, live) {
+            return Ok((None, Ok(Action::Unchanged)));
         }
         let entry = line.entry()?;
         let action = classify(&entry, live, self.checksum, &self.crypto, &dest());
         Ok((Some(entry), action))
+    }
+}
+
+impl Sorter {
+    /// Whether `live` is a regular file whose lstat is written exactly as
+    /// in `line` (see [`Sorter::sort`]).
+    pub fn same_bytes(&mut self, line: &RawLine, live: Option<&Stat>) -> bool {
+        live.filter(|l| l.is_file())
+            .and_then(|l| l.entry(line.path().to_vec()))
+            .is_some_and(|now| self.matcher.rest_after(line, &now).is_some())
     }
 }
 
@@ -463,14 +517,28 @@ pub fn visit<E: From<RepoError>>(
     targets: &[Target],
     selection: &crate::select::Selection,
     checksum: bool,
-    mut tape: Option<&mut Tape>,
+    tape: Option<&mut Tape>,
     f: &mut dyn FnMut(Visit<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut reader = crate::repo::reader::BlobReader::new(repo, index);
     let short = snapshot.id.short();
-    let mut sorter = Sorter::new(checksum, repo.crypto());
     let lines = reader.manifest(&short, &snapshot.record.manifest).raw_lines();
+    visit_lines(lines, repo, targets, selection, checksum, tape, f)
+}
+
+/// [`visit`] of the manifest's `lines`.
+fn visit_lines<E: From<RepoError>>(
+    lines: impl Iterator<Item = Result<RawLine, RepoError>>,
+    repo: &crate::repo::Repository,
+    targets: &[Target],
+    selection: &crate::select::Selection,
+    checksum: bool,
+    mut tape: Option<&mut Tape>,
+    f: &mut dyn FnMut(Visit<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut sorter = Sorter::new(checksum, repo.crypto());
     let mut steps = merge(lines, targets);
+    let mut kept = tape.as_ref().map(|_| KeptLines::new());
     if let Some(tape) = tape.as_deref_mut() {
         steps = steps.recording(std::mem::replace(tape, Tape::new(0)));
     }
@@ -481,7 +549,9 @@ pub fn visit<E: From<RepoError>>(
         match step? {
             Step::Entry { root, line, live } if selection.matches(line.path()) => {
                 let dest = || targets[root].dest_of(line.path());
-                match sorter.sort(&line, live.as_ref(), &dest)? {
+                let sorted = sorter.sort(&line, live.as_ref(), &dest)?;
+                let same = sorted.0.is_none();
+                match sorted {
                     (None, _) => f(Visit::Unchanged {
                         root,
                         path: line.path(),
@@ -493,6 +563,16 @@ pub fn visit<E: From<RepoError>>(
                         action,
                     })?,
                 }
+                if let Some(kept) = kept.as_mut() {
+                    let same = same || (checksum && sorter.same_bytes(&line, live.as_ref()));
+                    kept.keep(line, live.as_ref(), same);
+                }
+            }
+            Step::Entry { line, live, .. } => {
+                if let Some(kept) = kept.as_mut() {
+                    let same = sorter.same_bytes(&line, live.as_ref());
+                    kept.keep(line, live.as_ref(), same);
+                }
             }
             Step::Extra { root, path, stat } if selection.matches(&path) => {
                 f(Visit::Extra { root, path, stat })?
@@ -502,7 +582,8 @@ pub fn visit<E: From<RepoError>>(
             _ => {}
         }
     }
-    if let (Some(tape), Some(recorded)) = (tape, steps.into_tape()) {
+    if let (Some(tape), Some(mut recorded)) = (tape, steps.into_tape()) {
+        recorded.lines = kept.unwrap_or_else(KeptLines::new);
         *tape = recorded;
     }
     Ok(())
@@ -638,6 +719,59 @@ mod tests {
         assert!(
             tape.items.is_empty(),
             "nothing is recorded once the budget is passed"
+        );
+    }
+
+    fn line(path: &str) -> RawLine {
+        let raw = format!("{{\"path\":\"{path}\",\"type\":\"file\",\"mode\":420,\"size\":3}}\n");
+        let mut lines = crate::repo::manifest::ManifestParser::new()
+            .feed_raw(raw.as_bytes())
+            .unwrap();
+        lines.pop().unwrap()
+    }
+
+    fn file(size: u64) -> Stat {
+        Stat {
+            kind: Some(EntryKind::File),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            ctime: 0,
+            ctime_nsec: 0,
+            dev: 0,
+            ino: 0,
+            nlink: 1,
+            size,
+            rdev: 0,
+        }
+    }
+
+    #[test]
+    fn kept_lines_count_what_a_backup_would_read_again_and_stop_at_the_budget() {
+        let mut kept = KeptLines::new();
+        kept.keep(line("r/same"), Some(&file(100)), true);
+        kept.keep(line("r/touched"), Some(&file(7)), false);
+        kept.keep(line("r/gone"), None, false);
+        let mut dir = file(4096);
+        dir.kind = Some(EntryKind::Dir);
+        kept.keep(line("r/now-a-dir"), Some(&dir), false);
+        assert!(kept.complete);
+        assert_eq!(kept.lines.len(), 4);
+        assert_eq!(
+            kept.reread, 7,
+            "only a live file not written as in its line is read again"
+        );
+        let long = "x".repeat(1 << 20);
+        for _ in 0..8 {
+            kept.keep(line(&format!("r/{long}")), Some(&file(1)), false);
+        }
+        assert!(!kept.complete);
+        assert!(kept.lines.is_empty());
+        assert_eq!(
+            kept.reread, 15,
+            "what would be read is still counted past the budget"
         );
     }
 }

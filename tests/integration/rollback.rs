@@ -95,6 +95,97 @@ fn in_place_restore_brings_the_tree_back_and_undo_takes_it_back() {
     assert_same_tree(&s.original, &s.proj);
 }
 
+/// The safety snapshot is matched against the snapshot being restored,
+/// whose lines the plan has read already, when the files on disk are the
+/// ones that snapshot saw; otherwise against the newest snapshot, as any
+/// backup: a large file whose ctime changed would be read again.
+#[test]
+fn the_safety_snapshot_reuses_the_restored_snapshot_as_parent_only_when_that_is_cheap() {
+    let env = Env::with_repo();
+    let proj = env.path("proj");
+    make_project(&proj);
+    write(&proj.join("big.bin"), &noise(9 << 20, 7));
+    let restored = env.backup(&[&proj])["id"].as_str().unwrap().to_string();
+    let safety_parent = |env: &Env| {
+        let snaps = env.json(&["snapshots", "--tag", "pre-restore"]);
+        let last = snaps.as_array().unwrap().last().unwrap().clone();
+        last["parent"].as_str().unwrap().to_string()
+    };
+
+    write(&proj.join("main.go"), b"package main // edited\n");
+    env.ok(&["restore", &restored, "--in-place", "--delete"]);
+    assert_eq!(safety_parent(&env), restored);
+
+    // Same size, mtime and mode, a new ctime: unchanged for the restore, to
+    // be read again by a backup matched against the restored snapshot.
+    let big = proj.join("big.bin");
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o644)).unwrap();
+    let newest = env.backup(&[&proj])["id"].as_str().unwrap().to_string();
+    write(&proj.join("main.go"), b"package main // edited again\n");
+    env.ok(&["restore", &restored, "--in-place", "--delete"]);
+    assert_eq!(safety_parent(&env), newest);
+
+    env.ok(&["restore", "--undo"]);
+    assert_eq!(
+        fs::read(proj.join("main.go")).unwrap(),
+        b"package main // edited again\n"
+    );
+    assert_eq!(fs::read(&big).unwrap(), noise(9 << 20, 7));
+}
+
+/// Journals piled up, one per in-place restore, and every restore read
+/// them all: finished ones past the newest sixteen of a repository go.
+#[test]
+fn old_finished_journals_are_pruned_and_unfinished_ones_kept() {
+    let s = story();
+    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    let state = s.env.path("state");
+    let journals = || -> Vec<serde_json::Value> {
+        files_in(&state)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| serde_json::from_slice(&fs::read(p).unwrap()).unwrap())
+            .collect()
+    };
+    let first = journals().pop().unwrap();
+    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut j = first.clone();
+        j["transaction"] = name.into();
+        j["started"] = "2020-01-01T00:00:00Z".into();
+        edit(&mut j);
+        fs::write(
+            state.join(format!("{name}.json")),
+            serde_json::to_vec(&j).unwrap(),
+        )
+        .unwrap();
+    };
+    for i in 0..20 {
+        copy(&format!("old-{i:02}"), &|_| {});
+    }
+    copy("other-repository", &|j| j["repository"] = "another".into());
+    copy("unfinished", &|j| {
+        j["state"] = "writing".into();
+        j["snapshot"] = "0".repeat(64).into();
+    });
+
+    write(&s.proj.join("main.go"), b"package main // edited\n");
+    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    let left = journals();
+    let ours = |state: &str| {
+        left.iter()
+            .filter(|j| j["repository"] == first["repository"] && j["state"] == state)
+            .count()
+    };
+    assert_eq!(ours("done"), 16, "{left:?}");
+    assert_eq!(ours("writing"), 1, "{left:?}");
+    assert!(left.iter().any(|j| j["repository"] == "another"));
+    assert!(
+        left.iter().any(|j| j["transaction"] == first["transaction"]),
+        "the newest are kept"
+    );
+}
+
 #[test]
 fn without_delete_new_files_are_kept_and_listed() {
     let s = story();

@@ -94,6 +94,10 @@ impl FrameDecoder {
     }
 }
 
+/// Compressed bytes handed to the decoder at a time by
+/// [`FrameDecoder::decode_prefix_into`].
+const FEED: usize = 16 * 1024;
+
 impl FrameDecoder {
     /// The first `needed` bytes of one frame's content (fewer if it is
     /// shorter): a blob early in a frame costs only what precedes it, which
@@ -119,19 +123,33 @@ impl FrameDecoder {
             None => self.stream.insert(Decoder::new().map_err(err)?),
         };
         let needed = needed.min(MAX_FRAME_BYTES);
+        // The whole frame fits: zstd then writes straight into `out`
+        // (stable output), with no window of its own to copy out of. It is
+        // fed a slice at a time and stops within a block past `needed`.
+        let capacity = match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
+            _ => MAX_FRAME_BYTES,
+        };
+        if out.capacity() > 2 * capacity {
+            *out = Vec::new();
+        }
         out.clear();
-        out.resize(needed, 0);
-        let mut input = InBuffer::around(frame);
-        let mut output = OutBuffer::around(&mut out[..]);
-        loop {
-            let before = (input.pos(), output.pos());
+        out.reserve(capacity);
+        stream
+            .set_parameter(zstd::zstd_safe::DParameter::StableOutBuffer(true))
+            .map_err(err)?;
+        let mut output = OutBuffer::around(out);
+        let mut fed = 0;
+        while fed < frame.len() && output.pos() < needed {
+            let end = fed.saturating_add(FEED).min(frame.len());
+            let mut input = InBuffer::around(&frame[fed..end]);
+            let before = output.pos();
             stream.run(&mut input, &mut output).map_err(err)?;
-            if output.pos() >= needed || (input.pos(), output.pos()) == before {
+            if input.pos() == 0 && output.pos() == before {
                 break;
             }
+            fed += input.pos();
         }
-        let got = output.pos();
-        out.truncate(got);
         Ok(())
     }
 }
@@ -166,5 +184,69 @@ pub fn check_member_header(frame: &[u8], blob: &IndexBlob) -> Result<(), PackErr
         Ok(())
     } else {
         Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// About 1.1 MB of text: several zstd blocks.
+    fn content() -> Vec<u8> {
+        (0..200_000u32)
+            .flat_map(|i| format!("{i} ").into_bytes())
+            .collect()
+    }
+
+    /// The content as one frame that records its size, and as one that
+    /// does not (streamed).
+    fn frames(content: &[u8]) -> [Vec<u8>; 2] {
+        let sized = zstd::bulk::compress(content, 3).unwrap();
+        let mut streamed = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        std::io::Write::write_all(&mut streamed, content).unwrap();
+        [sized, streamed.finish().unwrap()]
+    }
+
+    #[test]
+    fn a_prefix_decode_gives_at_least_what_was_needed_and_only_the_frame_s_bytes() {
+        let content = content();
+        let mut decoder = FrameDecoder::new(&Crypto::plain());
+        let mut out = Vec::new();
+        for frame in frames(&content) {
+            for needed in [
+                0,
+                1,
+                1000,
+                200_000,
+                content.len() - 1,
+                content.len(),
+                content.len() + 5,
+            ] {
+                decoder.decode_prefix_into(&frame, 0, &mut out, needed).unwrap();
+                assert!(
+                    out.len() >= needed.min(content.len()),
+                    "needed {needed}, got {}",
+                    out.len()
+                );
+                assert_eq!(out[..], content[..out.len()], "needed {needed}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_frame_decodes_short_and_garbage_fails() {
+        let content = content();
+        let mut decoder = FrameDecoder::new(&Crypto::plain());
+        let mut out = Vec::new();
+        for frame in frames(&content) {
+            let half = &frame[..frame.len() / 2];
+            decoder
+                .decode_prefix_into(half, 0, &mut out, content.len())
+                .unwrap();
+            assert!(out.len() < content.len());
+            assert_eq!(out[..], content[..out.len()]);
+        }
+        let garbage = vec![0x55u8; 4096];
+        assert!(decoder.decode_prefix_into(&garbage, 0, &mut out, 100).is_err());
     }
 }
