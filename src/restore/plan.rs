@@ -125,8 +125,10 @@ impl KeptLines {
     }
 
     /// Keeps `line`; `same`: the live file at its path is written exactly
-    /// as in it (see [`Sorter::same_bytes`]).
-    fn keep(&mut self, line: RawLine, live: Option<&Stat>, same: bool) {
+    /// as in it (see [`Sorter::same_bytes`]). The lines share the tape's
+    /// budget with its items (`taped` bytes so far) and give way first:
+    /// not walking the roots again saves more than not reading a manifest.
+    fn keep(&mut self, line: RawLine, live: Option<&Stat>, same: bool, taped: usize) {
         if let Some(live) = live.filter(|l| l.is_file() && !same) {
             self.reread = self.reread.saturating_add(live.size);
         }
@@ -135,7 +137,7 @@ impl KeptLines {
         }
         let size = std::mem::size_of::<RawLine>() + line.raw.capacity();
         self.used = self.used.saturating_add(size);
-        if self.used > Tape::BUDGET {
+        if self.used.saturating_add(taped) > Tape::BUDGET {
             self.complete = false;
             self.lines = Vec::new();
             return;
@@ -266,6 +268,11 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
     pub fn recording(mut self, tape: Tape) -> Self {
         self.tape = Some(tape);
         self
+    }
+
+    /// Bytes held by the tape so far.
+    fn taped(&self) -> usize {
+        self.tape.as_ref().map_or(0, |t| t.used)
     }
 
     /// What was recorded.
@@ -542,7 +549,7 @@ fn visit_lines<E: From<RepoError>>(
     if let Some(tape) = tape.as_deref_mut() {
         steps = steps.recording(std::mem::replace(tape, Tape::new(0)));
     }
-    for step in steps.by_ref() {
+    while let Some(step) = steps.next() {
         if crate::interrupt::is_set() {
             return Err(RepoError::Interrupted.into());
         }
@@ -565,13 +572,13 @@ fn visit_lines<E: From<RepoError>>(
                 }
                 if let Some(kept) = kept.as_mut() {
                     let same = same || (checksum && sorter.same_bytes(&line, live.as_ref()));
-                    kept.keep(line, live.as_ref(), same);
+                    kept.keep(line, live.as_ref(), same, steps.taped());
                 }
             }
             Step::Entry { line, live, .. } => {
                 if let Some(kept) = kept.as_mut() {
                     let same = sorter.same_bytes(&line, live.as_ref());
-                    kept.keep(line, live.as_ref(), same);
+                    kept.keep(line, live.as_ref(), same, steps.taped());
                 }
             }
             Step::Extra { root, path, stat } if selection.matches(&path) => {
@@ -751,12 +758,12 @@ mod tests {
     #[test]
     fn kept_lines_count_what_a_backup_would_read_again_and_stop_at_the_budget() {
         let mut kept = KeptLines::new();
-        kept.keep(line("r/same"), Some(&file(100)), true);
-        kept.keep(line("r/touched"), Some(&file(7)), false);
-        kept.keep(line("r/gone"), None, false);
+        kept.keep(line("r/same"), Some(&file(100)), true, 0);
+        kept.keep(line("r/touched"), Some(&file(7)), false, 0);
+        kept.keep(line("r/gone"), None, false, 0);
         let mut dir = file(4096);
         dir.kind = Some(EntryKind::Dir);
-        kept.keep(line("r/now-a-dir"), Some(&dir), false);
+        kept.keep(line("r/now-a-dir"), Some(&dir), false, 0);
         assert!(kept.complete);
         assert_eq!(kept.lines.len(), 4);
         assert_eq!(
@@ -765,7 +772,7 @@ mod tests {
         );
         let long = "x".repeat(1 << 20);
         for _ in 0..8 {
-            kept.keep(line(&format!("r/{long}")), Some(&file(1)), false);
+            kept.keep(line(&format!("r/{long}")), Some(&file(1)), false, 0);
         }
         assert!(!kept.complete);
         assert!(kept.lines.is_empty());
@@ -773,5 +780,15 @@ mod tests {
             kept.reread, 15,
             "what would be read is still counted past the budget"
         );
+    }
+
+    #[test]
+    fn kept_lines_give_way_to_the_tape() {
+        let mut kept = KeptLines::new();
+        kept.keep(line("r/a"), Some(&file(1)), true, Tape::BUDGET / 2);
+        assert!(kept.complete);
+        kept.keep(line("r/b"), Some(&file(1)), true, Tape::BUDGET);
+        assert!(!kept.complete, "the tape's bytes count against the same budget");
+        assert!(kept.lines.is_empty());
     }
 }
