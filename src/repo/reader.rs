@@ -36,6 +36,58 @@ pub struct BlobReader<'a> {
     /// The buffer of a frame dropped to stay within [`CACHED_BYTES`], lent
     /// to the next frame: a fresh megabyte costs hundreds of page faults.
     spare: Vec<u8>,
+    /// Blobs read already (see [`preload`]), taken from here first.
+    preloaded: Option<&'a Preloaded>,
+}
+
+/// Blobs read and verified ahead of the writers that need them (see
+/// [`preload`]).
+#[derive(Default)]
+pub struct Preloaded(std::collections::HashMap<ObjectId, Vec<u8>>);
+
+impl Preloaded {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Preloaded) {
+        self.0.extend(other.0);
+    }
+}
+
+/// Reads and verifies the blobs `ids`, in order, until they hold `budget`
+/// bytes, for writers to take from memory later: an in-place restore
+/// decodes its files' frames while it takes its safety snapshot. A blob
+/// that cannot be read is left out: the writer that needs it reads it
+/// again, and reports what fails.
+pub fn preload<'i>(
+    repo: &Repository,
+    index: &Index,
+    ids: impl IntoIterator<Item = &'i ObjectId>,
+    budget: u64,
+) -> Preloaded {
+    let mut reader = BlobReader::new(repo, index).sparse();
+    let mut blobs = std::collections::HashMap::new();
+    let mut held = 0u64;
+    for id in ids {
+        if crate::interrupt::is_set() {
+            break;
+        }
+        if blobs.contains_key(id) {
+            continue;
+        }
+        let Ok(data) = reader.read(id) else { continue };
+        held = held.saturating_add(data.len() as u64);
+        if held > budget {
+            break;
+        }
+        blobs.insert(*id, data);
+    }
+    Preloaded(blobs)
 }
 
 /// Frame failures remembered per reader, at most.
@@ -114,6 +166,7 @@ impl<'a> BlobReader<'a> {
             prefetched: Vec::new(),
             failed: Default::default(),
             spare: Vec::new(),
+            preloaded: None,
         }
     }
 
@@ -123,6 +176,12 @@ impl<'a> BlobReader<'a> {
     /// of most of a snapshot are faster without: each frame is decoded once.
     pub fn sparse(mut self) -> BlobReader<'a> {
         self.sparse = true;
+        self
+    }
+
+    /// A reader that takes the blobs in `preloaded` from there.
+    pub fn with_preloaded(mut self, preloaded: &'a Preloaded) -> BlobReader<'a> {
+        self.preloaded = Some(preloaded);
         self
     }
 
@@ -159,6 +218,9 @@ impl<'a> BlobReader<'a> {
     /// [`BlobReader::read`], lending the bytes to `use_blob` where they lie
     /// in the cached frame instead of copying them.
     pub fn read_with<R>(&mut self, id: &ObjectId, use_blob: impl FnOnce(&[u8]) -> R) -> Result<R, RepoError> {
+        if let Some(data) = self.preloaded.and_then(|p| p.0.get(id)) {
+            return Ok(use_blob(data));
+        }
         let mut first_error = None;
         let index = self.index;
         for (pack_id, loc) in index.locations(id) {

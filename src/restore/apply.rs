@@ -25,7 +25,7 @@ use crate::meta;
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::manifest::{Entry, EntryKind};
-use crate::repo::reader::BlobReader;
+use crate::repo::reader::{BlobReader, Preloaded};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 use crate::select::Selection;
@@ -72,6 +72,7 @@ pub fn apply(
     selection: &Selection,
     items: Option<Vec<PlanItem>>,
     opts: ApplyOptions,
+    preloaded: &Preloaded,
     progress: &Progress,
 ) -> Result<RestoreSummary, RestoreError> {
     let shared = Shared {
@@ -85,7 +86,7 @@ pub fn apply(
     let mut later = Later::default();
     let mut bases = Vec::new();
     std::thread::scope(|s| -> Result<(), RestoreError> {
-        let (workers, txs) = spawn_workers(s, repo, index, opts, &shared, progress);
+        let (workers, txs) = spawn_workers(s, repo, index, opts, preloaded, &shared, progress);
         let mut writer = Writer {
             handles: Handles::new(targets),
             shared: &shared,
@@ -144,6 +145,7 @@ fn spawn_workers<'scope, 'env>(
     repo: &'env Repository,
     index: &'env Index,
     opts: ApplyOptions,
+    preloaded: &'env Preloaded,
     shared: &'env Shared,
     progress: &'env Progress,
 ) -> (Vec<Worker<'scope>>, Vec<Queue>) {
@@ -155,7 +157,7 @@ fn spawn_workers<'scope, 'env>(
         .map(|_| {
             let (tx, rx) = bounded::<(Vec<FileJob>, Frames)>(2);
             let worker = s.spawn(move || {
-                let mut reader = BlobReader::new(repo, index);
+                let mut reader = BlobReader::new(repo, index).with_preloaded(preloaded);
                 if opts.sparse {
                     reader = reader.sparse();
                 }

@@ -30,6 +30,7 @@ use crate::progress::Progress;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
 use crate::repo::manifest::{path_cmp, RawLine};
+use crate::repo::reader::{self, Preloaded};
 use crate::repo::snapshot::{Rollback, Root, Snapshot};
 use crate::repo::Repository;
 use crate::select::Selection;
@@ -191,7 +192,7 @@ pub fn restore_in_place(
     let unfinished = (!opts.dry_run)
         .then(|| Journal::unfinished(&repo_id, snapshot.id))
         .flatten();
-    let (mut report, mut tape) = plan_keeping_walk(
+    let (mut report, tape) = plan_keeping_walk(
         repo,
         index,
         snapshot,
@@ -209,21 +210,18 @@ pub fn restore_in_place(
     }
     super::refuse_lost(report.lost_count, &report.lost, opts.ignore_damaged)?;
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
-    let mut journal = match unfinished {
-        Some(j) => j,
-        None => {
-            let (items, lines) = match tape.take().filter(|t| t.complete) {
-                Some(t) => (Some(t.items), parent_lines(t.lines)),
-                None => (None, None),
-            };
-            let walked = Walked {
-                targets: &targets,
-                tape: items,
-                lines,
-            };
-            begin(repo, index, snapshot, &roots, walked, opts)?
-        }
-    };
+    let (journal, preloaded) = begin_reading_ahead(
+        repo,
+        index,
+        snapshot,
+        &roots,
+        &targets,
+        &mut report,
+        tape,
+        unfinished,
+        opts,
+    );
+    let mut journal = journal?;
     progress.set_total(report.bytes());
     let apply_opts = ApplyOptions {
         delete: opts.delete,
@@ -237,7 +235,7 @@ pub fn restore_in_place(
     // from the plan.
     let planned_unchanged: u64 = report.roots.iter().map(|r| r.unchanged).sum();
     let summary = match apply::apply(
-        repo, index, snapshot, &targets, &selection, items, apply_opts, progress,
+        repo, index, snapshot, &targets, &selection, items, apply_opts, &preloaded, progress,
     ) {
         // Stopped by the user: the journal stays open, so running the same
         // restore again finishes it, and --undo takes it back.
@@ -261,6 +259,92 @@ pub fn restore_in_place(
         safety: journal.safety,
         resumed,
     })
+}
+
+/// File contents a small in-place restore reads into memory while it takes
+/// its safety snapshot, at most: decoding their frames (most of the work of
+/// writing a few files) then runs beside the snapshot, which keeps about
+/// one core busy.
+const PRELOAD_BYTES: u64 = 8 << 20;
+
+/// The journal of the transaction: the unfinished one, or a new one under
+/// a new safety snapshot. A small restore (its walk and contents within
+/// budget) meanwhile reads the blobs it will write, on another thread.
+// What `begin` needs, and what the read ahead needs: each is needed.
+#[allow(clippy::too_many_arguments)]
+fn begin_reading_ahead(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    roots: &[Root],
+    targets: &[Target],
+    report: &mut PlanReport,
+    tape: Option<plan::Tape>,
+    unfinished: Option<Journal>,
+    opts: &InPlaceOptions,
+) -> (Result<Journal, InPlaceError>, Preloaded) {
+    if let Some(journal) = unfinished {
+        return (Ok(journal), Preloaded::default());
+    }
+    let tape = tape.filter(|t| t.complete);
+    let small = tape.is_some() && report.bytes() <= PRELOAD_BYTES;
+    let wanted: Vec<ObjectId> = match (&report.items, small) {
+        (Some(items), true) => items.iter().flat_map(written_blobs).copied().collect(),
+        _ => Vec::new(),
+    };
+    let (items, lines) = match tape {
+        Some(t) => (Some(t.items), parent_lines(t.lines)),
+        None => (None, None),
+    };
+    let walked = Walked {
+        targets,
+        tape: items,
+        lines,
+    };
+    let shares = by_frame(index, &wanted);
+    let budget = PRELOAD_BYTES / shares.len().max(1) as u64;
+    std::thread::scope(|s| {
+        let loaders: Vec<_> = shares
+            .iter()
+            .filter(|share| !share.is_empty())
+            .map(|share| s.spawn(move || reader::preload(repo, index, share, budget)))
+            .collect();
+        let journal = begin(repo, index, snapshot, roots, walked, opts);
+        let mut preloaded = Preloaded::default();
+        for loader in loaders {
+            preloaded.extend(loader.join().unwrap_or_default());
+        }
+        (journal, preloaded)
+    })
+}
+
+/// `ids` in one share per core, each a set of whole frames: no frame is
+/// decoded twice.
+fn by_frame(index: &Index, ids: &[ObjectId]) -> Vec<Vec<ObjectId>> {
+    use std::hash::{Hash, Hasher};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut shares = vec![Vec::new(); cores];
+    for id in ids {
+        let mut h = std::hash::DefaultHasher::new();
+        index
+            .get(id)
+            .map(|(pack, loc)| (pack, loc.frame_offset))
+            .hash(&mut h);
+        shares[(h.finish() % cores as u64) as usize].push(*id);
+    }
+    shares
+}
+
+/// The blobs of a file the plan will write.
+fn written_blobs(item: &plan::PlanItem) -> &[ObjectId] {
+    match item {
+        plan::PlanItem::Entry {
+            entry,
+            planned: Some(plan::Action::Create | plan::Action::Replace),
+            ..
+        } if entry.kind == crate::repo::manifest::EntryKind::File => &entry.blobs,
+        _ => &[],
+    }
 }
 
 /// The plan, and what its walk found when a safety snapshot will be taken
@@ -591,6 +675,7 @@ fn put_back(repo: &Repository, safety: ObjectId, progress: &Progress) -> Result<
         &Selection::default(),
         None,
         apply_opts,
+        &Preloaded::default(),
         progress,
     )?;
     match summary.errors.first() {

@@ -34,6 +34,7 @@ use crate::progress::Progress;
 use crate::repo::index::Index;
 pub(crate) use crate::repo::manifest::path_key;
 use crate::repo::manifest::EntryKind;
+use crate::repo::reader::Preloaded;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{RepoError, Repository};
 use crate::select::Selection;
@@ -359,7 +360,10 @@ pub fn restore(
         fsync: false,
         sparse: !fresh && is_sparse(&report, snapshot),
     };
-    apply::apply(repo, index, snapshot, &targets, &selection, None, apply, progress)
+    let none = Preloaded::default();
+    apply::apply(
+        repo, index, snapshot, &targets, &selection, None, apply, &none, progress,
+    )
 }
 
 /// Whether a plan writes little enough of the snapshot (under a quarter of

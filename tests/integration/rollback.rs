@@ -443,6 +443,7 @@ fn a_directory_swapped_for_a_symlink_between_plan_and_write() {
             &everything,
             plan.items.take(),
             apply,
+            &Default::default(),
             &Progress::hidden(),
         )
         .unwrap();
@@ -571,4 +572,58 @@ fn a_write_that_fails_half_way_is_rolled_back() {
     assert!(err.contains("put back from safety snapshot"), "{err}");
     drop(_guard);
     assert_same_tree(&s.upgraded, &s.proj);
+}
+
+/// A small in-place restore reads the blobs it will write while it takes
+/// its safety snapshot: what it holds is what the repository holds, within
+/// its budget, and a blob that cannot be read is left for the writer to
+/// read again and report.
+#[test]
+fn blobs_read_ahead_are_the_repository_s_and_an_unreadable_one_is_left_out() {
+    use cairn::repo::reader::{preload, BlobReader};
+    let env = Env::with_repo();
+    let src = env.path("src");
+    write(&src.join("a"), &noise(1_200_000, 1));
+    write(&src.join("b"), &noise(1_200_000, 2));
+    env.backup(&[&src]);
+    let repo = open_local(&env.repo);
+    let index = repo.load_index().unwrap();
+    let snapshot = repo.find_snapshot("latest").unwrap();
+    let entries: Vec<_> = BlobReader::new(&repo, &index)
+        .manifest("t", &snapshot.record.manifest)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let blobs_of = |name: &str| {
+        let entry = entries
+            .iter()
+            .find(|e| e.path.as_bytes().ends_with(name.as_bytes()));
+        entry.unwrap().blobs.clone()
+    };
+    let (a, b) = (blobs_of("/a"), blobs_of("/b"));
+    let frame = |id: &cairn::repo::id::ObjectId| index.get(id).map(|(p, l)| (p, l.frame_offset)).unwrap();
+    let damaged = frame(&b[0]);
+    assert!(a.iter().all(|id| frame(id) != damaged), "a and b share no frame");
+    let pack = packs(&env.repo)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&damaged.0.to_hex()))
+        .unwrap();
+    // Past the zstd frame header and the tar member header: in the data.
+    flip_byte(&pack, damaged.1 as usize + 4096);
+
+    let wanted: Vec<_> = a.iter().chain(&b).copied().collect();
+    let lost = wanted.iter().filter(|id| frame(id) == damaged).count();
+    let preloaded = preload(&repo, &index, &wanted, u64::MAX);
+    assert_eq!(preloaded.len(), wanted.len() - lost);
+    let mut from_memory = BlobReader::new(&repo, &index).with_preloaded(&preloaded);
+    let mut from_disk = BlobReader::new(&repo, &index);
+    for id in &a {
+        assert_eq!(from_memory.read(id).unwrap(), from_disk.read(id).unwrap());
+    }
+    assert!(from_memory.read(&b[0]).is_err(), "not read ahead, and damaged");
+
+    let first = from_disk.read(&a[0]).unwrap().len() as u64;
+    assert!(
+        preload(&repo, &index, &wanted, first - 1).is_empty(),
+        "within the budget"
+    );
 }
