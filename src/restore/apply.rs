@@ -451,12 +451,13 @@ impl<'a> Batches<'a> {
 
     fn worker_of(&mut self, job: &FileJob) -> usize {
         let n = self.queues.len().max(1);
-        match job.entry.blobs.first().and_then(|id| self.index.get(id)) {
-            Some((pack, loc)) => {
-                let mut h = std::hash::DefaultHasher::new();
-                (pack, loc.frame_offset).hash(&mut h);
-                (h.finish() % n as u64) as usize
-            }
+        match job
+            .entry
+            .blobs
+            .first()
+            .and_then(|id| frame_share(self.index, id, n))
+        {
+            Some(share) => share,
             None => {
                 self.turn = (self.turn + 1) % n;
                 self.turn
@@ -485,6 +486,15 @@ impl<'a> Batches<'a> {
             }
         }
     }
+}
+
+/// Which of `n` shares the frame holding `id` falls to (none when no index
+/// lists it): work split this way never decodes a frame twice.
+pub(super) fn frame_share(index: &Index, id: &crate::repo::id::ObjectId, n: usize) -> Option<usize> {
+    let (pack, loc) = index.get(id)?;
+    let mut h = std::hash::DefaultHasher::new();
+    (pack, loc.frame_offset).hash(&mut h);
+    Some((h.finish() % n.max(1) as u64) as usize)
 }
 
 /// After the merge: what had to wait for the files (kind changes, hard

@@ -211,15 +211,7 @@ pub fn restore_in_place(
     super::refuse_lost(report.lost_count, &report.lost, opts.ignore_damaged)?;
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
     let (journal, preloaded) = begin_reading_ahead(
-        repo,
-        index,
-        snapshot,
-        &roots,
-        &targets,
-        &mut report,
-        tape,
-        unfinished,
-        opts,
+        repo, index, snapshot, &roots, &targets, &report, tape, unfinished, opts,
     );
     let mut journal = journal?;
     progress.set_total(report.bytes());
@@ -278,7 +270,7 @@ fn begin_reading_ahead(
     snapshot: &Snapshot,
     roots: &[Root],
     targets: &[Target],
-    report: &mut PlanReport,
+    report: &PlanReport,
     tape: Option<plan::Tape>,
     unfinished: Option<Journal>,
     opts: &InPlaceOptions,
@@ -321,16 +313,11 @@ fn begin_reading_ahead(
 /// `ids` in one share per core, each a set of whole frames: no frame is
 /// decoded twice.
 fn by_frame(index: &Index, ids: &[ObjectId]) -> Vec<Vec<ObjectId>> {
-    use std::hash::{Hash, Hasher};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shares = vec![Vec::new(); cores];
     for id in ids {
-        let mut h = std::hash::DefaultHasher::new();
-        index
-            .get(id)
-            .map(|(pack, loc)| (pack, loc.frame_offset))
-            .hash(&mut h);
-        shares[(h.finish() % cores as u64) as usize].push(*id);
+        let share = apply::frame_share(index, id, cores).unwrap_or(0);
+        shares[share].push(*id);
     }
     shares
 }

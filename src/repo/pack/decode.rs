@@ -77,21 +77,27 @@ impl FrameDecoder {
                 .decompressor
                 .insert(zstd::bulk::Decompressor::new().map_err(err)?),
         };
-        // Frames record their content size; trusting it only up to the bound.
-        let capacity = match zstd::zstd_safe::get_frame_content_size(frame) {
-            Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
-            _ => MAX_FRAME_BYTES,
-        };
-        if out.capacity() > 2 * capacity {
-            // A buffer once grown for a large frame is not kept for small
-            // ones: cached frames would each hold the largest seen.
-            *out = Vec::new();
-        }
-        out.clear();
-        out.reserve(capacity);
+        make_room(out, frame);
         decompressor.decompress_to_buffer(frame, out).map_err(err)?;
         Ok(())
     }
+}
+
+/// Empties `out` and gives it room for the whole content of the zstd frame
+/// `frame`. Frames record their content size; it is trusted only up to the
+/// bound. Only what is written becomes resident.
+fn make_room(out: &mut Vec<u8>, frame: &[u8]) {
+    let capacity = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
+        _ => MAX_FRAME_BYTES,
+    };
+    if out.capacity() > 2 * capacity {
+        // A buffer once grown for a large frame is not kept for small
+        // ones: cached frames would each hold the largest seen.
+        *out = Vec::new();
+    }
+    out.clear();
+    out.reserve(capacity);
 }
 
 /// Compressed bytes handed to the decoder at a time by
@@ -126,15 +132,7 @@ impl FrameDecoder {
         // The whole frame fits: zstd then writes straight into `out`
         // (stable output), with no window of its own to copy out of. It is
         // fed a slice at a time and stops within a block past `needed`.
-        let capacity = match zstd::zstd_safe::get_frame_content_size(frame) {
-            Ok(Some(n)) if n <= MAX_FRAME_BYTES as u64 => n as usize,
-            _ => MAX_FRAME_BYTES,
-        };
-        if out.capacity() > 2 * capacity {
-            *out = Vec::new();
-        }
-        out.clear();
-        out.reserve(capacity);
+        make_room(out, frame);
         stream
             .set_parameter(zstd::zstd_safe::DParameter::StableOutBuffer(true))
             .map_err(err)?;
