@@ -57,24 +57,29 @@ impl Preloaded {
     pub fn extend(&mut self, other: Preloaded) {
         self.0.extend(other.0);
     }
+
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.0.contains_key(id)
+    }
 }
 
 /// Reads and verifies the blobs `ids`, in order, until they hold `budget`
-/// bytes, for writers to take from memory later: an in-place restore
-/// decodes its files' frames while it takes its safety snapshot. A blob
-/// that cannot be read is left out: the writer that needs it reads it
-/// again, and reports what fails.
+/// bytes or `stop` is set, for writers to take from memory later: an
+/// in-place restore decodes its files' frames while it takes its safety
+/// snapshot. A blob that cannot be read is left out: the writer that needs
+/// it reads it again, and reports what fails.
 pub fn preload<'i>(
     repo: &Repository,
     index: &Index,
     ids: impl IntoIterator<Item = &'i ObjectId>,
     budget: u64,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Preloaded {
     let mut reader = BlobReader::new(repo, index).sparse();
     let mut blobs = std::collections::HashMap::new();
     let mut held = 0u64;
     for id in ids {
-        if crate::interrupt::is_set() {
+        if crate::interrupt::is_set() || stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
         if blobs.contains_key(id) {
@@ -326,7 +331,7 @@ impl<'a> BlobReader<'a> {
                     match self.frames.pop_front() {
                         Some((_, old, _)) => {
                             cached -= old.len();
-                            if old.capacity() > self.spare.capacity() {
+                            if old.capacity() > self.spare.capacity() && old.capacity() <= CACHED_BYTES {
                                 self.spare = old;
                             }
                         }

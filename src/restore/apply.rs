@@ -173,7 +173,7 @@ fn spawn_workers<'scope, 'env>(
                 }
             });
             let fetcher = ahead
-                .then(|| prefetch::spawn(s, repo, index, tx.clone()))
+                .then(|| prefetch::spawn(s, repo, index, preloaded, tx.clone()))
                 .flatten();
             queues.push(match fetcher {
                 Some(fetcher) => Queue::Ahead(fetcher),

@@ -295,13 +295,18 @@ fn begin_reading_ahead(
     };
     let shares = by_frame(index, &wanted);
     let budget = PRELOAD_BYTES / shares.len().max(1) as u64;
+    // Once the safety snapshot is taken, the writers read what is left.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let loaders: Vec<_> = shares
             .iter()
-            .filter(|share| !share.is_empty())
-            .map(|share| s.spawn(move || reader::preload(repo, index, share, budget)))
+            .map(|share| {
+                let stop = &stop;
+                s.spawn(move || reader::preload(repo, index, share, budget, stop))
+            })
             .collect();
         let journal = begin(repo, index, snapshot, roots, walked, opts);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut preloaded = Preloaded::default();
         for loader in loaders {
             preloaded.extend(loader.join().unwrap_or_default());
@@ -310,15 +315,17 @@ fn begin_reading_ahead(
     })
 }
 
-/// `ids` in one share per core, each a set of whole frames: no frame is
-/// decoded twice.
+/// `ids` in one share per core (four at most: each holds a reader's
+/// frames), each a set of whole frames, so that no frame is decoded twice;
+/// empty shares left out.
 fn by_frame(index: &Index, ids: &[ObjectId]) -> Vec<Vec<ObjectId>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut shares = vec![Vec::new(); cores];
+    let loaders = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let mut shares = vec![Vec::new(); loaders];
     for id in ids {
-        let share = apply::frame_share(index, id, cores).unwrap_or(0);
+        let share = apply::frame_share(index, id, loaders).unwrap_or(0);
         shares[share].push(*id);
     }
+    shares.retain(|s| !s.is_empty());
     shares
 }
 

@@ -46,8 +46,8 @@ pub struct Journal {
     pub error: Option<String>,
 }
 
-/// Finished journals kept per repository (newest first): the newest
-/// undoable one is what `--undo` takes back, the others are history.
+/// Finished journals kept per repository, the newest: history. The one
+/// `--undo` would take back is kept besides, however old.
 const KEPT_FINISHED: usize = 16;
 
 /// Where journals live.
@@ -90,16 +90,29 @@ impl Journal {
     /// [`KEPT_FINISHED`]: each in-place restore leaves one, and every
     /// restore reads them all. Unfinished ones are always kept.
     fn prune_finished(&self) {
-        let finished: Vec<(PathBuf, Journal)> = Journal::all_in_files(&self.repository)
-            .into_iter()
-            .filter(|(_, j)| j.state != State::Writing)
-            .collect();
+        let all = Journal::all_in_files(&self.repository);
+        // The one `--undo` would take back stays, however old.
+        let undoable = all
+            .iter()
+            .rev()
+            .find(|(_, j)| j.undoable())
+            .map(|(_, j)| j.transaction.clone());
+        let finished: Vec<&(PathBuf, Journal)> =
+            all.iter().filter(|(_, j)| j.state != State::Writing).collect();
         let surplus = finished.len().saturating_sub(KEPT_FINISHED);
-        for (path, _) in finished.iter().take(surplus) {
+        for (path, journal) in finished.into_iter().take(surplus) {
+            if Some(&journal.transaction) == undoable.as_ref() || journal.transaction == self.transaction {
+                continue;
+            }
             if let Err(e) = std::fs::remove_file(path) {
                 tracing::debug!("cannot remove the old journal {}: {e}", path.display());
             }
         }
+    }
+
+    /// Whether `--undo` can take this restore back.
+    fn undoable(&self) -> bool {
+        matches!(self.state, State::Writing | State::Done) && self.safety.is_some()
     }
 
     /// Every readable journal of the repository `repository`, oldest first.
@@ -144,9 +157,6 @@ impl Journal {
 
     /// The newest restore that `--undo` can take back.
     pub fn last_undoable(repository: &str) -> Option<Journal> {
-        Journal::all(repository)
-            .into_iter()
-            .rev()
-            .find(|j| matches!(j.state, State::Writing | State::Done) && j.safety.is_some())
+        Journal::all(repository).into_iter().rev().find(Journal::undoable)
     }
 }

@@ -135,14 +135,29 @@ impl KeptLines {
         if !self.complete {
             return;
         }
-        let size = std::mem::size_of::<RawLine>() + line.raw.capacity();
+        // The line, its slot in the vector, and as much again for the
+        // vector's slack.
+        let size = 2 * std::mem::size_of::<RawLine>() + line.raw.capacity();
         self.used = self.used.saturating_add(size);
         if self.used.saturating_add(taped) > Tape::BUDGET {
-            self.complete = false;
-            self.lines = Vec::new();
+            self.give_up();
             return;
         }
         self.lines.push(line);
+    }
+
+    /// A live file the snapshot does not have: a backup with these lines as
+    /// its parent reads it whole.
+    fn extra(&mut self, stat: &Stat) {
+        if stat.is_file() {
+            self.reread = self.reread.saturating_add(stat.size);
+        }
+    }
+
+    fn give_up(&mut self) {
+        self.complete = false;
+        self.lines = Vec::new();
+        self.used = 0;
     }
 }
 
@@ -178,6 +193,9 @@ impl Tape {
         self.used = self
             .used
             .saturating_add(std::mem::size_of::<(usize, TreeItem)>() + heap);
+        if self.used.saturating_add(self.lines.used) > self.budget {
+            self.lines.give_up();
+        }
         if self.used > self.budget {
             self.complete = false;
             self.items = Vec::new();
@@ -270,9 +288,21 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
         self
     }
 
-    /// Bytes held by the tape so far.
-    fn taped(&self) -> usize {
-        self.tape.as_ref().map_or(0, |t| t.used)
+    /// Keeps the snapshot's `line` on the tape, if recording (see
+    /// [`KeptLines::keep`]).
+    fn keep_line(&mut self, line: RawLine, live: Option<&Stat>, same: impl FnOnce(&RawLine) -> bool) {
+        if let Some(tape) = self.tape.as_mut() {
+            let same = same(&line);
+            tape.lines.keep(line, live, same, tape.used);
+        }
+    }
+
+    /// Notes a live entry the snapshot does not have (see
+    /// [`KeptLines::extra`]).
+    fn note_extra(&mut self, stat: &Stat) {
+        if let Some(tape) = self.tape.as_mut() {
+            tape.lines.extra(stat);
+        }
     }
 
     /// What was recorded.
@@ -545,7 +575,6 @@ fn visit_lines<E: From<RepoError>>(
 ) -> Result<(), E> {
     let mut sorter = Sorter::new(checksum, repo.crypto());
     let mut steps = merge(lines, targets);
-    let mut kept = tape.as_ref().map(|_| KeptLines::new());
     if let Some(tape) = tape.as_deref_mut() {
         steps = steps.recording(std::mem::replace(tape, Tape::new(0)));
     }
@@ -553,7 +582,11 @@ fn visit_lines<E: From<RepoError>>(
         if crate::interrupt::is_set() {
             return Err(RepoError::Interrupted.into());
         }
-        match step? {
+        let step = step?;
+        if let Step::Extra { stat, .. } = &step {
+            steps.note_extra(stat);
+        }
+        match step {
             Step::Entry { root, line, live } if selection.matches(line.path()) => {
                 let dest = || targets[root].dest_of(line.path());
                 let sorted = sorter.sort(&line, live.as_ref(), &dest)?;
@@ -570,16 +603,12 @@ fn visit_lines<E: From<RepoError>>(
                         action,
                     })?,
                 }
-                if let Some(kept) = kept.as_mut() {
-                    let same = same || (checksum && sorter.same_bytes(&line, live.as_ref()));
-                    kept.keep(line, live.as_ref(), same, steps.taped());
-                }
+                steps.keep_line(line, live.as_ref(), |l| {
+                    same || (checksum && sorter.same_bytes(l, live.as_ref()))
+                });
             }
             Step::Entry { line, live, .. } => {
-                if let Some(kept) = kept.as_mut() {
-                    let same = sorter.same_bytes(&line, live.as_ref());
-                    kept.keep(line, live.as_ref(), same, steps.taped());
-                }
+                steps.keep_line(line, live.as_ref(), |l| sorter.same_bytes(l, live.as_ref()));
             }
             Step::Extra { root, path, stat } if selection.matches(&path) => {
                 f(Visit::Extra { root, path, stat })?
@@ -589,8 +618,7 @@ fn visit_lines<E: From<RepoError>>(
             _ => {}
         }
     }
-    if let (Some(tape), Some(mut recorded)) = (tape, steps.into_tape()) {
-        recorded.lines = kept.unwrap_or_else(KeptLines::new);
+    if let (Some(tape), Some(recorded)) = (tape, steps.into_tape()) {
         *tape = recorded;
     }
     Ok(())
@@ -790,5 +818,24 @@ mod tests {
         kept.keep(line("r/b"), Some(&file(1)), true, Tape::BUDGET);
         assert!(!kept.complete, "the tape's bytes count against the same budget");
         assert!(kept.lines.is_empty());
+
+        // And the tape's items count the lines: the lines go first.
+        let mut tape = Tape::new(3);
+        tape.lines.keep(line("r/a"), Some(&file(1)), true, tape.used);
+        assert!(tape.lines.complete);
+        let item = std::mem::size_of::<(usize, TreeItem)>();
+        tape.record(0, unreadable(Tape::BUDGET - item - 10));
+        assert!(tape.complete, "the items fit alone");
+        assert!(!tape.lines.complete && tape.lines.lines.is_empty());
+    }
+
+    #[test]
+    fn a_live_file_the_snapshot_lacks_counts_as_read_again() {
+        let mut kept = KeptLines::new();
+        kept.extra(&file(5));
+        let mut dir = file(4096);
+        dir.kind = Some(EntryKind::Dir);
+        kept.extra(&dir);
+        assert_eq!(kept.reread, 5);
     }
 }

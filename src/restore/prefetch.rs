@@ -15,6 +15,7 @@ use super::write::FileJob;
 use crate::interrupt;
 use crate::repo::id::ObjectId;
 use crate::repo::index::Index;
+use crate::repo::reader::Preloaded;
 use crate::repo::Repository;
 use crate::sink::ObjectKind;
 
@@ -35,12 +36,13 @@ pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
     index: &'scope Index,
+    preloaded: &'scope Preloaded,
     worker: Sender<(Vec<FileJob>, Frames)>,
 ) -> Option<Sender<Vec<FileJob>>> {
     let (tx, rx) = crossbeam_channel::bounded(2);
     std::thread::Builder::new()
         .name("cairn-fetch".into())
-        .spawn_scoped(scope, move || fetch_ahead(repo, index, rx, worker))
+        .spawn_scoped(scope, move || fetch_ahead(repo, index, preloaded, rx, worker))
         .ok()?;
     Some(tx)
 }
@@ -50,6 +52,7 @@ pub fn spawn<'scope>(
 fn fetch_ahead(
     repo: &Repository,
     index: &Index,
+    preloaded: &Preloaded,
     batches: Receiver<Vec<FileJob>>,
     worker: Sender<(Vec<FileJob>, Frames)>,
 ) {
@@ -58,23 +61,28 @@ fn fetch_ahead(
         if interrupt::is_set() {
             return;
         }
-        let frames = fetch(repo, index, &batch, &mut recent);
+        let frames = fetch(repo, index, preloaded, &batch, &mut recent);
         if worker.send((batch, frames)).is_err() {
             return;
         }
     }
 }
 
-/// The frames `batch` needs, in order, once each, up to [`AHEAD_BYTES`].
+/// The frames `batch` needs, in order, once each, up to [`AHEAD_BYTES`]:
+/// none for blobs read ahead already.
 fn fetch(
     repo: &Repository,
     index: &Index,
+    preloaded: &Preloaded,
     batch: &[FileJob],
     recent: &mut VecDeque<(ObjectId, u64)>,
 ) -> Frames {
     let mut frames: Frames = Vec::new();
     let mut bytes = 0u64;
-    let blobs = batch.iter().flat_map(|job| job.entry.blobs.iter());
+    let blobs = batch
+        .iter()
+        .flat_map(|job| job.entry.blobs.iter())
+        .filter(|id| !preloaded.contains(id));
     for (pack, loc) in blobs.filter_map(|id| index.get(id)) {
         let key = (pack, loc.frame_offset);
         if recent.contains(&key) || frames.iter().any(|(k, _)| *k == key) {

@@ -132,6 +132,40 @@ fn the_safety_snapshot_reuses_the_restored_snapshot_as_parent_only_when_that_is_
         b"package main // edited again\n"
     );
     assert_eq!(fs::read(&big).unwrap(), noise(9 << 20, 7));
+
+    // A large file the restored snapshot lacks would be read whole too.
+    let restored = env.backup(&[&proj])["id"].as_str().unwrap().to_string();
+    write(&proj.join("added.bin"), &noise(9 << 20, 8));
+    let newest = env.backup(&[&proj])["id"].as_str().unwrap().to_string();
+    write(&proj.join("main.go"), b"package main // a third edit\n");
+    env.ok(&["restore", &restored, "--in-place"]);
+    assert_eq!(safety_parent(&env), newest);
+}
+
+/// The journals in a state directory.
+fn journals(state: &Path) -> Vec<serde_json::Value> {
+    files_in(state)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice(&fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// A journal made from `template`, named `name`, edited by `edit`.
+fn plant_journal(
+    state: &Path,
+    template: &serde_json::Value,
+    name: &str,
+    edit: &dyn Fn(&mut serde_json::Value),
+) {
+    let mut j = template.clone();
+    j["transaction"] = name.into();
+    edit(&mut j);
+    fs::write(
+        state.join(format!("{name}.json")),
+        serde_json::to_vec(&j).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Journals piled up, one per in-place restore, and every restore read
@@ -141,37 +175,24 @@ fn old_finished_journals_are_pruned_and_unfinished_ones_kept() {
     let s = story();
     s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
     let state = s.env.path("state");
-    let journals = || -> Vec<serde_json::Value> {
-        files_in(&state)
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .map(|p| serde_json::from_slice(&fs::read(p).unwrap()).unwrap())
-            .collect()
-    };
-    let first = journals().pop().unwrap();
-    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
-        let mut j = first.clone();
-        j["transaction"] = name.into();
-        j["started"] = "2020-01-01T00:00:00Z".into();
-        edit(&mut j);
-        fs::write(
-            state.join(format!("{name}.json")),
-            serde_json::to_vec(&j).unwrap(),
-        )
-        .unwrap();
-    };
+    let first = journals(&state).pop().unwrap();
+    let old = |j: &mut serde_json::Value| j["started"] = "2020-01-01T00:00:00Z".into();
     for i in 0..20 {
-        copy(&format!("old-{i:02}"), &|_| {});
+        plant_journal(&state, &first, &format!("old-{i:02}"), &old);
     }
-    copy("other-repository", &|j| j["repository"] = "another".into());
-    copy("unfinished", &|j| {
+    plant_journal(&state, &first, "other-repository", &|j| {
+        old(j);
+        j["repository"] = "another".into();
+    });
+    plant_journal(&state, &first, "unfinished", &|j| {
+        old(j);
         j["state"] = "writing".into();
         j["snapshot"] = "0".repeat(64).into();
     });
 
     write(&s.proj.join("main.go"), b"package main // edited\n");
     s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
-    let left = journals();
+    let left = journals(&state);
     let ours = |state: &str| {
         left.iter()
             .filter(|j| j["repository"] == first["repository"] && j["state"] == state)
@@ -184,6 +205,38 @@ fn old_finished_journals_are_pruned_and_unfinished_ones_kept() {
         left.iter().any(|j| j["transaction"] == first["transaction"]),
         "the newest are kept"
     );
+}
+
+/// Pruning counted the journal `--undo` needs among the sixteen: after
+/// sixteen restores that cannot be undone (rolled back, or without a
+/// safety snapshot), the last one that can be was removed.
+#[test]
+fn pruning_journals_keeps_the_one_undo_takes_back() {
+    let s = story();
+    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    let state = s.env.path("state");
+    let undoable = journals(&state).pop().unwrap();
+    for i in 0..20 {
+        plant_journal(&state, &undoable, &format!("later-{i:02}"), &|j| {
+            j["started"] = "2030-01-01T00:00:00Z".into();
+            j["state"] = "rolled-back".into();
+        });
+    }
+    write(&s.proj.join("main.go"), b"package main // edited\n");
+    s.env.ok(&[
+        "restore",
+        "latest",
+        "--in-place",
+        "--delete",
+        "--no-safety-snapshot",
+    ]);
+    let left = journals(&state);
+    assert!(
+        left.iter().any(|j| j["transaction"] == undoable["transaction"]),
+        "{left:?}"
+    );
+    s.env.ok(&["restore", "--undo"]);
+    assert_same_tree(&s.upgraded, &s.proj);
 }
 
 #[test]
@@ -612,7 +665,8 @@ fn blobs_read_ahead_are_the_repository_s_and_an_unreadable_one_is_left_out() {
 
     let wanted: Vec<_> = a.iter().chain(&b).copied().collect();
     let lost = wanted.iter().filter(|id| frame(id) == damaged).count();
-    let preloaded = preload(&repo, &index, &wanted, u64::MAX);
+    let go = std::sync::atomic::AtomicBool::new(false);
+    let preloaded = preload(&repo, &index, &wanted, u64::MAX, &go);
     assert_eq!(preloaded.len(), wanted.len() - lost);
     let mut from_memory = BlobReader::new(&repo, &index).with_preloaded(&preloaded);
     let mut from_disk = BlobReader::new(&repo, &index);
@@ -623,7 +677,12 @@ fn blobs_read_ahead_are_the_repository_s_and_an_unreadable_one_is_left_out() {
 
     let first = from_disk.read(&a[0]).unwrap().len() as u64;
     assert!(
-        preload(&repo, &index, &wanted, first - 1).is_empty(),
+        preload(&repo, &index, &wanted, first - 1, &go).is_empty(),
         "within the budget"
+    );
+    go.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        preload(&repo, &index, &wanted, u64::MAX, &go).is_empty(),
+        "stopped"
     );
 }
