@@ -168,14 +168,21 @@ fn plant_journal(
     .unwrap();
 }
 
+/// The story restored in place once: its state directory, and the
+/// journal that restore left there.
+fn restored_once() -> (Story, std::path::PathBuf, serde_json::Value) {
+    let s = story();
+    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
+    let state = s.env.path("state");
+    let journal = journals(&state).pop().unwrap();
+    (s, state, journal)
+}
+
 /// Journals piled up, one per in-place restore, and every restore read
 /// them all: finished ones past the newest sixteen of a repository go.
 #[test]
 fn old_finished_journals_are_pruned_and_unfinished_ones_kept() {
-    let s = story();
-    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
-    let state = s.env.path("state");
-    let first = journals(&state).pop().unwrap();
+    let (s, state, first) = restored_once();
     let old = |j: &mut serde_json::Value| j["started"] = "2020-01-01T00:00:00Z".into();
     for i in 0..20 {
         plant_journal(&state, &first, &format!("old-{i:02}"), &old);
@@ -212,10 +219,7 @@ fn old_finished_journals_are_pruned_and_unfinished_ones_kept() {
 /// safety snapshot), the last one that can be was removed.
 #[test]
 fn pruning_journals_keeps_the_one_undo_takes_back() {
-    let s = story();
-    s.env.ok(&["restore", "latest", "--in-place", "--delete"]);
-    let state = s.env.path("state");
-    let undoable = journals(&state).pop().unwrap();
+    let (s, state, undoable) = restored_once();
     for i in 0..20 {
         plant_journal(&state, &undoable, &format!("later-{i:02}"), &|j| {
             j["started"] = "2030-01-01T00:00:00Z".into();
