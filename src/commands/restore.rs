@@ -21,7 +21,9 @@ pub fn run(repo: RepoArg, args: RestoreArgs) -> Result<u8> {
     let skip = repo_skip(&repo)?;
     let repo = open_repo(repo, false)?;
     let _lock = lock::acquire(&repo, LockKind::Shared)?;
+    tracing::debug!("repository opened and locked");
     let index = repo.load_index()?;
+    tracing::debug!("index loaded: {} blobs", index.len());
     if args.undo {
         return undo(&repo, &index, &args, skip);
     }
@@ -109,6 +111,7 @@ fn in_place(
 ) -> Result<u8> {
     let opts = options(args, skip);
     let drift = drift(repo, snapshot)?;
+    tracing::debug!("{} facts differ", drift.len());
     if !args.json {
         for d in &drift {
             eprintln!("drift: {}", d.describe());
