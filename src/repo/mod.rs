@@ -75,6 +75,9 @@ pub struct Repository {
     opened_by: Option<keys::UnlockToken>,
     /// Its master key: only for writing key files (`key add`, `passwd`).
     master: Option<Arc<crypto::Secret>>,
+    /// Snapshot records read so far, by name (see
+    /// [`Repository::read_snapshot`]); shared by clones.
+    snapshots_read: Arc<std::sync::Mutex<std::collections::HashMap<String, snapshot::Snapshot>>>,
 }
 
 impl Repository {

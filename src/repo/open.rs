@@ -112,6 +112,7 @@ impl Repository {
             config_hash,
             opened_by,
             master,
+            snapshots_read: Default::default(),
         })
     }
 

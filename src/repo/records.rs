@@ -6,8 +6,30 @@ use super::snapshot::{self, Snapshot, SnapshotRecord};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
 
+/// Snapshot records kept once read, at most. A record is named by the hash
+/// of its bytes, so what was read never goes stale; an in-place restore
+/// loads every record to resolve its reference, and its safety snapshot
+/// loads them again (its parent, the repository's ratio): from a bucket of
+/// a thousand snapshots, a thousand requests less.
+const CACHED_SNAPSHOTS: usize = 4096;
+
 impl Repository {
+    /// The snapshot record `name`, read and verified (once per process:
+    /// see [`CACHED_SNAPSHOTS`]).
     pub fn read_snapshot(&self, name: &str) -> Result<Snapshot, RepoError> {
+        let read = || self.snapshots_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = read().get(name) {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = self.read_snapshot_uncached(name)?;
+        let mut read = read();
+        if read.len() < CACHED_SNAPSHOTS {
+            read.insert(name.to_string(), snapshot.clone());
+        }
+        Ok(snapshot)
+    }
+
+    fn read_snapshot_uncached(&self, name: &str) -> Result<Snapshot, RepoError> {
         let bytes = self.read_verified(ObjectKind::Snapshot, name)?;
         let bytes = self.open_sealed(ObjectKind::Snapshot, Domain::Snapshot, name, bytes)?;
         let record: SnapshotRecord = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {

@@ -272,6 +272,46 @@ fn a_full_restore_fetched_each_frame_several_times() {
     );
 }
 
+/// An in-place restore read every snapshot record twice: once to resolve
+/// its reference, and again when its safety snapshot looked for a parent
+/// (from a bucket of a thousand snapshots, a thousand requests more). A
+/// record is named by the hash of its bytes: one read per process does.
+#[test]
+fn every_snapshot_record_was_read_again_by_the_safety_snapshot() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let env = Env::with_repo();
+    let src = env.path("src");
+    for i in 0..3 {
+        write(&src.join("f"), format!("version {i}").as_bytes());
+        env.backup(&[&src]);
+    }
+    let spy = Arc::new(SpySink::new(Arc::new(cairn::sink::LocalSink::new(&env.repo)), 4));
+    let reads: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+    let counted = reads.clone();
+    *spy.before_read.lock().expect("lock") = Some(Box::new(move |kind, name| {
+        if kind == cairn::sink::ObjectKind::Snapshot {
+            *counted.lock().expect("lock").entry(name.to_string()).or_default() += 1;
+        }
+    }));
+    let repo = crate::util::try_open(spy.clone() as Arc<dyn cairn::sink::Sink>).expect("open");
+    let latest = repo.find_snapshot("latest").expect("latest");
+    let all = repo.load_snapshots().expect("snapshots");
+    let clone = repo.clone();
+    let names = clone.snapshot_names().expect("names");
+    let again = clone.load_snapshots_named(&names).expect("snapshots");
+    assert_eq!(all.len(), 3);
+    assert_eq!(again.len(), 3);
+    assert_eq!(all.last().map(|s| s.id), Some(latest.id));
+    let reads = reads.lock().expect("lock");
+    assert_eq!(reads.len(), 3, "{reads:?}");
+    assert!(
+        reads.values().all(|n| *n == 1),
+        "records read more than once: {reads:?}"
+    );
+}
+
 /// A symlink planted where the snapshot has a directory (in a restore
 /// target, or in place) is replaced, never written through.
 #[test]
