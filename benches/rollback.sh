@@ -72,8 +72,16 @@ for ((r = 0; r < RUNS; r++)); do
     # The change's own writes are flushed first: the restore syncs the
     # filesystem, and must not be timed writing back the benchmark's edits.
     change; sync
+    # The plan alone (the walk of the tree and the snapshot's manifest): the
+    # least any in-place restore costs.
+    timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --in-place --delete --dry-run
+    result "cairn in place: its plan alone (--dry-run)" "$WALL $RSS"
     timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --in-place --delete
     result "cairn in place (--delete)" "$WALL $RSS"
+    # What the safety snapshot costs, by its absence.
+    change; sync
+    timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --in-place --delete --no-safety-snapshot
+    result "cairn in place without safety snapshot" "$WALL $RSS"
     rm -rf "$SHM/full"
     timed "$CAIRN" --repo "$SCRATCH/cairn-repo" restore latest --target "$SHM/full"
     result "cairn full restore into an empty dir (tmpfs)" "$WALL $RSS"
@@ -119,14 +127,26 @@ fi
 echo
 echo "corpus: $CORPUS ($N files), $CHANGED changed per run, median of $RUNS"
 printf '%-52s %10s %10s\n' "step" "wall (s)" "peak MiB"
-for k in "cairn in place (--delete)" "cairn full restore into an empty dir (tmpfs)" \
+declare -A MEDIAN
+for k in "cairn in place (--delete)" "cairn in place: its plan alone (--dry-run)" \
+         "cairn in place without safety snapshot" \
+         "cairn full restore into an empty dir (tmpfs)" \
          "cairn full restore into an empty dir (same disk)" \
          "rustic restore --delete into the changed dir" "restic restore --target / (over the changed dir)"; do
     [[ -n ${RESULTS[$k]:-} ]] || continue
     read -ra v <<<"${RESULTS[$k]}"
     walls=() rss=()
     for ((i = 0; i < ${#v[@]}; i += 2)); do walls+=("${v[i]}"); rss+=("${v[i+1]}"); done
-    printf '%-52s %10.3f %10s\n' "$k" "$(median "${walls[@]}")" "$(median "${rss[@]}")"
+    MEDIAN[$k]=$(median "${walls[@]}")
+    printf '%-52s %10.3f %10s\n' "$k" "${MEDIAN[$k]}" "$(median "${rss[@]}")"
+done
+# Each in-place figure as a share of a full restore (target: the rollback
+# at most 15%).
+for k in "cairn in place (--delete)" "cairn in place without safety snapshot" \
+         "cairn in place: its plan alone (--dry-run)"; do
+    printf '%-52s %9s%% %9s%%  of a full restore (tmpfs, same disk)\n' "$k" \
+        "$(awk -v a="${MEDIAN[$k]}" -v b="${MEDIAN["cairn full restore into an empty dir (tmpfs)"]}" 'BEGIN{printf "%.0f", 100*a/b}')" \
+        "$(awk -v a="${MEDIAN[$k]}" -v b="${MEDIAN["cairn full restore into an empty dir (same disk)"]}" 'BEGIN{printf "%.0f", 100*a/b}')"
 done
 
 log "diff of two snapshots"
