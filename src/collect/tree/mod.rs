@@ -1,6 +1,7 @@
 //! The `tree` collector: a directory (or single file) walked depth-first with
 //! siblings sorted by name, which is manifest order (see `path_cmp`).
 
+mod ahead;
 mod excludes;
 mod split;
 
@@ -9,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::ahead::Ahead;
 pub use self::excludes::{glob, Excludes, PatternError};
 use self::split::Tail;
 use super::dir::{lstat, name_str, Dir, Names};

@@ -89,17 +89,35 @@ pub enum Step {
     Skipped { outside: Option<Vec<u8>> },
 }
 
-/// Entries a helper thread may walk ahead of the plan (some 200 bytes
-/// each): the walk is most of a plan's work, and two threads make its
-/// `fstatat` and `getdents` calls about twice as fast.
+/// Entries the walk's helper thread may queue (some 200 bytes each): the
+/// walk runs on a thread of its own, and the helper takes the root's last
+/// children, so its `fstatat` and `getdents` calls run beside the merge.
 const WALK_HELPER_QUEUE: usize = 6144;
+
+/// A root's walk: on a thread of its own, or on this one when no thread
+/// could be started.
+enum LiveWalk<'a> {
+    Ahead(tree::Ahead),
+    Here(TreeWalk<'a>),
+}
+
+impl Iterator for LiveWalk<'_> {
+    type Item = TreeItem;
+
+    fn next(&mut self) -> Option<TreeItem> {
+        match self {
+            LiveWalk::Ahead(walk) => walk.next(),
+            LiveWalk::Here(walk) => walk.next(),
+        }
+    }
+}
 
 /// The manifest and the live roots, merged in manifest order.
 pub struct Merge<'a, I: Iterator<Item = Result<RawLine, RepoError>>> {
     manifest: Peekable<I>,
     targets: &'a [Target],
     current: usize,
-    walk: Option<Peekable<TreeWalk<'a>>>,
+    walk: Option<Peekable<LiveWalk<'a>>>,
     started: bool,
     /// Every walked item, when recording (see [`Tape`]).
     tape: Option<Tape>,
@@ -126,8 +144,14 @@ impl<'a, I: Iterator<Item = Result<RawLine, RepoError>>> Merge<'a, I> {
         self.started = true;
         self.walk = None;
         if target.selected && std::fs::symlink_metadata(&target.dest).is_ok() {
-            let walk =
-                tree::walk(&target.dest, &target.prefix, &target.excludes).with_helper(WALK_HELPER_QUEUE);
+            let (dest, prefix) = (target.dest.clone(), target.prefix.clone());
+            let walk = match tree::Ahead::start(dest, prefix, target.excludes.clone(), WALK_HELPER_QUEUE) {
+                Ok(ahead) => LiveWalk::Ahead(ahead),
+                Err(e) => {
+                    tracing::debug!("walking {} on this thread: {e}", target.dest.display());
+                    LiveWalk::Here(tree::walk(&target.dest, &target.prefix, &target.excludes))
+                }
+            };
             self.walk = Some(walk.peekable());
         }
     }
