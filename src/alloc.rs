@@ -14,3 +14,15 @@ pub fn tune() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
+
+/// Hands memory freed so far back to the system, between two phases: what
+/// one thread allocated and another freed (a walk's items, taken by the
+/// plan) otherwise stays in the first thread's arena while the next phase
+/// grows others; a rollback of the Linux tree peaked 4 MiB higher.
+pub fn release() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

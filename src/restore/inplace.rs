@@ -209,6 +209,7 @@ pub fn restore_in_place(
         return Ok(Outcome::Nothing(report));
     }
     super::refuse_lost(report.lost_count, &report.lost, opts.ignore_damaged)?;
+    crate::alloc::release();
     let resumed = unfinished.as_ref().is_some_and(|j| j.safety.is_some());
     let (journal, preloaded) = begin_reading_ahead(
         repo, index, snapshot, &roots, &targets, &report, tape, unfinished, opts,
