@@ -250,6 +250,11 @@ pub fn live(
             Step::Extra { root, path, .. } if selection.matches(&path) => {
                 record(&targets[root].prefix, &path, Change::Added)
             }
+            // What lies below could not be compared: said, not passed over
+            // as if it were gone.
+            Step::Unreadable { path, error } => {
+                tracing::warn!("{}: not compared: {error}", path.display())
+            }
             _ => {}
         }
     }

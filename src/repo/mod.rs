@@ -77,7 +77,7 @@ pub struct Repository {
     master: Option<Arc<crypto::Secret>>,
     /// Snapshot records read so far, by name (see
     /// [`Repository::read_snapshot`]); shared by clones.
-    snapshots_read: Arc<std::sync::Mutex<std::collections::HashMap<String, snapshot::Snapshot>>>,
+    snapshots_read: Arc<std::sync::Mutex<records::SnapshotCache>>,
 }
 
 impl Repository {

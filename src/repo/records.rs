@@ -6,30 +6,40 @@ use super::snapshot::{self, Snapshot, SnapshotRecord};
 use super::{RepoError, Repository};
 use crate::sink::ObjectKind;
 
-/// Snapshot records kept once read, at most. A record is named by the hash
-/// of its bytes, so what was read never goes stale; an in-place restore
-/// loads every record to resolve its reference, and its safety snapshot
-/// loads them again (its parent, the repository's ratio): from a bucket of
-/// a thousand snapshots, a thousand requests less.
-const CACHED_SNAPSHOTS: usize = 4096;
+/// Snapshot records kept once read, at most, by the size of their JSON. A
+/// record is named by the hash of its bytes, so what was read never goes
+/// stale; an in-place restore loads every record to resolve its reference,
+/// and its safety snapshot loads them again (its parent, the repository's
+/// ratio): from a bucket of a thousand snapshots, a thousand requests less.
+/// Records past the bound are read again when asked for.
+const CACHED_SNAPSHOT_BYTES: usize = 4 << 20;
+
+/// Snapshot records read so far (see [`CACHED_SNAPSHOT_BYTES`]).
+#[derive(Default)]
+pub(super) struct SnapshotCache {
+    records: std::collections::HashMap<String, Snapshot>,
+    bytes: usize,
+}
 
 impl Repository {
     /// The snapshot record `name`, read and verified (once per process:
-    /// see [`CACHED_SNAPSHOTS`]).
+    /// see [`CACHED_SNAPSHOT_BYTES`]).
     pub fn read_snapshot(&self, name: &str) -> Result<Snapshot, RepoError> {
-        let read = || self.snapshots_read.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(snapshot) = read().get(name) {
+        let cache = || self.snapshots_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = cache().records.get(name) {
             return Ok(snapshot.clone());
         }
-        let snapshot = self.read_snapshot_uncached(name)?;
-        let mut read = read();
-        if read.len() < CACHED_SNAPSHOTS {
-            read.insert(name.to_string(), snapshot.clone());
+        let (snapshot, size) = self.read_snapshot_uncached(name)?;
+        let mut cache = cache();
+        if cache.bytes.saturating_add(size) <= CACHED_SNAPSHOT_BYTES {
+            cache.bytes += size;
+            cache.records.insert(name.to_string(), snapshot.clone());
         }
         Ok(snapshot)
     }
 
-    fn read_snapshot_uncached(&self, name: &str) -> Result<Snapshot, RepoError> {
+    /// A record read and verified, and the size of its JSON.
+    fn read_snapshot_uncached(&self, name: &str) -> Result<(Snapshot, usize), RepoError> {
         let bytes = self.read_verified(ObjectKind::Snapshot, name)?;
         let bytes = self.open_sealed(ObjectKind::Snapshot, Domain::Snapshot, name, bytes)?;
         let record: SnapshotRecord = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
@@ -48,7 +58,7 @@ impl Repository {
                 version: record.version,
             });
         }
-        Ok(Snapshot { id, record })
+        Ok((Snapshot { id, record }, bytes.len()))
     }
 
     /// Every snapshot that can be read, oldest first. A damaged record, or

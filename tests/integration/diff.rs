@@ -182,3 +182,33 @@ fn env_script_sets_the_captured_variables_again() {
     let ps = ok(&env, &[], &["restore", "latest", "--env-script", "powershell"]);
     assert!(ps.contains("$env:DIFFTEST_QUOTE = 'it''s here'"), "{ps}");
 }
+
+/// `cairn diff A` against the tree now passed over a directory it could not
+/// read without a word: the files in it came out as removed.
+#[test]
+fn a_directory_diff_could_not_read_was_passed_over_without_a_word() {
+    if !can_drop_privileges() {
+        skip("needs root and setpriv to run cairn as an unprivileged user");
+        return;
+    }
+    let env = Env::with_repo();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    write(&src.join("open.txt"), b"anyone");
+    write(&src.join("closed/inside"), b"root only");
+    env.backup(&[&src]);
+    fs::set_permissions(src.join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
+    let owned = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&env.repo)
+        .status()
+        .expect("chown");
+    assert!(owned.success());
+    let out = env.run_as_nobody(&["diff", "latest"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("closed: not compared") && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(!err.contains("open.txt"), "{err}");
+}

@@ -275,9 +275,10 @@ fn a_full_restore_fetched_each_frame_several_times() {
 /// An in-place restore read every snapshot record twice: once to resolve
 /// its reference, and again when its safety snapshot looked for a parent
 /// (from a bucket of a thousand snapshots, a thousand requests more). A
-/// record is named by the hash of its bytes: one read per process does.
+/// record is named by the hash of its bytes: one read per process does,
+/// whichever loads ask for it (the restore's and the backup's).
 #[test]
-fn every_snapshot_record_was_read_again_by_the_safety_snapshot() {
+fn snapshot_records_read_twice_per_in_place_restore_are_read_once() {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
 

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use super::{walk, Excludes, TreeItem};
 use crate::batch::BatchSender;
 
-/// Items sent at a time, and batches queued ahead of the reader at most:
-/// some 5,000 items of about 200 bytes, a megabyte.
+/// Items sent at a time.
 const BATCH: usize = 128;
+/// Batches queued ahead of the reader, at most: some 5,000 items of about
+/// 200 bytes, a megabyte.
 const BATCHES: usize = 40;
 
 /// The items of [`walk`], walked on another thread (see the module docs).

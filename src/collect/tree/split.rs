@@ -234,6 +234,18 @@ impl Tail {
     }
 }
 
+/// A walk dropped before it came to the helper's parts (a plan stopped by
+/// an error or Ctrl-C) stops the helper: it takes no more children, and
+/// the parts it is filling lose their receivers, so its next send fails
+/// instead of waiting for a reader that never comes.
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let mut state = self.split.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.back = state.front;
+        state.parts.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -282,6 +294,46 @@ mod tests {
                 })
                 .collect();
             assert_eq!(walked, expected);
+        }
+    }
+
+    /// A plan stopped early (an error, Ctrl-C) dropped its walk before the
+    /// walk came to the helper's parts: the helper, its queue full, waited
+    /// to send forever, holding its directories open.
+    #[test]
+    fn a_helper_whose_walk_was_dropped_early_waited_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for d in 0..8 {
+            for f in 0..300 {
+                let sub = root.join(format!("d{d}"));
+                fs::create_dir_all(&sub).unwrap();
+                fs::write(sub.join(format!("f{f}")), b"x").unwrap();
+            }
+        }
+        if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+            // One core: the walk takes no helper (see `split_root`).
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "one core: CI must run this test"
+            );
+            println!("SKIPPED: one core, so no helper to stop");
+            return;
+        }
+        let excludes = Excludes::default();
+        let mut walk = walk(&root, "tree/root", &excludes).with_helper(64);
+        assert!(walk.next().is_some());
+        let split = Arc::downgrade(&walk.tail.as_ref().expect("the root was split").split);
+        // Let the helper fill its queue and block.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(walk);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while split.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the helper is still waiting"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
