@@ -227,6 +227,10 @@ pub fn live(
         });
     };
     let mut sorter = plan::Sorter::new(false, repo.crypto());
+    // The last path that could not be read: what the snapshot has at it or
+    // below it was not compared, not removed. (The walk reports a directory
+    // right after itself, so its subtree comes next, whole.)
+    let mut unread: Option<std::path::PathBuf> = None;
     for step in plan::merge(lines.inspect(|l| hand_content(a, l, content)), targets) {
         match step? {
             Step::Entry { root, line, live } if selection.matches(line.path()) => {
@@ -243,7 +247,8 @@ pub fn live(
                     (Some(_), Ok(Action::Metadata)) => Some(Change::Metadata),
                     (Some(_), Ok(Action::Unchanged)) => None,
                 };
-                if let Some(change) = change {
+                let unseen = live.is_none() && unread.as_ref().is_some_and(|u| dest().starts_with(u));
+                if let Some(change) = change.filter(|_| !unseen) {
                     record(&targets[root].prefix, line.path(), change);
                 }
             }
@@ -253,7 +258,8 @@ pub fn live(
             // What lies below could not be compared: said, not passed over
             // as if it were gone.
             Step::Unreadable { path, error } => {
-                tracing::warn!("{}: not compared: {error}", path.display())
+                tracing::warn!("{}: not compared: {error}", path.display());
+                unread = Some(path);
             }
             _ => {}
         }

@@ -184,7 +184,7 @@ fn env_script_sets_the_captured_variables_again() {
 }
 
 /// `cairn diff A` against the tree now passed over a directory it could not
-/// read without a word: the files in it came out as removed.
+/// read without a word, and listed the files in it as removed.
 #[test]
 fn a_directory_diff_could_not_read_was_passed_over_without_a_word() {
     if !can_drop_privileges() {
@@ -211,4 +211,7 @@ fn a_directory_diff_could_not_read_was_passed_over_without_a_word() {
         "{err}"
     );
     assert!(!err.contains("open.txt"), "{err}");
+    // Not read is not removed.
+    let listed = stdout(&out);
+    assert!(!listed.contains("closed/inside"), "{listed}");
 }
