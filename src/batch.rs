@@ -48,3 +48,60 @@ impl<'a, T> BatchSender<'a, T> {
         self.tx.send(batch).is_ok()
     }
 }
+
+/// Items made on a thread of their own and handed over in batches through
+/// a bounded queue, ahead of their use, with whether that thread got to its
+/// end: one that stopped half-way (it panicked) must not pass for the end
+/// of what it was making. The thread stops when the feed is dropped.
+pub struct Feed<T> {
+    batches: crossbeam_channel::Receiver<Vec<T>>,
+    complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<T: Send + 'static> Feed<T> {
+    /// Runs `make` on a thread named `name`, with at most `queued` batches
+    /// of `size` items waiting. `make` pushes its items and returns whether
+    /// it made them all (false when a push failed: the feed is gone).
+    pub fn spawn(
+        name: &str,
+        queued: usize,
+        size: usize,
+        make: impl FnOnce(&mut BatchSender<'_, T>) -> bool + Send + 'static,
+    ) -> std::io::Result<Feed<T>> {
+        let (tx, rx) = crossbeam_channel::bounded(queued);
+        let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = complete.clone();
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            let mut out = BatchSender::new(tx, size);
+            if make(&mut out) && out.flush() {
+                done.store(true, Ordering::Release);
+            }
+        })?;
+        Ok(Feed {
+            batches: rx,
+            complete,
+        })
+    }
+}
+
+impl<T> Feed<T> {
+    /// A feed that ended before it began (its thread could not be started).
+    pub fn broken() -> Feed<T> {
+        let (_, rx) = crossbeam_channel::bounded(0);
+        Feed {
+            batches: rx,
+            complete: Default::default(),
+        }
+    }
+
+    /// The batches, until the thread is done; then see [`Feed::complete`].
+    pub fn batches(&self) -> &crossbeam_channel::Receiver<Vec<T>> {
+        &self.batches
+    }
+
+    /// Whether the thread made all its items (meaningful once
+    /// [`Feed::batches`] has ended).
+    pub fn complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+}

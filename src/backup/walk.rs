@@ -5,12 +5,9 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use crossbeam_channel::Sender;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
-
-use crate::batch::BatchSender;
+use crate::batch::{BatchSender, Feed};
 use crate::collect::tree::{self, Excludes, TreeItem, Walked};
 use crate::interrupt;
 use crate::meta::{self, os_bytes};
@@ -30,8 +27,6 @@ use super::{Done, FileJob, FileStatus, Source, Tally};
 pub(super) fn start(sources: &[Source], incremental: bool) -> WalkFeed {
     // About 1.2 MiB of entries: half of a tree like Go's source.
     const HELPER_QUEUE: usize = 6144;
-    const BATCH: usize = 128;
-    let (tx, rx) = bounded(32);
     // Sources with made contents are not walked (the walk skips them).
     let roots: Vec<(usize, PathBuf, String, Excludes)> = sources
         .iter()
@@ -39,60 +34,42 @@ pub(super) fn start(sources: &[Source], incremental: bool) -> WalkFeed {
         .filter(|(_, s)| s.content.is_none())
         .map(|(i, s)| (i, s.abs.clone(), s.prefix.clone(), s.excludes.clone()))
         .collect();
-    let finished = Arc::new(AtomicBool::new(false));
-    let done = finished.clone();
-    std::thread::spawn(move || {
-        let mut out = BatchSender::new(tx, BATCH);
-        for (i, abs, prefix, excludes) in &roots {
-            let helper = if incremental { HELPER_QUEUE } else { 0 };
-            for item in tree::walk(abs, prefix, excludes).with_helper(helper) {
-                if !out.push((*i, item)) {
-                    return;
-                }
-            }
-        }
-        if out.flush() {
-            done.store(true, Ordering::Release);
-        }
+    let helper = if incremental { HELPER_QUEUE } else { 0 };
+    feed(move |out| {
+        let whole = roots.iter().all(|(i, abs, prefix, excludes)| {
+            tree::walk(abs, prefix, excludes)
+                .with_helper(helper)
+                .all(|item| out.push((*i, item)))
+        });
         tracing::debug!("tree walk done, {:?} CPU", crate::progress::thread_cpu());
-    });
-    WalkFeed {
-        batches: rx,
-        finished,
-    }
+        whole
+    })
 }
 
 /// A walk already made, fed as [`start`] feeds one, from a thread of its
 /// own through a bounded queue (items of sources that do not exist are
 /// left out).
 pub(super) fn replay(items: Vec<(usize, TreeItem)>, sources: usize) -> WalkFeed {
-    const BATCH: usize = 128;
-    let (tx, rx) = bounded(32);
-    let finished = Arc::new(AtomicBool::new(false));
-    let done = finished.clone();
-    std::thread::spawn(move || {
-        let mut out = BatchSender::new(tx, BATCH);
-        for item in items.into_iter().filter(|(i, _)| *i < sources) {
-            if !out.push(item) {
-                return;
-            }
-        }
-        if out.flush() {
-            done.store(true, Ordering::Release);
-        }
-    });
-    WalkFeed {
-        batches: rx,
-        finished,
-    }
+    feed(move |out| {
+        items
+            .into_iter()
+            .filter(|(i, _)| *i < sources)
+            .all(|item| out.push(item))
+    })
 }
 
 /// The walk's entries, in batches, and whether the walk got to its end: a
 /// walk thread that died half-way must not pass for the end of the tree,
 /// or the snapshot would silently lack the rest.
-pub(super) struct WalkFeed {
-    batches: Receiver<Vec<(usize, TreeItem)>>,
-    finished: Arc<AtomicBool>,
+pub(super) type WalkFeed = Feed<(usize, TreeItem)>;
+
+/// A walk's items made by `make` on a thread of their own (see [`Feed`]);
+/// one that could not be started is a walk that stopped.
+fn feed(make: impl FnOnce(&mut BatchSender<'_, (usize, TreeItem)>) -> bool + Send + 'static) -> WalkFeed {
+    Feed::spawn("cairn-walk", 32, 128, make).unwrap_or_else(|e| {
+        tracing::debug!("cannot start the walk's thread: {e}");
+        Feed::broken()
+    })
 }
 
 /// Where the walk hands its work: files to read to the workers, finished
@@ -153,7 +130,7 @@ fn walk_with_parent(
         .enumerate()
         .filter(|(_, s)| s.content.is_some())
         .collect();
-    for batch_of_items in walked.batches.iter() {
+    for batch_of_items in walked.batches().iter() {
         for (source_index, item) in batch_of_items {
             if !emit_generated(&mut generated, source_index, &mut batch, &mut seq, jobs) {
                 return Ok(());
@@ -189,7 +166,7 @@ fn walk_with_parent(
             }
         }
     }
-    if !walked.finished.load(Ordering::Acquire) {
+    if !walked.complete() {
         return Err(RepoError::WalkStopped);
     }
     if !emit_generated(&mut generated, usize::MAX, &mut batch, &mut seq, jobs) {

@@ -187,8 +187,7 @@ fn env_script_sets_the_captured_variables_again() {
 /// read without a word, and listed the files in it as removed.
 #[test]
 fn a_directory_diff_could_not_read_was_passed_over_without_a_word() {
-    if !can_drop_privileges() {
-        skip("needs root and setpriv to run cairn as an unprivileged user");
+    if !can_run_as_nobody() {
         return;
     }
     let env = Env::with_repo();

@@ -21,8 +21,7 @@ use crate::util::*;
 
 #[test]
 fn unreadable_file_is_a_warning_and_the_snapshot_is_partial() {
-    if !is_root() || !can_drop_privileges() {
-        skip("needs root and setpriv to run cairn as an unprivileged user");
+    if !can_run_as_nobody() {
         return;
     }
     let env = Env::new();
@@ -424,8 +423,7 @@ fn a_damaged_copy_of_a_blob_stored_twice_is_read_from_the_other() {
 /// still arrive, with a warning about what could not be set.
 #[test]
 fn metadata_that_cannot_be_restored_is_a_warning_not_a_lost_file() {
-    if !is_root() || !can_drop_privileges() {
-        skip("needs root and setpriv");
+    if !can_run_as_nobody() {
         return;
     }
     let env = Env::with_repo();

@@ -203,7 +203,7 @@ impl Env {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {out}"))
     }
 
-    /// Runs cairn as the unprivileged user `nobody` (see `can_drop_privileges`).
+    /// Runs cairn as the unprivileged user `nobody` (see `can_run_as_nobody`).
     pub fn run_as_nobody(&self, args: &[&str]) -> Output {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--repo"])
@@ -431,8 +431,18 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// Whether cairn can be run as `nobody` here (as root, with setpriv); if
+/// not, says that the test is skipped (see [`skip`]).
+pub fn can_run_as_nobody() -> bool {
+    let can = is_root() && can_drop_privileges();
+    if !can {
+        skip("needs root and setpriv to run cairn as an unprivileged user");
+    }
+    can
+}
+
 /// Whether an unprivileged user can be switched to with setpriv.
-pub fn can_drop_privileges() -> bool {
+fn can_drop_privileges() -> bool {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
         .status()

@@ -5,11 +5,9 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use super::{walk, Excludes, TreeItem};
-use crate::batch::BatchSender;
+use crate::batch::Feed;
 
 /// Items sent at a time.
 const BATCH: usize = 128;
@@ -20,11 +18,8 @@ const BATCHES: usize = 40;
 /// The items of [`walk`], walked on another thread (see the module docs).
 pub struct Ahead {
     root: PathBuf,
-    batches: crossbeam_channel::Receiver<Vec<TreeItem>>,
+    feed: Feed<TreeItem>,
     batch: std::vec::IntoIter<TreeItem>,
-    /// Set by the walking thread once it has sent its last item: a thread
-    /// that stopped half-way must not pass for the end of the walk.
-    complete: Arc<AtomicBool>,
     ended: bool,
 }
 
@@ -33,28 +28,16 @@ impl Ahead {
     /// `helper` entries (see [`super::TreeWalk::with_helper`]). Dropping the
     /// result stops the thread at its next item.
     pub fn start(root: PathBuf, prefix: String, excludes: Excludes, helper: usize) -> io::Result<Ahead> {
-        let (tx, rx) = crossbeam_channel::bounded(BATCHES);
-        let complete = Arc::new(AtomicBool::new(false));
-        let done = complete.clone();
         let walked = root.clone();
-        std::thread::Builder::new()
-            .name("cairn-walk".into())
-            .spawn(move || {
-                let mut out = BatchSender::new(tx, BATCH);
-                for item in walk(&walked, &prefix, &excludes).with_helper(helper) {
-                    if !out.push(item) {
-                        return;
-                    }
-                }
-                if out.flush() {
-                    done.store(true, Ordering::Release);
-                }
-            })?;
+        let feed = Feed::spawn("cairn-walk", BATCHES, BATCH, move |out| {
+            walk(&walked, &prefix, &excludes)
+                .with_helper(helper)
+                .all(|item| out.push(item))
+        })?;
         Ok(Ahead {
             root,
-            batches: rx,
+            feed,
             batch: Vec::new().into_iter(),
-            complete,
             ended: false,
         })
     }
@@ -71,12 +54,12 @@ impl Iterator for Ahead {
             if self.ended {
                 return None;
             }
-            match self.batches.recv() {
+            match self.feed.batches().recv() {
                 Ok(batch) => self.batch = batch.into_iter(),
                 Err(_) => {
                     // The thread is gone: after its last item, or not.
                     self.ended = true;
-                    if self.complete.load(Ordering::Acquire) {
+                    if self.feed.complete() {
                         return None;
                     }
                     return Some(TreeItem::Unreadable {
@@ -91,8 +74,6 @@ impl Iterator for Ahead {
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
 
     fn paths(items: impl Iterator<Item = TreeItem>) -> Vec<Vec<u8>> {
@@ -108,13 +89,7 @@ mod tests {
     fn a_walk_ahead_gives_what_the_walk_gives_in_its_order() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        for d in 0..30 {
-            for f in 0..40 {
-                let sub = root.join(format!("d{d:02}"));
-                fs::create_dir_all(&sub).unwrap();
-                fs::write(sub.join(format!("f{f}")), b"x").unwrap();
-            }
-        }
+        super::super::dirs_of_files(&root, 30, 40);
         let excludes = Excludes::default();
         let expected = paths(walk(&root, "tree/root", &excludes));
         assert_eq!(expected.len(), 1 + 30 * 41);
@@ -126,14 +101,10 @@ mod tests {
 
     #[test]
     fn a_walk_whose_thread_stopped_half_way_is_reported_not_taken_for_the_end() {
-        let (tx, rx) = crossbeam_channel::bounded(4);
-        tx.send(Vec::new()).unwrap();
-        drop(tx);
         let mut ahead = Ahead {
             root: PathBuf::from("/src"),
-            batches: rx,
+            feed: Feed::broken(),
             batch: Vec::new().into_iter(),
-            complete: Arc::new(AtomicBool::new(false)),
             ended: false,
         };
         match ahead.next() {

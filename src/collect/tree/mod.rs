@@ -340,3 +340,16 @@ fn push_name(path: &mut Vec<u8>, name: &OsStr) {
 fn push_name(path: &mut Vec<u8>, name: &OsStr) {
     path.extend_from_slice(&os_bytes(name));
 }
+
+/// A tree for walks to walk: `dirs` directories `d00`, `d01`... under
+/// `root`, each with `files` one-byte files `f0`, `f1`...
+#[cfg(test)]
+fn dirs_of_files(root: &Path, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        let sub = root.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..files {
+            std::fs::write(sub.join(format!("f{f}")), b"x").unwrap();
+        }
+    }
+}

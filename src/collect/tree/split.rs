@@ -304,13 +304,7 @@ mod tests {
     fn a_helper_whose_walk_was_dropped_early_waited_forever() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        for d in 0..8 {
-            for f in 0..300 {
-                let sub = root.join(format!("d{d}"));
-                fs::create_dir_all(&sub).unwrap();
-                fs::write(sub.join(format!("f{f}")), b"x").unwrap();
-            }
-        }
+        super::super::dirs_of_files(&root, 8, 300);
         if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
             // One core: the walk takes no helper (see `split_root`).
             assert!(
